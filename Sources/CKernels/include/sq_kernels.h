@@ -1,0 +1,77 @@
+// squat compute kernels: quantized block formats (GGML layouts), dot products, matmul,
+// attention helpers. Each hot kernel has an AVX2/FMA/F16C variant chosen at run time and a
+// scalar variant with the same arithmetic order; the *_ref functions are plain references for tests.
+#ifndef SQ_KERNELS_H
+#define SQ_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Tensor type ids (GGML's numbering).
+enum {
+    SQ_TYPE_F32 = 0,
+    SQ_TYPE_F16 = 1,
+    SQ_TYPE_Q4_0 = 2,
+    SQ_TYPE_Q4_1 = 3,
+    SQ_TYPE_Q5_0 = 6,
+    SQ_TYPE_Q5_1 = 7,
+    SQ_TYPE_Q8_0 = 8,
+    SQ_TYPE_Q4_K = 12,
+    SQ_TYPE_Q5_K = 13,
+    SQ_TYPE_Q6_K = 14,
+    SQ_TYPE_BF16 = 30,
+};
+
+/// Elements per block of `type`, or 0 if the type is unknown.
+int sq_block_size(int type);
+/// Bytes per block of `type`, or 0 if the type is unknown.
+int sq_block_bytes(int type);
+/// 1 when the AVX2/FMA/F16C kernels are in use on this CPU.
+int sq_have_avx2(void);
+/// Forces the scalar kernels (for tests); returns the previous setting.
+int sq_force_scalar(int on);
+
+/// Dequantizes `n` elements (a whole number of blocks) of `type` at `src` into `dst`.
+/// Returns 0, or -1 for an unknown type.
+int sq_dequantize(int type, const void *src, float *dst, int64_t n);
+
+/// Dot product of one row of `n` elements of `type` with the f32 vector `x`.
+/// Fast kernel; result equals, bit for bit, what sq_matmul computes for the same row and x.
+float sq_dot(int type, const void *row, const float *x, int64_t n);
+
+/// Plain reference: dequantize with the scalar reference and accumulate sum(w[i]*x[i]) in double.
+double sq_dot_ref(int type, const void *row, const float *x, int64_t n);
+/// Plain scalar reference dequantization (one element at a time, straight from the format spec).
+int sq_dequantize_ref(int type, const void *src, float *dst, int64_t n);
+
+/// y[t*y_stride + r] = dot(row r of W, x[t*x_stride ...]) for rows [row_begin, row_end) and
+/// tokens t in [0, ntok). W has rows of `n` elements of `type`, `row_bytes` apart.
+/// Each output is bit-identical to sq_dot(type, row r, x_t, n): results never depend on ntok
+/// or on how rows are split between threads (batch invariance).
+void sq_matmul(int type, const void *w, size_t row_bytes, int64_t n, const float *x, int64_t x_stride,
+               int64_t ntok, float *y, int64_t y_stride, int64_t row_begin, int64_t row_end);
+
+// --- f16 / bf16 conversion ---
+float sq_f16_to_f32(uint16_t h);
+uint16_t sq_f32_to_f16(float f);   // round to nearest even
+void sq_f16_to_f32_row(const uint16_t *src, float *dst, int64_t n);
+void sq_f32_to_f16_row(const float *src, uint16_t *dst, int64_t n);
+
+// --- small vector helpers used by the forward pass ---
+/// out = x * rsqrt(mean(x^2) + eps) * w  (n elements)
+void sq_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
+/// a[i] = silu(a[i]) * b[i]
+void sq_swiglu(float *a, const float *b, int64_t n);
+/// y[i] += x[i]
+void sq_add(float *y, const float *x, int64_t n);
+/// In-place softmax over n elements, returning the max before exponentiation.
+void sq_softmax(float *x, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
