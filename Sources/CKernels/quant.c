@@ -374,12 +374,12 @@ const sq_type_traits *sq_traits(int type) {
     case SQ_TYPE_BF16: return &traits_bf16;
     case SQ_TYPE_Q8_0: return &traits_q8_0;
     case SQ_TYPE_Q4_1: return &traits_q4_1;
-    case SQ_TYPE_Q4_0: return &sq_traits_q4_0;
-    case SQ_TYPE_Q5_0: return &sq_traits_q5_0;
-    case SQ_TYPE_Q5_1: return &sq_traits_q5_1;
-    case SQ_TYPE_Q4_K: return &sq_traits_q4_K;
-    case SQ_TYPE_Q5_K: return &sq_traits_q5_K;
-    case SQ_TYPE_Q6_K: return &sq_traits_q6_K;
+    case SQ_TYPE_Q4_0: return &sq_traits_q4_0 ? &sq_traits_q4_0 : NULL;
+    case SQ_TYPE_Q5_0: return &sq_traits_q5_0 ? &sq_traits_q5_0 : NULL;
+    case SQ_TYPE_Q5_1: return &sq_traits_q5_1 ? &sq_traits_q5_1 : NULL;
+    case SQ_TYPE_Q4_K: return &sq_traits_q4_K ? &sq_traits_q4_K : NULL;
+    case SQ_TYPE_Q5_K: return &sq_traits_q5_K ? &sq_traits_q5_K : NULL;
+    case SQ_TYPE_Q6_K: return &sq_traits_q6_K ? &sq_traits_q6_K : NULL;
     default: return NULL;
     }
 }

@@ -60,8 +60,11 @@ typedef struct {
 const sq_type_traits *sq_traits(int type);
 
 // Types implemented in quant_legacy.c and quant_kquants.c.
-extern const sq_type_traits sq_traits_q4_0, sq_traits_q5_0, sq_traits_q5_1;
-extern const sq_type_traits sq_traits_q4_K, sq_traits_q5_K, sq_traits_q6_K;
+// Weak so that the table links while a format is absent; sq_traits returns NULL for it then.
+extern const sq_type_traits sq_traits_q4_0 __attribute__((weak)), sq_traits_q5_0 __attribute__((weak)),
+    sq_traits_q5_1 __attribute__((weak));
+extern const sq_type_traits sq_traits_q4_K __attribute__((weak)), sq_traits_q5_K __attribute__((weak)),
+    sq_traits_q6_K __attribute__((weak));
 
 static inline float sq_h2f(uint16_t h) { return sq_f16_to_f32(h); }
 
