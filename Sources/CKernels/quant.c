@@ -440,12 +440,17 @@ void sq_matmul(int type, const void *w, size_t row_bytes, int64_t n, const float
     }
     for (int64_t t = 0; t < ntok; t++) sq_block_sums(x + t * x_stride, n, sums + t * nb32);
     float out[SQ_TILE];
-    for (int64_t r = row_begin; r < row_end; r++) {
-        const void *row = (const char *)w + (size_t)r * row_bytes;
-        for (int64_t t0 = 0; t0 < ntok; t0 += SQ_TILE) {
-            int nt = (int)(ntok - t0 < SQ_TILE ? ntok - t0 : SQ_TILE);
-            dot(row, x + t0 * x_stride, x_stride, sums + t0 * nb32, nt, n, out);
-            for (int t = 0; t < nt; t++) y[(t0 + t) * y_stride + r] = out[t];
+    // Token blocks outer (their activations stay in cache), rows inner.
+    const int64_t TB = 16;
+    for (int64_t tb = 0; tb < ntok; tb += TB) {
+        int64_t te = tb + TB < ntok ? tb + TB : ntok;
+        for (int64_t r = row_begin; r < row_end; r++) {
+            const void *row = (const char *)w + (size_t)r * row_bytes;
+            for (int64_t t0 = tb; t0 < te; t0 += SQ_TILE) {
+                int nt = (int)(te - t0 < SQ_TILE ? te - t0 : SQ_TILE);
+                dot(row, x + t0 * x_stride, x_stride, sums + t0 * nb32, nt, n, out);
+                for (int t = 0; t < nt; t++) y[(t0 + t) * y_stride + r] = out[t];
+            }
         }
     }
     if (heap) free(sums);
