@@ -15,6 +15,7 @@ struct Bench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Thread counts to measure.") var threads: [Int] = [1, 2]
     @Option(help: "Repetitions of each measurement; the median is reported.") var repeats = 1
     @Option(help: "Full-precision cache storage: f16 or f32.") var cache: String = "f16"
+    @Option(help: "Activation precision in matrix products: f32 or q8.") var activations: String = "f32"
     @Option(help: "Write the results as JSON to this file.") var json: String?
 
     struct Row: Codable {
@@ -30,6 +31,9 @@ struct Bench: ParsableCommand {
         guard let precision = FullPrecision(rawValue: cache) else {
             throw ValidationError("--cache must be f16 or f32, got '\(cache)'")
         }
+        guard let act = ActivationPrecision(rawValue: activations) else {
+            throw ValidationError("--activations must be f32 or q8, got '\(activations)'")
+        }
         let gguf = try GGUFFile(path: model.resolvedPath)
         let config = try LlamaConfig(gguf: gguf)
         let weights = try LlamaWeights(source: gguf, config: config, layers: 0..<config.layerCount, qkInterleaved: true)
@@ -43,7 +47,7 @@ struct Bench: ParsableCommand {
         func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
         for t in threads {
-            let stage = LlamaStage(weights: weights, threads: t)
+            let stage = LlamaStage(weights: weights, threads: t, activations: act)
             // Prefill.
             var walls: [Double] = []
             var cpus: [Double] = []

@@ -55,6 +55,22 @@ int sq_dequantize_ref(int type, const void *src, float *dst, int64_t n);
 void sq_matmul(int type, const void *w, size_t row_bytes, int64_t n, const float *x, int64_t x_stride,
                int64_t ntok, float *y, int64_t y_stride, int64_t row_begin, int64_t row_end);
 
+// --- int8 activations (fast path, as llama.cpp) ---
+/// A block of 32 activations quantized to int8: x[j] ~ d * qs[j]; s = d * sum(qs).
+typedef struct {
+    float d;
+    float s;
+    int8_t qs[32];
+} sq_block_q8a;
+/// 1 when sq_matmul_q8 supports weights of `type` (Q4_1, Q8_0).
+int sq_q8_supported(int type);
+/// Quantizes n (a multiple of 32) floats into n/32 blocks (round to nearest even).
+void sq_quantize_q8(const float *x, int64_t n, sq_block_q8a *out);
+/// Like sq_matmul with activations already quantized (ntok tokens of n/32 blocks each, contiguous).
+/// Returns -1 (and writes nothing) when the type is not supported.
+int sq_matmul_q8(int type, const void *w, size_t row_bytes, int64_t n, const sq_block_q8a *xq, int64_t ntok, float *y,
+                 int64_t y_stride, int64_t row_begin, int64_t row_end);
+
 // --- f16 / bf16 conversion ---
 float sq_f16_to_f32(uint16_t h);
 uint16_t sq_f32_to_f16(float f);   // round to nearest even
