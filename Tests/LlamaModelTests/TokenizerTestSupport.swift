@@ -11,7 +11,11 @@ enum TokenizerTestSupport {
 
     static let modelPath = packageRoot.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
     static let goldenPath = packageRoot.appendingPathComponent("../shared/golden/llamacpp_smollm2_q4_1.json").standardized.path
-    static let fixturesDir = packageRoot.appendingPathComponent("Tests/LlamaModelTests/Fixtures")
+    /// The test resources (declared `.copy("Fixtures")`), or the source folder if the bundle lacks them.
+    static let fixturesDir: URL = {
+        if let u = Bundle.module.url(forResource: "Fixtures", withExtension: nil) { return u }
+        return packageRoot.appendingPathComponent("Tests/LlamaModelTests/Fixtures")
+    }()
 
     struct Missing: Error, CustomStringConvertible {
         let description: String
