@@ -1,0 +1,51 @@
+import Foundation
+import KVCache
+import LlamaModel
+
+/// Writes to standard error (statistics, progress), keeping stdout for generated text.
+enum StandardError {
+    static func write(_ s: String) {
+        FileHandle.standardError.write(Data(s.utf8))
+    }
+}
+
+/// A whole model opened for one process: file, configuration, tokenizer and weights.
+struct LoadedModel {
+    let gguf: GGUFFile
+    let config: LlamaConfig
+    let tokenizer: Tokenizer
+    let weights: LlamaWeights
+
+    /// Opens the model, touching every weight page once with a progress bar on stderr so that
+    /// the first token does not pay for page faults.
+    static func load(path: String, showProgress: Bool = true) throws -> LoadedModel {
+        let gguf = try GGUFFile(path: path)
+        let config = try LlamaConfig(gguf: gguf)
+        let tokenizer = try Tokenizer(gguf: gguf)
+        let weights = try LlamaWeights(source: gguf, config: config, layers: 0..<config.layerCount, qkInterleaved: true)
+        let names = gguf.tensorNames
+        let total = names.reduce(0) { $0 + (gguf.tensors[$1]?.byteCount ?? 0) }
+        var done = 0
+        var lastPercent = -1
+        var checksum: UInt8 = 0
+        for name in names {
+            guard let t = gguf.tensors[name] else { continue }
+            var off = 0
+            while off < t.byteCount {
+                checksum &+= t.data.load(fromByteOffset: off, as: UInt8.self)
+                off += 4096
+            }
+            done += t.byteCount
+            let percent = total > 0 ? done * 100 / total : 100
+            if showProgress && percent != lastPercent {
+                lastPercent = percent
+                let bar = String(repeating: "#", count: percent / 4) + String(repeating: ".", count: 25 - percent / 4)
+                StandardError.write("\rloading \(URL(fileURLWithPath: path).lastPathComponent) [\(bar)] \(percent)%")
+            }
+        }
+        if showProgress {
+            StandardError.write(" \(config.layerCount) layers, \(total / 1_048_576) MiB\(checksum == 0 ? "" : "")\n")
+        }
+        return LoadedModel(gguf: gguf, config: config, tokenizer: tokenizer, weights: weights)
+    }
+}
