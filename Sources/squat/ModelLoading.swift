@@ -28,6 +28,7 @@ struct LoadedModel {
         var done = 0
         var lastPercent = -1
         var checksum: UInt8 = 0
+        let interactive = isatty(2) != 0
         for name in names {
             guard let t = gguf.tensors[name] else { continue }
             var off = 0
@@ -37,14 +38,16 @@ struct LoadedModel {
             }
             done += t.byteCount
             let percent = total > 0 ? done * 100 / total : 100
-            if showProgress && percent != lastPercent {
+            if showProgress && interactive && percent != lastPercent {
                 lastPercent = percent
                 let bar = String(repeating: "#", count: percent / 4) + String(repeating: ".", count: 25 - percent / 4)
                 StandardError.write("\rloading \(URL(fileURLWithPath: path).lastPathComponent) [\(bar)] \(percent)%")
             }
         }
         if showProgress {
-            StandardError.write(" \(config.layerCount) layers, \(total / 1_048_576) MiB\(checksum == 0 ? "" : "")\n")
+            let name = URL(fileURLWithPath: path).lastPathComponent
+            let summary = "\(config.layerCount) layers, \(total / 1_048_576) MiB\(checksum == 0 ? "" : "")"
+            StandardError.write(interactive ? " \(summary)\n" : "loaded \(name): \(summary)\n")
         }
         return LoadedModel(gguf: gguf, config: config, tokenizer: tokenizer, weights: weights)
     }
