@@ -33,6 +33,7 @@ let package = Package(
         .testTarget(
             name: "LlamaModelTests", dependencies: ["LlamaModel", "KVCache", "CKernels"],
             resources: [.copy("Fixtures")]),
+        .testTarget(name: "KVCacheTests", dependencies: ["KVCache", "CKernels"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZeroMQ", "CProtobufC"]),
     ],
     swiftLanguageModes: [.v6]

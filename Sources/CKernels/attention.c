@@ -1,8 +1,108 @@
-// Attention over a full-precision (f16 or f32) KV cache, and RoPE.
+// Attention over a full-precision (f16 or f32) KV cache, split in fixed chunks of keys
+// (flash-decoding style) so that one sequence's attention spreads over threads while every
+// result stays independent of the thread count; and RoPE.
 #include <math.h>
 #include "sq_internal.h"
 
-// Scalar and AVX2 twins follow the same order: 8 lanes, 8-lane partial sums reduced pairwise.
+// ---------------------------------------------------------------- exp
+
+// exp(x) for the softmax: x = n·ln2 + r, |r| <= ln2/2, degree-6 polynomial; relative error
+// ~2e-7. Inputs below -87 give 0. The scalar twin computes the same operations.
+static inline float exp_scalar(float x) {
+    if (x < -87.0f) return 0.0f;
+    float n = nearbyintf(x * 1.44269504088896341f);
+    float r = fmaf(n, -0.693359375f, x);
+    r = fmaf(n, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    p = fmaf(p, r * r, r);
+    p = p + 1.0f;
+    return ldexpf(p, (int)n);
+}
+
+#if SQ_X86
+SQ_AVX2 static inline __m256 exp_avx2(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    __m256 small = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, lo);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693359375f), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    __m256 out = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    return _mm256_andnot_ps(small, out);
+}
+#endif
+
+/// x[i] = exp(x[i] - m) for i < n; returns the sum (8 lane partial sums, reduced pairwise).
+float sq_exp_sum(float *x, int64_t n, float m) {
+    float lanes[8] = {0};
+    int64_t i = 0;
+#if SQ_X86
+    if (sq_use_avx2()) {
+        // Implemented in the AVX2 helper below to keep this function free of AVX code.
+        extern float sq_exp_sum_avx2(float *x, int64_t n, float m);
+        return sq_exp_sum_avx2(x, n, m);
+    }
+#endif
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            x[i + j] = exp_scalar(x[i + j] - m);
+            lanes[j] += x[i + j];
+        }
+    for (int j = 0; i + j < n; j++) {
+        x[i + j] = exp_scalar(x[i + j] - m);
+        lanes[j] += x[i + j];
+    }
+    float a0 = lanes[0] + lanes[4], a1 = lanes[1] + lanes[5], a2 = lanes[2] + lanes[6], a3 = lanes[3] + lanes[7];
+    return (a0 + a2) + (a1 + a3);
+}
+
+#if SQ_X86
+SQ_AVX2 float sq_exp_sum_avx2(float *x, int64_t n, float m) {
+    __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    if (i < n) {
+        float tmp[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        for (int j = 0; i + j < n; j++) tmp[j] = x[i + j];
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(tmp), vm));
+        _mm256_storeu_ps(tmp, e);
+        for (int j = 0; i + j < n; j++) x[i + j] = tmp[j];
+        acc = _mm256_add_ps(acc, e);
+    }
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+    return _mm_cvtss_f32(s);
+}
+#endif
+
+// ---------------------------------------------------------------- partial attention
+
+static inline float max_of(const float *x, int64_t n) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
 static inline float dot_row_scalar(const float *q, const float *k, int D) {
     float acc[8] = {0};
     for (int i = 0; i < D; i += 8)
@@ -11,32 +111,29 @@ static inline float dot_row_scalar(const float *q, const float *k, int D) {
     return (a0 + a2) + (a1 + a3);
 }
 
-static void softmax_rows(float *scores, int g, int64_t T) {
-    for (int j = 0; j < g; j++) sq_softmax(scores + (int64_t)j * T, T);
-}
-
-#define SQ_ATTEND_SCALAR(NAME, ELEM, TOF)                                                                   \
+#define SQ_PARTIAL_SCALAR(NAME, ELEM, TOF)                                                                   \
     static void NAME##_scalar(const float *q, int g, int D, const ELEM *K, const ELEM *V, int64_t st, int64_t T, \
-                              float scale, float *out, float *scores) {                                    \
-        float kbuf[512];                                                                                   \
-        for (int64_t t = 0; t < T; t++) {                                                                  \
-            for (int i = 0; i < D; i++) kbuf[i] = TOF(K[t * st + i]);                                      \
+                              float scale, float *out, float *ml, float *scores) {                          \
+        float kbuf[512];                                                                                    \
+        for (int64_t t = 0; t < T; t++) {                                                                   \
+            for (int i = 0; i < D; i++) kbuf[i] = TOF(K[t * st + i]);                                       \
             for (int j = 0; j < g; j++) scores[(int64_t)j * T + t] = dot_row_scalar(q + j * D, kbuf, D) * scale; \
-        }                                                                                                  \
-        softmax_rows(scores, g, T);                                                                        \
-        for (int j = 0; j < g; j++) {                                                                      \
-            float *o = out + j * D;                                                                        \
-            for (int i = 0; i < D; i++) o[i] = 0;                                                          \
-            for (int64_t t = 0; t < T; t++) {                                                              \
-                float p = scores[(int64_t)j * T + t];                                                      \
-                for (int i = 0; i < D; i++) o[i] = fmaf(p, TOF(V[t * st + i]), o[i]);                      \
-            }                                                                                              \
-        }                                                                                                  \
+        }                                                                                                   \
+        for (int j = 0; j < g; j++) {                                                                       \
+            float *sj = scores + (int64_t)j * T;                                                            \
+            float m = max_of(sj, T);                                                                        \
+            ml[2 * j] = m;                                                                                  \
+            ml[2 * j + 1] = sq_exp_sum(sj, T, m);                                                           \
+            float *o = out + j * D;                                                                         \
+            for (int i = 0; i < D; i++) o[i] = 0;                                                           \
+            for (int64_t t = 0; t < T; t++)                                                                 \
+                for (int i = 0; i < D; i++) o[i] = fmaf(sj[t], TOF(V[t * st + i]), o[i]);                  \
+        }                                                                                                   \
     }
 #define F16TOF(h) sq_f16_to_f32(h)
 #define F32TOF(f) (f)
-SQ_ATTEND_SCALAR(attend_f16, uint16_t, F16TOF)
-SQ_ATTEND_SCALAR(attend_f32, float, F32TOF)
+SQ_PARTIAL_SCALAR(partial_f16, uint16_t, F16TOF)
+SQ_PARTIAL_SCALAR(partial_f32, float, F32TOF)
 
 #if SQ_X86
 SQ_AVX2 static inline float hsum8_avx(__m256 v) {
@@ -50,58 +147,95 @@ SQ_AVX2 static inline __m256 ld_f16(const uint16_t *p) { return _mm256_cvtph_ps(
 SQ_AVX2 static inline __m256 ld_f32(const float *p) { return _mm256_loadu_ps(p); }
 
 // D <= 256 and a multiple of 8 on this path.
-#define SQ_ATTEND_AVX2(NAME, ELEM, LD)                                                                      \
-    SQ_AVX2 static void NAME##_avx2(const float *q, int g, int D, const ELEM *K, const ELEM *V, int64_t st, \
-                                    int64_t T, float scale, float *out, float *scores) {                   \
-        const int nv = D / 8;                                                                              \
-        for (int64_t t = 0; t < T; t++) {                                                                  \
-            __m256 k[32];                                                                                  \
-            for (int v = 0; v < nv; v++) k[v] = LD(K + t * st + v * 8);                                    \
-            for (int j = 0; j < g; j++) {                                                                  \
-                const float *qj = q + j * D;                                                               \
-                __m256 acc = _mm256_setzero_ps();                                                          \
+#define SQ_PARTIAL_AVX2(NAME, ELEM, LD)                                                                      \
+    SQ_AVX2 static void NAME##_avx2_scores(const float *q, int g, int D, const ELEM *K, int64_t st, int64_t T, \
+                                           float scale, float *scores) {                                   \
+        const int nv = D / 8;                                                                               \
+        for (int64_t t = 0; t < T; t++) {                                                                   \
+            __m256 k[32];                                                                                   \
+            for (int v = 0; v < nv; v++) k[v] = LD(K + t * st + v * 8);                                     \
+            for (int j = 0; j < g; j++) {                                                                   \
+                const float *qj = q + j * D;                                                                \
+                __m256 acc = _mm256_setzero_ps();                                                           \
                 for (int v = 0; v < nv; v++) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qj + v * 8), k[v], acc); \
-                scores[(int64_t)j * T + t] = hsum8_avx(acc) * scale;                                      \
-            }                                                                                              \
-        }                                                                                                  \
-        softmax_rows(scores, g, T);                                                                        \
-        for (int j = 0; j < g; j++) {                                                                      \
-            __m256 o[32];                                                                                  \
-            for (int v = 0; v < nv; v++) o[v] = _mm256_setzero_ps();                                       \
-            const float *pj = scores + (int64_t)j * T;                                                     \
-            for (int64_t t = 0; t < T; t++) {                                                              \
-                __m256 p = _mm256_set1_ps(pj[t]);                                                          \
-                for (int v = 0; v < nv; v++) o[v] = _mm256_fmadd_ps(p, LD(V + t * st + v * 8), o[v]);      \
-            }                                                                                              \
-            for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + j * D + v * 8, o[v]);                      \
-        }                                                                                                  \
+                scores[(int64_t)j * T + t] = hsum8_avx(acc) * scale;                                       \
+            }                                                                                               \
+        }                                                                                                   \
+    }                                                                                                       \
+    SQ_AVX2 static void NAME##_avx2_values(int g, int D, const ELEM *V, int64_t st, int64_t T, const float *p, \
+                                           float *out) {                                                   \
+        const int nv = D / 8;                                                                               \
+        for (int j = 0; j < g; j++) {                                                                       \
+            __m256 o[32];                                                                                   \
+            for (int v = 0; v < nv; v++) o[v] = _mm256_setzero_ps();                                        \
+            const float *pj = p + (int64_t)j * T;                                                           \
+            for (int64_t t = 0; t < T; t++) {                                                               \
+                __m256 w = _mm256_set1_ps(pj[t]);                                                           \
+                for (int v = 0; v < nv; v++) o[v] = _mm256_fmadd_ps(w, LD(V + t * st + v * 8), o[v]);      \
+            }                                                                                               \
+            for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + j * D + v * 8, o[v]);                       \
+        }                                                                                                   \
     }
-SQ_ATTEND_AVX2(attend_f16, uint16_t, ld_f16)
-SQ_ATTEND_AVX2(attend_f32, float, ld_f32)
+SQ_PARTIAL_AVX2(partial_f16, uint16_t, ld_f16)
+SQ_PARTIAL_AVX2(partial_f32, float, ld_f32)
 #endif
 
-void sq_attend_f16(const float *q, int g, int D, const uint16_t *K, const uint16_t *V, int64_t st, int64_t T,
-                   float scale, float *out, float *scores) {
+void sq_attend_partial_f16(const float *q, int g, int D, const uint16_t *K, const uint16_t *V, int64_t st, int64_t T,
+                           float scale, float *out, float *ml, float *scores) {
+    if (D % 8 != 0 || D > 256 || T <= 0) return;
 #if SQ_X86
-    if (sq_use_avx2() && D % 8 == 0 && D <= 256) {
-        attend_f16_avx2(q, g, D, K, V, st, T, scale, out, scores);
+    if (sq_use_avx2()) {
+        partial_f16_avx2_scores(q, g, D, K, st, T, scale, scores);
+        for (int j = 0; j < g; j++) {
+            float *sj = scores + (int64_t)j * T;
+            ml[2 * j] = max_of(sj, T);
+            ml[2 * j + 1] = sq_exp_sum(sj, T, ml[2 * j]);
+        }
+        partial_f16_avx2_values(g, D, V, st, T, scores, out);
         return;
     }
 #endif
-    if (D % 8 != 0 || D > 512) return;
-    attend_f16_scalar(q, g, D, K, V, st, T, scale, out, scores);
+    partial_f16_scalar(q, g, D, K, V, st, T, scale, out, ml, scores);
 }
 
-void sq_attend_f32(const float *q, int g, int D, const float *K, const float *V, int64_t st, int64_t T, float scale,
-                   float *out, float *scores) {
+void sq_attend_partial_f32(const float *q, int g, int D, const float *K, const float *V, int64_t st, int64_t T,
+                           float scale, float *out, float *ml, float *scores) {
+    if (D % 8 != 0 || D > 256 || T <= 0) return;
 #if SQ_X86
-    if (sq_use_avx2() && D % 8 == 0 && D <= 256) {
-        attend_f32_avx2(q, g, D, K, V, st, T, scale, out, scores);
+    if (sq_use_avx2()) {
+        partial_f32_avx2_scores(q, g, D, K, st, T, scale, scores);
+        for (int j = 0; j < g; j++) {
+            float *sj = scores + (int64_t)j * T;
+            ml[2 * j] = max_of(sj, T);
+            ml[2 * j + 1] = sq_exp_sum(sj, T, ml[2 * j]);
+        }
+        partial_f32_avx2_values(g, D, V, st, T, scores, out);
         return;
     }
 #endif
-    if (D % 8 != 0 || D > 512) return;
-    attend_f32_scalar(q, g, D, K, V, st, T, scale, out, scores);
+    partial_f32_scalar(q, g, D, K, V, st, T, scale, out, ml, scores);
+}
+
+void sq_attend_combine(int g, int D, int nchunks, const float *outs, const float *mls, float *out) {
+    for (int j = 0; j < g; j++) {
+        float M = -INFINITY;
+        for (int c = 0; c < nchunks; c++) {
+            float m = mls[(int64_t)c * 2 * g + 2 * j];
+            M = m > M ? m : M;
+        }
+        float *o = out + j * D;
+        for (int i = 0; i < D; i++) o[i] = 0;
+        float L = 0;
+        for (int c = 0; c < nchunks; c++) {
+            const float *ml = mls + (int64_t)c * 2 * g + 2 * j;
+            float w = expf(ml[0] - M);
+            L = fmaf(w, ml[1], L);
+            const float *oc = outs + ((int64_t)c * g + j) * D;
+            for (int i = 0; i < D; i++) o[i] = fmaf(w, oc[i], o[i]);
+        }
+        float inv = 1.0f / L;
+        for (int i = 0; i < D; i++) o[i] *= inv;
+    }
 }
 
 void sq_rope(float *x, int heads, int D, int64_t pos, const float *inv_freq) {

@@ -95,32 +95,26 @@ public final class FullPrecisionCache: SequenceKVCache {
                 }
             }
         }
-        // Attention: one task per (row, KV head); each thread has its own score buffer.
-        let total = count + rows
+        // Attention: one task per (row, KV head, chunk of keys); partials combined in order.
         let g = s.groupSize
         let scale = 1 / Float(D).squareRoot()
         let cap = capacity
         let start = count
         let precision = self.precision
-        parallel.forEachChunk(rows * s.kvHeads) { tasks in
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: g * total)
-            defer { scores.deallocate() }
-            for task in tasks {
-                let r = task / s.kvHeads
-                let h = task % s.kvHeads
-                let T = start + r + 1
-                let q = queries + r * s.qDim + h * g * D
-                let out = output + r * s.qDim + h * g * D
-                switch precision {
-                case .f16:
-                    let K = kBase.assumingMemoryBound(to: UInt16.self) + h * cap * D
-                    let V = vBase.assumingMemoryBound(to: UInt16.self) + h * cap * D
-                    sq_attend_f16(q, Int32(g), Int32(D), K, V, Int64(D), Int64(T), scale, out, scores)
-                case .f32:
-                    let K = kBase.assumingMemoryBound(to: Float.self) + h * cap * D
-                    let V = vBase.assumingMemoryBound(to: Float.self) + h * cap * D
-                    sq_attend_f32(q, Int32(g), Int32(D), K, V, Int64(D), Int64(T), scale, out, scores)
-                }
+        let plan = AttentionPlan(rows: rows, kvHeads: s.kvHeads, keysForRow: { start + $0 + 1 })
+        plan.run(groupSize: g, headDim: D, output: output, qDim: s.qDim, parallel: parallel) { task, out, ml, scores in
+            let q = queries + task.row * s.qDim + task.head * g * D
+            let t0 = task.keyRange.lowerBound
+            let T = Int64(task.keyRange.count)
+            switch precision {
+            case .f16:
+                let K = kBase.assumingMemoryBound(to: UInt16.self) + (task.head * cap + t0) * D
+                let V = vBase.assumingMemoryBound(to: UInt16.self) + (task.head * cap + t0) * D
+                sq_attend_partial_f16(q, Int32(g), Int32(D), K, V, Int64(D), T, scale, out, ml, scores)
+            case .f32:
+                let K = kBase.assumingMemoryBound(to: Float.self) + (task.head * cap + t0) * D
+                let V = vBase.assumingMemoryBound(to: Float.self) + (task.head * cap + t0) * D
+                sq_attend_partial_f32(q, Int32(g), Int32(D), K, V, Int64(D), T, scale, out, ml, scores)
             }
         }
     }

@@ -88,14 +88,23 @@ void sq_add(float *y, const float *x, int64_t n);
 void sq_softmax(float *x, int64_t n);
 
 // --- attention over a full-precision cache ---
-/// Attention of `g` query heads (q: g*D floats, already RoPE'd and pre-scaled by nothing) over
-/// `T` cached keys/values of one KV head, stored as rows of D elements (`kv_stride` elements
-/// apart) in f16 (`_f16`) or f32 (`_f32`). out: g*D floats. scores: scratch of g*T floats.
-/// Scores are q.k * scale, softmax in f32 with the max subtracted, summed in a fixed order.
-void sq_attend_f16(const float *q, int g, int D, const uint16_t *K, const uint16_t *V, int64_t kv_stride,
-                   int64_t T, float scale, float *out, float *scores);
-void sq_attend_f32(const float *q, int g, int D, const float *K, const float *V, int64_t kv_stride, int64_t T,
-                   float scale, float *out, float *scores);
+/// Keys are processed in chunks of this many positions (aligned to absolute positions), each
+/// chunk's partial softmax combined in order: results never depend on the thread count.
+#define SQ_ATTENTION_CHUNK 512
+
+/// Partial attention of `g` query heads (q: g*D floats, RoPE applied) over `T` keys/values of
+/// one KV head, rows of D elements `kv_stride` apart, in f16 or f32. Writes the unnormalised
+/// out[j*D..] = sum_t exp(s_t - m_j) v_t and ml[2j] = m_j (max score), ml[2j+1] = sum_t exp(s_t - m_j),
+/// with s_t = q_j . k_t * scale. scores: scratch of g*T floats.
+void sq_attend_partial_f16(const float *q, int g, int D, const uint16_t *K, const uint16_t *V, int64_t kv_stride,
+                           int64_t T, float scale, float *out, float *ml, float *scores);
+void sq_attend_partial_f32(const float *q, int g, int D, const float *K, const float *V, int64_t kv_stride,
+                           int64_t T, float scale, float *out, float *ml, float *scores);
+/// Combines `nchunks` partials (outs: [chunk][g][D], mls: [chunk][g][2]) into the normalised
+/// attention output out[g][D], in chunk order.
+void sq_attend_combine(int g, int D, int nchunks, const float *outs, const float *mls, float *out);
+/// x[i] = exp(x[i] - m) (softmax numerator, rel. error ~2e-7); returns the sum, in a fixed order.
+float sq_exp_sum(float *x, int64_t n, float m);
 
 /// Applies RoPE in place to `heads` heads of D channels in the `halves` layout: channel i and
 /// i + D/2 rotate by angle pos * inv_freq[i].
