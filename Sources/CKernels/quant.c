@@ -113,6 +113,18 @@ static inline float bf16_to_f32(uint16_t h) {
     return f;
 }
 
+// Compiles NAME##_body once per token count so that accumulators stay in registers.
+#define SQ_SPECIALISE_NTOK(NAME)                                                                            \
+    SQ_AVX2 static void NAME(const void *row, const float *x, int64_t xs, const float *xsum, int ntok, int64_t n, \
+                             float *out) {                                                                  \
+        switch (ntok) {                                                                                     \
+        case 1: NAME##_body(row, x, xs, xsum, 1, n, out); break;                                            \
+        case 2: NAME##_body(row, x, xs, xsum, 2, n, out); break;                                            \
+        case 3: NAME##_body(row, x, xs, xsum, 3, n, out); break;                                            \
+        default: NAME##_body(row, x, xs, xsum, 4, n, out); break;                                           \
+        }                                                                                                   \
+    }
+
 // ---------------------------------------------------------------- block sums
 
 #if SQ_X86
@@ -134,9 +146,7 @@ static inline float hsum8(const float v[8]) {
 void sq_block_sums(const float *x, int64_t n, float *sums) {
     for (int64_t b = 0; b < n / 32; b++) {
         const float *p = x + b * 32;
-        float v[8];
-        for (int j = 0; j < 8; j++) v[j] = (p[j] + p[8 + j]) + (p[16 + j] + p[24 + j]);
-        sums[b] = hsum8(v);
+        for (int j = 0; j < 8; j++) sums[b * 8 + j] = (p[j] + p[8 + j]) + (p[16 + j] + p[24 + j]);
     }
 }
 
@@ -250,27 +260,51 @@ static void dot_q8_0_scalar(const void *row, const float *x, int64_t xs, const f
 }
 
 #if SQ_X86
+// One token's work on block pair (b: even accumulator, b+1: odd accumulator).
+#define Q8_0_TOKEN(t, ACC)                                                                                  \
+    do {                                                                                                    \
+        const float *p = x + (t) * xs + b * 32;                                                             \
+        __m256 s01 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(p + 8), _mm256_mul_ps(q0, _mm256_loadu_ps(p)));   \
+        __m256 s23 = _mm256_fmadd_ps(q3, _mm256_loadu_ps(p + 24), _mm256_mul_ps(q2, _mm256_loadu_ps(p + 16))); \
+        ACC = _mm256_fmadd_ps(d, _mm256_add_ps(s01, s23), ACC);                                             \
+    } while (0)
+#define Q8_0_UNPACK()                                                                                       \
+    __m256 d = _mm256_set1_ps(_cvtsh_ss(blk[b].d));                                                         \
+    const int8_t *q = blk[b].qs;                                                                            \
+    __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));              \
+    __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8))));        \
+    __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 16))));       \
+    __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 24))))
+
 SQ_AVX2 static void dot_q8_0_avx2(const void *row, const float *x, int64_t xs, const float *xsum, int ntok,
                                   int64_t n, float *out) {
     (void)xsum;
     const sq_block_q8_0 *blk = row;
-    __m256 acc[SQ_TILE][2];
-    for (int t = 0; t < ntok; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / 32; b++) {
-        __m256 d = _mm256_set1_ps(sq_h2f(blk[b].d));
-        const int8_t *q = blk[b].qs;
-        __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
-        __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8))));
-        __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 16))));
-        __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 24))));
-        for (int t = 0; t < ntok; t++) {
-            const float *p = x + t * xs + b * 32;
-            __m256 s01 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(p + 8), _mm256_mul_ps(q0, _mm256_loadu_ps(p)));
-            __m256 s23 = _mm256_fmadd_ps(q3, _mm256_loadu_ps(p + 24), _mm256_mul_ps(q2, _mm256_loadu_ps(p + 16)));
-            acc[t][b & 1] = _mm256_fmadd_ps(d, _mm256_add_ps(s01, s23), acc[t][b & 1]);
+    const int64_t nb = n / 32;
+    if (ntok == 4) {
+        __m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
+        for (int64_t b = 0; b < nb; b++) {
+            Q8_0_UNPACK();
+            if (b & 1) {
+                Q8_0_TOKEN(0, o0); Q8_0_TOKEN(1, o1); Q8_0_TOKEN(2, o2); Q8_0_TOKEN(3, o3);
+            } else {
+                Q8_0_TOKEN(0, e0); Q8_0_TOKEN(1, e1); Q8_0_TOKEN(2, e2); Q8_0_TOKEN(3, e3);
+            }
         }
+        out[0] = hsum256(_mm256_add_ps(e0, o0));
+        out[1] = hsum256(_mm256_add_ps(e1, o1));
+        out[2] = hsum256(_mm256_add_ps(e2, o2));
+        out[3] = hsum256(_mm256_add_ps(e3, o3));
+        return;
     }
-    for (int t = 0; t < ntok; t++) out[t] = hsum256(_mm256_add_ps(acc[t][0], acc[t][1]));
+    for (int t = 0; t < ntok; t++) {
+        __m256 e = _mm256_setzero_ps(), o = e;
+        for (int64_t b = 0; b < nb; b++) {
+            Q8_0_UNPACK();
+            if (b & 1) Q8_0_TOKEN(t, o); else Q8_0_TOKEN(t, e);
+        }
+        out[t] = hsum256(_mm256_add_ps(e, o));
+    }
 }
 #endif
 
@@ -287,64 +321,82 @@ static void deq_q4_1_ref(const void *src, float *dst, int64_t n) {
     }
 }
 
-// dot = sum_b [ d_b * sum_j q_j x_j + m_b * xsum_b ].
+// dot = sum over lanes of sum_b [ d_b * (q.x)_lane + m_b * xsum_lane ], as the AVX2 kernel.
 static void dot_q4_1_scalar(const void *row, const float *x, int64_t xs, const float *xsum, int ntok, int64_t n,
                             float *out) {
     const sq_block_q4_1 *blk = row;
     const int64_t nb = n / 32;
     for (int t = 0; t < ntok; t++) {
         const float *xt = x + t * xs;
-        const float *st = xsum + t * nb;
+        const float *st = xsum + t * nb * 8;
         float acc[2][8] = {{0}};
-        float msum = 0;
         for (int64_t b = 0; b < nb; b++) {
             const float *p = xt + b * 32;
             const uint8_t *q = blk[b].qs;
-            float d = sq_h2f(blk[b].d);
+            float d = sq_h2f(blk[b].d), m = sq_h2f(blk[b].m);
             for (int j = 0; j < 8; j++) {
                 float s01 = fmaf((float)(q[8 + j] & 15), p[8 + j], (float)(q[j] & 15) * p[j]);
                 float s23 = fmaf((float)(q[8 + j] >> 4), p[24 + j], (float)(q[j] >> 4) * p[16 + j]);
-                acc[b & 1][j] = fmaf(d, s01 + s23, acc[b & 1][j]);
+                float a = fmaf(d, s01 + s23, acc[b & 1][j]);
+                acc[b & 1][j] = fmaf(m, st[b * 8 + j], a);
             }
-            msum = fmaf(sq_h2f(blk[b].m), st[b], msum);
         }
         float v[8];
         for (int j = 0; j < 8; j++) v[j] = acc[0][j] + acc[1][j];
-        out[t] = hsum8(v) + msum;
+        out[t] = hsum8(v);
     }
 }
 
 #if SQ_X86
+// xsum holds, per token, 8 lanes per block: lane j = (x[j] + x[8+j]) + (x[16+j] + x[24+j]).
+#define Q4_1_TOKEN(t, ACC)                                                                                  \
+    do {                                                                                                    \
+        const float *p = x + (t) * xs + b * 32;                                                             \
+        __m256 s01 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(p + 8), _mm256_mul_ps(q0, _mm256_loadu_ps(p)));   \
+        __m256 s23 = _mm256_fmadd_ps(q3, _mm256_loadu_ps(p + 24), _mm256_mul_ps(q2, _mm256_loadu_ps(p + 16))); \
+        ACC = _mm256_fmadd_ps(d, _mm256_add_ps(s01, s23), ACC);                                             \
+        ACC = _mm256_fmadd_ps(m, _mm256_loadu_ps(xsum + (t) * nb * 8 + b * 8), ACC);                        \
+    } while (0)
+#define Q4_1_UNPACK()                                                                                       \
+    __m256 d = _mm256_set1_ps(_cvtsh_ss(blk[b].d));                                                         \
+    __m256 m = _mm256_set1_ps(_cvtsh_ss(blk[b].m));                                                         \
+    __m128i raw = _mm_loadu_si128((const __m128i *)blk[b].qs);                                              \
+    __m128i lo = _mm_and_si128(raw, mask);                                                                  \
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);                                               \
+    __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));                                               \
+    __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));                            \
+    __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));                                               \
+    __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)))
+
 SQ_AVX2 static void dot_q4_1_avx2(const void *row, const float *x, int64_t xs, const float *xsum, int ntok,
                                   int64_t n, float *out) {
     const sq_block_q4_1 *blk = row;
     const int64_t nb = n / 32;
     const __m128i mask = _mm_set1_epi8(0x0F);
-    __m256 acc[SQ_TILE][2];
-    float msum[SQ_TILE];
-    for (int t = 0; t < ntok; t++) {
-        acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-        msum[t] = 0;
-    }
-    for (int64_t b = 0; b < nb; b++) {
-        __m256 d = _mm256_set1_ps(sq_h2f(blk[b].d));
-        float m = sq_h2f(blk[b].m);
-        __m128i raw = _mm_loadu_si128((const __m128i *)blk[b].qs);
-        __m128i lo = _mm_and_si128(raw, mask);
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-        __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-        __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
-        __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
-        __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
-        for (int t = 0; t < ntok; t++) {
-            const float *p = x + t * xs + b * 32;
-            __m256 s01 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(p + 8), _mm256_mul_ps(q0, _mm256_loadu_ps(p)));
-            __m256 s23 = _mm256_fmadd_ps(q3, _mm256_loadu_ps(p + 24), _mm256_mul_ps(q2, _mm256_loadu_ps(p + 16)));
-            acc[t][b & 1] = _mm256_fmadd_ps(d, _mm256_add_ps(s01, s23), acc[t][b & 1]);
-            msum[t] = fmaf(m, xsum[t * nb + b], msum[t]);
+    if (ntok == 4) {
+        __m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
+        for (int64_t b = 0; b < nb; b++) {
+            Q4_1_UNPACK();
+            if (b & 1) {
+                Q4_1_TOKEN(0, o0); Q4_1_TOKEN(1, o1); Q4_1_TOKEN(2, o2); Q4_1_TOKEN(3, o3);
+            } else {
+                Q4_1_TOKEN(0, e0); Q4_1_TOKEN(1, e1); Q4_1_TOKEN(2, e2); Q4_1_TOKEN(3, e3);
+            }
         }
+        out[0] = hsum256(_mm256_add_ps(e0, o0));
+        out[1] = hsum256(_mm256_add_ps(e1, o1));
+        out[2] = hsum256(_mm256_add_ps(e2, o2));
+        out[3] = hsum256(_mm256_add_ps(e3, o3));
+        return;
     }
-    for (int t = 0; t < ntok; t++) out[t] = hsum256(_mm256_add_ps(acc[t][0], acc[t][1])) + msum[t];
+    for (int t = 0; t < ntok; t++) {
+        __m256 e = _mm256_setzero_ps(), o = e;
+        for (int64_t b = 0; b < nb; b++) {
+            Q4_1_UNPACK();
+            if (b & 1) Q4_1_TOKEN(t, o); else Q4_1_TOKEN(t, e);
+        }
+        out[t] = hsum256(_mm256_add_ps(e, o));
+    }
 }
 #endif
 
@@ -427,7 +479,7 @@ void sq_matmul(int type, const void *w, size_t row_bytes, int64_t n, const float
     const sq_type_traits *tr = sq_traits(type);
     if (!tr || ntok <= 0 || row_end <= row_begin) return;
     sq_dot_multi_fn dot = (sq_use_avx2() && tr->dot_avx2) ? tr->dot_avx2 : tr->dot_scalar;
-    const int64_t nb32 = n / 32;
+    const int64_t nb32 = n / 32 * 8;  // 8 lane sums per block of 32
     // Block sums of x, for formats with a per-block minimum: computed once per call.
     float stack_sums[4096];
     float *sums = stack_sums;
@@ -439,12 +491,17 @@ void sq_matmul(int type, const void *w, size_t row_bytes, int64_t n, const float
     }
     for (int64_t t = 0; t < ntok; t++) sq_block_sums(x + t * x_stride, n, sums + t * nb32);
     float out[SQ_TILE];
-    for (int64_t r = row_begin; r < row_end; r++) {
-        const void *row = (const char *)w + (size_t)r * row_bytes;
-        for (int64_t t0 = 0; t0 < ntok; t0 += SQ_TILE) {
-            int nt = (int)(ntok - t0 < SQ_TILE ? ntok - t0 : SQ_TILE);
-            dot(row, x + t0 * x_stride, x_stride, sums + t0 * nb32, nt, n, out);
-            for (int t = 0; t < nt; t++) y[(t0 + t) * y_stride + r] = out[t];
+    // Token blocks outer (their activations stay in cache), rows inner.
+    const int64_t TB = 16;
+    for (int64_t tb = 0; tb < ntok; tb += TB) {
+        int64_t te = tb + TB < ntok ? tb + TB : ntok;
+        for (int64_t r = row_begin; r < row_end; r++) {
+            const void *row = (const char *)w + (size_t)r * row_bytes;
+            for (int64_t t0 = tb; t0 < te; t0 += SQ_TILE) {
+                int nt = (int)(te - t0 < SQ_TILE ? te - t0 : SQ_TILE);
+                dot(row, x + t0 * x_stride, x_stride, sums + t0 * nb32, nt, n, out);
+                for (int t = 0; t < nt; t++) y[(t0 + t) * y_stride + r] = out[t];
+            }
         }
     }
     if (heap) free(sums);

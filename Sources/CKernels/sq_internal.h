@@ -35,14 +35,15 @@ _Static_assert(sizeof(sq_block_q5_K) == 176, "q5_K");
 _Static_assert(sizeof(sq_block_q6_K) == 210, "q6_K");
 
 /// A dot-product kernel for one row of `n` elements against `ntok` (1...SQ_TILE) f32 vectors
-/// x + t*x_stride, writing out[t]. `xsum` holds, per token (stride n/32), the sums of each run
-/// of 32 consecutive x elements (see sq_block_sums), for formats with a per-block minimum.
+/// x + t*x_stride, writing out[t]. `xsum` holds, per token (stride n/4), 8 lane sums per block
+/// of 32 x elements: lane j = (x[j] + x[8+j]) + (x[16+j] + x[24+j]) (see sq_block_sums), for
+/// formats with a per-block minimum (fold m * xsum lanes into the vector accumulator).
 /// out[t] must not depend on ntok: the same operations in the same order for each token.
 typedef void (*sq_dot_multi_fn)(const void *row, const float *x, int64_t x_stride, const float *xsum, int ntok,
                                 int64_t n, float *out);
 #define SQ_TILE 4
 
-/// sums[b] = sum of x[32b ..< 32b+32] for b < n/32, in a fixed order (AVX2 and scalar agree).
+/// sums[8b + j] = (x[32b+j] + x[32b+8+j]) + (x[32b+16+j] + x[32b+24+j]) for b < n/32, j < 8.
 void sq_block_sums(const float *x, int64_t n, float *sums);
 
 /// Per-type kernels: dequantize a whole number of blocks, the reference dequantizer, and the dot.
@@ -67,5 +68,8 @@ extern const sq_type_traits sq_traits_q4_K __attribute__((weak)), sq_traits_q5_K
     sq_traits_q6_K __attribute__((weak));
 
 static inline float sq_h2f(uint16_t h) { return sq_f16_to_f32(h); }
+// NOTE for AVX2 kernels: never call a non-AVX function (like sq_h2f) inside an AVX2 loop: the
+// compiler then emits vzeroupper around each call, which measured 50x slower here. Use F16C's
+// _cvtsh_ss inside SQ_AVX2 functions.
 
 #endif

@@ -72,6 +72,20 @@ void sq_add(float *y, const float *x, int64_t n);
 /// Returns nothing; n <= 0 leaves x untouched.
 void sq_softmax(float *x, int64_t n);
 
+// --- attention over a full-precision cache ---
+/// Attention of `g` query heads (q: g*D floats, already RoPE'd and pre-scaled by nothing) over
+/// `T` cached keys/values of one KV head, stored as rows of D elements (`kv_stride` elements
+/// apart) in f16 (`_f16`) or f32 (`_f32`). out: g*D floats. scores: scratch of g*T floats.
+/// Scores are q.k * scale, softmax in f32 with the max subtracted, summed in a fixed order.
+void sq_attend_f16(const float *q, int g, int D, const uint16_t *K, const uint16_t *V, int64_t kv_stride,
+                   int64_t T, float scale, float *out, float *scores);
+void sq_attend_f32(const float *q, int g, int D, const float *K, const float *V, int64_t kv_stride, int64_t T,
+                   float scale, float *out, float *scores);
+
+/// Applies RoPE in place to `heads` heads of D channels in the `halves` layout: channel i and
+/// i + D/2 rotate by angle pos * inv_freq[i].
+void sq_rope(float *x, int heads, int D, int64_t pos, const float *inv_freq);
+
 #ifdef __cplusplus
 }
 #endif

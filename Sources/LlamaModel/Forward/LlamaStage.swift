@@ -1,0 +1,186 @@
+import CKernels
+import KVCache
+
+/// The input rows of one forward call of a stage.
+public enum StageInput {
+    /// Token ids (first stage).
+    case tokens([Int32])
+    /// Hidden states from the previous stage, rows × hiddenSize.
+    case hidden([Float])
+}
+
+/// A run of consecutive rows belonging to one sequence: its next `rows` tokens.
+public struct StageSegment {
+    public let cache: any SequenceKVCache
+    public let rows: Int
+    public init(cache: any SequenceKVCache, rows: Int) {
+        self.cache = cache
+        self.rows = rows
+    }
+}
+
+/// Runs a contiguous range of a LLaMA model's layers over a batch of rows: embedding on the
+/// first stage, then each block (RMSNorm, attention through the KV cache, SwiGLU MLP), and on
+/// the last stage the final norm and output head. Buffers are allocated once per row capacity.
+/// Every row's numbers are independent of the other rows in the batch (batch invariance).
+public final class LlamaStage {
+    public let weights: LlamaWeights
+    public let parallel: Parallel
+    public let rope: Rope
+    public let shape: AttentionShape
+    private var capacity = 0
+    private var x: UnsafeMutablePointer<Float>  // residual stream, rows × hidden
+    private var xb: UnsafeMutablePointer<Float>  // normed input, rows × hidden
+    private var q: UnsafeMutablePointer<Float>  // rows × qDim
+    private var k: UnsafeMutablePointer<Float>  // rows × kvDim
+    private var v: UnsafeMutablePointer<Float>  // rows × kvDim
+    private var att: UnsafeMutablePointer<Float>  // rows × qDim
+    private var tmp: UnsafeMutablePointer<Float>  // rows × max(hidden, qDim)
+    private var h1: UnsafeMutablePointer<Float>  // rows × intermediate
+    private var h2: UnsafeMutablePointer<Float>  // rows × intermediate
+    private let unpermute: [Int]?
+
+    public init(weights: LlamaWeights, threads: Int) {
+        self.weights = weights
+        self.parallel = Parallel(threads: threads)
+        let c = weights.config
+        self.rope = Rope(headDim: c.headDim, inverseFrequencies: weights.ropeInverseFrequencies)
+        self.shape = AttentionShape(kvHeads: c.kvHeadCount, groupSize: c.groupSize, headDim: c.headDim)
+        // GGUF stores Q/K rows for interleaved RoPE: row 2i+c of a head is channel c*D/2+i.
+        if weights.qkInterleaved {
+            let D = c.headDim
+            unpermute = (0..<D).map { j in (j % 2) * (D / 2) + j / 2 }
+        } else {
+            unpermute = nil
+        }
+        x = .allocate(capacity: 0)
+        xb = .allocate(capacity: 0)
+        q = .allocate(capacity: 0)
+        k = .allocate(capacity: 0)
+        v = .allocate(capacity: 0)
+        att = .allocate(capacity: 0)
+        tmp = .allocate(capacity: 0)
+        h1 = .allocate(capacity: 0)
+        h2 = .allocate(capacity: 0)
+    }
+
+    deinit {
+        for p in [x, xb, q, k, v, att, tmp, h1, h2] { p.deallocate() }
+    }
+
+    private func reserve(rows: Int) {
+        guard rows > capacity else { return }
+        let c = weights.config
+        for p in [x, xb, q, k, v, att, tmp, h1, h2] { p.deallocate() }
+        x = .allocate(capacity: rows * c.hiddenSize)
+        xb = .allocate(capacity: rows * c.hiddenSize)
+        q = .allocate(capacity: rows * c.qDim)
+        k = .allocate(capacity: rows * c.kvDim)
+        v = .allocate(capacity: rows * c.kvDim)
+        att = .allocate(capacity: rows * c.qDim)
+        tmp = .allocate(capacity: rows * max(c.hiddenSize, c.qDim))
+        h1 = .allocate(capacity: rows * c.intermediateSize)
+        h2 = .allocate(capacity: rows * c.intermediateSize)
+        capacity = rows
+    }
+
+    /// y (rows × w.rows) = x (rows × w.cols) · Wᵀ, output rows split across threads.
+    func matmul(_ w: WeightMatrix, _ input: UnsafePointer<Float>, rows: Int, _ out: UnsafeMutablePointer<Float>) {
+        let type = Int32(w.type.rawValue)
+        parallel.forEachChunk(w.rows) { r in
+            sq_matmul(
+                type, w.data, w.rowBytes, Int64(w.cols), input, Int64(w.cols), Int64(rows), out, Int64(w.rows),
+                Int64(r.lowerBound), Int64(r.upperBound))
+        }
+    }
+
+    /// Un-permutes GGUF's interleaved Q/K head channels into the `halves` order.
+    private func unpermuteHeads(_ p: UnsafeMutablePointer<Float>, rows: Int, heads: Int) {
+        guard let perm = unpermute else { return }
+        let D = shape.headDim
+        var buf = [Float](repeating: 0, count: D)
+        for r in 0..<rows {
+            for h in 0..<heads {
+                let base = p + (r * heads + h) * D
+                for j in 0..<D { buf[perm[j]] = base[j] }
+                buf.withUnsafeBufferPointer { base.update(from: $0.baseAddress!, count: D) }
+            }
+        }
+    }
+
+    /// Runs the stage's layers over the rows of `segments` (in order). Returns the hidden
+    /// states (rows × hidden) for a middle stage, or, on the last stage, the logits of the
+    /// rows listed in `logitRows` (logitRows.count × vocabulary).
+    public func forward(_ input: StageInput, segments: [StageSegment], logitRows: [Int] = []) -> [Float] {
+        let c = weights.config
+        let rows = segments.reduce(0) { $0 + $1.rows }
+        let H = c.hiddenSize
+        reserve(rows: rows)
+        switch input {
+        case .tokens(let ids):
+            precondition(ids.count == rows && weights.hasEmbedding, "token input needs the embedding stage")
+            guard let emb = weights.tokenEmbedding else { return [] }
+            for (r, id) in ids.enumerated() {
+                let t = Int(id)
+                if t >= 0 && t < emb.rows {
+                    emb.dequantizeRow(t, into: x + r * H)
+                } else {
+                    (x + r * H).initialize(repeating: 0, count: H)
+                }
+            }
+        case .hidden(let h):
+            precondition(h.count == rows * H, "hidden input has \(h.count) floats, expected \(rows * H)")
+            h.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: rows * H) }
+        }
+
+        for (li, lw) in weights.layers.enumerated() {
+            // Attention block.
+            lw.attnNorm.withUnsafeBufferPointer { w in
+                for r in 0..<rows { sq_rmsnorm(xb + r * H, x + r * H, w.baseAddress, Int64(H), c.rmsEpsilon) }
+            }
+            matmul(lw.wq, xb, rows: rows, q)
+            matmul(lw.wk, xb, rows: rows, k)
+            matmul(lw.wv, xb, rows: rows, v)
+            unpermuteHeads(q, rows: rows, heads: c.headCount)
+            unpermuteHeads(k, rows: rows, heads: c.kvHeadCount)
+            var row0 = 0
+            for seg in segments {
+                seg.cache.forward(
+                    layer: li, queries: q + row0 * c.qDim, keys: k + row0 * c.kvDim, values: v + row0 * c.kvDim,
+                    rows: seg.rows, output: att + row0 * c.qDim, parallel: parallel)
+                row0 += seg.rows
+            }
+            matmul(lw.wo, att, rows: rows, tmp)
+            sq_add(x, tmp, Int64(rows * H))
+            // MLP block.
+            lw.ffnNorm.withUnsafeBufferPointer { w in
+                for r in 0..<rows { sq_rmsnorm(xb + r * H, x + r * H, w.baseAddress, Int64(H), c.rmsEpsilon) }
+            }
+            matmul(lw.gate, xb, rows: rows, h1)
+            matmul(lw.up, xb, rows: rows, h2)
+            sq_swiglu(h1, h2, Int64(rows * c.intermediateSize))
+            matmul(lw.down, h1, rows: rows, tmp)
+            sq_add(x, tmp, Int64(rows * H))
+        }
+        for seg in segments { seg.cache.commit(rows: seg.rows) }
+
+        guard let head = weights.output, let norm = weights.outputNorm else {
+            return Array(UnsafeBufferPointer(start: x, count: rows * H))
+        }
+        let n = logitRows.count
+        guard n > 0 else { return [] }
+        norm.withUnsafeBufferPointer { w in
+            for (i, r) in logitRows.enumerated() {
+                sq_rmsnorm(xb + i * H, x + r * H, w.baseAddress, Int64(H), c.rmsEpsilon)
+            }
+        }
+        var logits = [Float](repeating: 0, count: n * head.rows)
+        logits.withUnsafeMutableBufferPointer { matmul(head, xb, rows: n, $0.baseAddress!) }
+        return logits
+    }
+
+    /// A new KV cache for one sequence over this stage's layers.
+    public func makeCache(_ factory: any KVCacheFactory) -> any SequenceKVCache {
+        factory.makeCache(layers: weights.layers.count, shape: shape, rope: rope)
+    }
+}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Squat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "squat",
+        abstract: "Distributed LLaMA inference with SQuat-quantized KV caches.",
+        subcommands: [Info.self, Bench.self])
+}
