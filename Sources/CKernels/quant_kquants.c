@@ -11,8 +11,8 @@
 //        high 2 bits from qh[32h + l] >> 2g.
 //
 // Dot products with f32 activations. Q4_K/Q5_K: per sub-block j and token, s = sum q x in 8 lanes,
-// acc[j & 1] += (d sc_j) * s, and the minimum term (dmin m_j) * xsum_j accumulated separately and
-// subtracted at the end. Q6_K: per pair of 16-element sub-blocks, acc[0] += (d sc_A) * s_A and
+// acc[j & 1] += (d sc_j) * s, then acc[j & 1] += -(dmin m_j) * xsum lanes (the minimum term folded
+// lane-wise, as Q4_1 does). Q6_K: per pair of 16-element sub-blocks, acc[0] += (d sc_A) * s_A and
 // acc[1] += (d sc_B) * s_B. The scalar kernels repeat the AVX2 lane arithmetic exactly.
 #include <math.h>
 #include <string.h>
@@ -121,9 +121,8 @@ static void dot_k_scalar(const uint8_t *base, size_t stride, size_t off_scales, 
     const int64_t nb = n / QK, nb32 = n / 32;
     for (int t = 0; t < ntok; t++) {
         const float *xt = x + t * xs;
-        const float *st = xsum + t * nb32;
+        const float *st = xsum + t * nb32 * 8;
         float acc[2][8] = {{0}};
-        float msum = 0;
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *k = base + (size_t)b * stride;
             uint16_t d16, dmin16;
@@ -135,10 +134,10 @@ static void dot_k_scalar(const uint8_t *base, size_t stride, size_t off_scales, 
                 float q[32];
                 codes_k_sub(k + off_qs, off_qh ? k + off_qh : NULL, j, q);
                 sq_block_fma8(acc[j & 1], dl[j], q, xt + b * QK + 32 * j);
-                msum = fmaf(ml[j], st[b * 8 + j], msum);
+                sq_lane_fma8(acc[j & 1], -ml[j], st + (b * 8 + j) * 8);
             }
         }
-        out[t] = sq_finish8(acc) - msum;
+        out[t] = sq_finish8(acc);
     }
 }
 
@@ -229,35 +228,44 @@ static void deq_q6_K_scalar(const void *src, float *dst, int64_t n) {
 // ---------------------------------------------------------------- AVX2 kernels
 
 #if SQ_X86
+// 32 code bytes (element l in byte l) -> four vectors of 8 floats (elements 0-7, ..., 24-31).
+SQ_AVX2 SQ_ALWAYS_INLINE void u8x32_to_ps(__m256i v, __m256 q[4]) {
+    __m128i a = _mm256_castsi256_si128(v), b = _mm256_extracti128_si256(v, 1);
+    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(a));
+    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(a, 8)));
+    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)));
+}
+SQ_AVX2 SQ_ALWAYS_INLINE void i8x32_to_ps(__m256i v, __m256 q[4]) {
+    __m128i a = _mm256_castsi256_si128(v), b = _mm256_extracti128_si256(v, 1);
+    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(a));
+    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a, 8)));
+    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8)));
+}
+
 // Codes of sub-block j of a Q4_K/Q5_K block as four vectors of 8 floats (elements 0-7, ..., 24-31).
-// qh == NULL for Q4_K.
+// qh == NULL for Q4_K. Decoded 32 bytes at a time: 16-bit shifts move bits across the two bytes of
+// a lane, but the byte masks keep only each byte's own bits.
 SQ_AVX2 SQ_ALWAYS_INLINE void codes_k_sub_avx2(const uint8_t *qs, const uint8_t *qh, int j, __m256 q[4]) {
-    const uint8_t *p = qs + 32 * (j / 2);
-    const __m256i low4 = _mm256_set1_epi32(0x0F), bit4 = _mm256_set1_epi32(0x10);
-    const __m128i shift_lo = _mm_cvtsi32_si128(4 * (j & 1)), shift_hi = _mm_cvtsi32_si128(j);
-    for (int k = 0; k < 4; k++) {
-        __m256i raw = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8 * k)));
-        __m256i v = _mm256_and_si256(_mm256_srl_epi32(raw, shift_lo), low4);
-        if (qh) {
-            __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qh + 8 * k)));
-            v = _mm256_or_si256(v, _mm256_and_si256(_mm256_slli_epi32(_mm256_srl_epi32(h, shift_hi), 4), bit4));
-        }
-        q[k] = _mm256_cvtepi32_ps(v);
+    __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));
+    __m256i v = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(4 * (j & 1))), _mm256_set1_epi8(0x0F));
+    if (qh) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)qh);  // bit j of byte l -> bit 4
+        h = _mm256_slli_epi16(_mm256_srl_epi16(h, _mm_cvtsi32_si128(j)), 4);
+        v = _mm256_or_si256(v, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
     }
+    u8x32_to_ps(v, q);
 }
 
 // Signed codes (q - 32) of elements 128h + 32g + [0, 32) of a Q6_K block.
 SQ_AVX2 SQ_ALWAYS_INLINE void codes_q6_K_quarter_avx2(const sq_block_q6_K *k, int h, int g, __m256 q[4]) {
-    const uint8_t *ql = k->ql + 64 * h + 32 * (g & 1), *qh = k->qh + 32 * h;
-    const __m256i low4 = _mm256_set1_epi32(0x0F), high2 = _mm256_set1_epi32(0x30), bias = _mm256_set1_epi32(32);
-    const __m128i shift_lo = _mm_cvtsi32_si128(g >= 2 ? 4 : 0), shift_hi = _mm_cvtsi32_si128(2 * g);
-    for (int i = 0; i < 4; i++) {
-        __m256i l = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(ql + 8 * i)));
-        __m256i hh = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qh + 8 * i)));
-        l = _mm256_and_si256(_mm256_srl_epi32(l, shift_lo), low4);
-        hh = _mm256_and_si256(_mm256_slli_epi32(_mm256_srl_epi32(hh, shift_hi), 4), high2);
-        q[i] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_or_si256(l, hh), bias));
-    }
+    __m256i l = _mm256_loadu_si256((const __m256i *)(k->ql + 64 * h + 32 * (g & 1)));
+    __m256i hh = _mm256_loadu_si256((const __m256i *)(k->qh + 32 * h));
+    l = _mm256_and_si256(_mm256_srl_epi16(l, _mm_cvtsi32_si128(g >= 2 ? 4 : 0)), _mm256_set1_epi8(0x0F));
+    hh = _mm256_slli_epi16(_mm256_srl_epi16(hh, _mm_cvtsi32_si128(2 * g)), 4);  // bits 2g, 2g+1 -> 4, 5
+    hh = _mm256_and_si256(hh, _mm256_set1_epi8(0x30));
+    i8x32_to_ps(_mm256_sub_epi8(_mm256_or_si256(l, hh), _mm256_set1_epi8(32)), q);
 }
 
 SQ_AVX2 SQ_ALWAYS_INLINE void k4_scales_avx2(uint16_t d16, uint16_t dmin16, const uint8_t *scales, float dl[8],
@@ -277,11 +285,7 @@ SQ_AVX2 SQ_ALWAYS_INLINE void k4_scales_avx2(uint16_t d16, uint16_t dmin16, cons
         const BLOCK *blk = row;                                                                                 \
         const int64_t nb = n / QK, nb32 = n / 32;                                                               \
         __m256 acc[SQ_TILE][2];                                                                                 \
-        float msum[SQ_TILE];                                                                                    \
-        for (int t = 0; t < ntok; t++) {                                                                        \
-            acc[t][0] = acc[t][1] = _mm256_setzero_ps();                                                        \
-            msum[t] = 0;                                                                                        \
-        }                                                                                                       \
+        for (int t = 0; t < ntok; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();                            \
         for (int64_t b = 0; b < nb; b++) {                                                                      \
             float dl[8], ml[8];                                                                                 \
             k4_scales_avx2(blk[b].d, blk[b].dmin, blk[b].scales, dl, ml);                                       \
@@ -289,12 +293,13 @@ SQ_AVX2 SQ_ALWAYS_INLINE void k4_scales_avx2(uint16_t d16, uint16_t dmin16, cons
                 __m256 q[4];                                                                                    \
                 codes_k_sub_avx2(blk[b].qs, QH, j, q);                                                          \
                 __m256 d = _mm256_set1_ps(dl[j]);                                                               \
-                for (int t = 0; t < ntok; t++)                                                                  \
-                    acc[t][j & 1] = sq_block_fma_avx2(acc[t][j & 1], d, q, x + t * xs + b * QK + 32 * j);       \
-                for (int t = 0; t < ntok; t++) msum[t] = fmaf(ml[j], xsum[t * nb32 + b * 8 + j], msum[t]);     \
+                for (int t = 0; t < ntok; t++) {                                                                \
+                    __m256 a = sq_block_fma_avx2(acc[t][j & 1], d, q, x + t * xs + b * QK + 32 * j);            \
+                    acc[t][j & 1] = sq_lane_fma_avx2(a, -ml[j], xsum + t * nb32 * 8 + (b * 8 + j) * 8);         \
+                }                                                                                               \
             }                                                                                                   \
         }                                                                                                       \
-        for (int t = 0; t < ntok; t++) out[t] = sq_hsum256(_mm256_add_ps(acc[t][0], acc[t][1])) - msum[t];      \
+        for (int t = 0; t < ntok; t++) out[t] = sq_hsum256(_mm256_add_ps(acc[t][0], acc[t][1]));               \
     }
 SQ_K_AVX2_BODY(dot_q4_K_avx2, sq_block_q4_K, NULL)
 SQ_K_AVX2_BODY(dot_q5_K_avx2, sq_block_q5_K, blk[b].qh)

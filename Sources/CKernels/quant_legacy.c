@@ -8,9 +8,9 @@
 // nibble). For the 5-bit formats bit i of the little-endian u32 qh is bit 4 of element i.
 //
 // Dot products take f32 activations. Per block and token: s = sum_j q_j x_j in 8 lanes
-// (elements i, i+8, i+16, i+24 of lane i: s01 + s23), acc[b & 1] += d * s, and for Q5_1 the
-// minimum term m * xsum_b accumulated separately, as in Q4_1. The scalar kernels repeat the
-// AVX2 lane arithmetic exactly, so both paths give the same bits.
+// (elements i, i+8, i+16, i+24 of lane i: s01 + s23), acc[b & 1] += d * s, and for Q5_1 then
+// acc[b & 1] += m * xsum lanes, as in Q4_1. The scalar kernels repeat the AVX2 lane arithmetic
+// exactly, so both paths give the same bits.
 #include <math.h>
 #include <string.h>
 #include "sq_simd.h"
@@ -94,16 +94,15 @@ static void dot_q5_1_scalar(const void *row, const float *x, int64_t xs, const f
     const int64_t nb = n / 32;
     for (int t = 0; t < ntok; t++) {
         const float *xt = x + t * xs;
-        const float *st = xsum + t * nb;
+        const float *st = xsum + t * nb * 8;
         float acc[2][8] = {{0}};
-        float msum = 0;
         for (int64_t b = 0; b < nb; b++) {
             float q[32];
             codes_q5_1(&blk[b], q);
             sq_block_fma8(acc[b & 1], sq_h2f(blk[b].d), q, xt + b * 32);
-            msum = fmaf(sq_h2f(blk[b].m), st[b], msum);
+            sq_lane_fma8(acc[b & 1], sq_h2f(blk[b].m), st + b * 8);
         }
-        out[t] = sq_finish8(acc) + msum;
+        out[t] = sq_finish8(acc);
     }
 }
 
@@ -165,25 +164,18 @@ SQ_AVX2 SQ_ALWAYS_INLINE void codes_q5_1_avx2(const sq_block_q5_1 *k, __m256 q[4
         const BLOCK *blk = row;                                                                                 \
         const int64_t nb = n / 32;                                                                              \
         __m256 acc[SQ_TILE][2];                                                                                 \
-        float msum[SQ_TILE];                                                                                    \
-        for (int t = 0; t < ntok; t++) {                                                                        \
-            acc[t][0] = acc[t][1] = _mm256_setzero_ps();                                                        \
-            msum[t] = 0;                                                                                        \
-        }                                                                                                       \
+        for (int t = 0; t < ntok; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();                            \
         for (int64_t b = 0; b < nb; b++) {                                                                      \
             __m256 q[4];                                                                                        \
             CODES(&blk[b], q);                                                                                  \
             __m256 d = _mm256_set1_ps(sq_h2f_f16c(blk[b].d));                                                   \
-            for (int t = 0; t < ntok; t++) acc[t][b & 1] = sq_block_fma_avx2(acc[t][b & 1], d, q, x + t * xs + b * 32); \
-            if (HAS_MIN) {                                                                                      \
-                float m = MINF(&blk[b]);                                                                        \
-                for (int t = 0; t < ntok; t++) msum[t] = fmaf(m, xsum[t * nb + b], msum[t]);                    \
+            float m = MINF(&blk[b]);                                                                            \
+            for (int t = 0; t < ntok; t++) {                                                                    \
+                __m256 a = sq_block_fma_avx2(acc[t][b & 1], d, q, x + t * xs + b * 32);                         \
+                acc[t][b & 1] = HAS_MIN ? sq_lane_fma_avx2(a, m, xsum + t * nb * 8 + b * 8) : a;                \
             }                                                                                                   \
         }                                                                                                       \
-        for (int t = 0; t < ntok; t++) {                                                                        \
-            float s = sq_hsum256(_mm256_add_ps(acc[t][0], acc[t][1]));                                          \
-            out[t] = HAS_MIN ? s + msum[t] : s;                                                                 \
-        }                                                                                                       \
+        for (int t = 0; t < ntok; t++) out[t] = sq_hsum256(_mm256_add_ps(acc[t][0], acc[t][1]));               \
     }
 
 // Formats without a minimum pass NO_MIN (never evaluated at run time: HAS_MIN is 0).

@@ -1,6 +1,7 @@
 // Small helpers shared by the block-format kernel files. Every AVX2 helper has a scalar twin
 // doing the same operations in the same order per lane (sq_hsum8 / sq_hsum256,
-// sq_block_fma8 / sq_block_fma_avx2), so the scalar and AVX2 kernels built on them agree bit for bit.
+// sq_block_fma8 / sq_block_fma_avx2, sq_lane_fma8 / sq_lane_fma_avx2), so the scalar and AVX2
+// kernels built on them agree bit for bit.
 #ifndef SQ_SIMD_H
 #define SQ_SIMD_H
 #include <math.h>
@@ -26,6 +27,12 @@ static inline void sq_block_fma8(float acc[8], float d, const float q[32], const
     }
 }
 
+// Minimum term, lane-wise: acc[j] += m * xs8[j], xs8 the 8 lane sums of x for the block (see
+// sq_block_sums: xs8[j] = (x[j] + x[j+8]) + (x[j+16] + x[j+24])), so sum_lanes = m * sum(x).
+static inline void sq_lane_fma8(float acc[8], float m, const float *xs8) {
+    for (int j = 0; j < 8; j++) acc[j] = fmaf(m, xs8[j], acc[j]);
+}
+
 static inline float sq_finish8(float acc[2][8]) {
     float v[8];
     for (int j = 0; j < 8; j++) v[j] = acc[0][j] + acc[1][j];
@@ -49,6 +56,10 @@ SQ_AVX2 SQ_ALWAYS_INLINE __m256 sq_block_fma_avx2(__m256 acc, __m256 d, const __
     __m256 s01 = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(p + 8), _mm256_mul_ps(q[0], _mm256_loadu_ps(p)));
     __m256 s23 = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(p + 24), _mm256_mul_ps(q[2], _mm256_loadu_ps(p + 16)));
     return _mm256_fmadd_ps(d, _mm256_add_ps(s01, s23), acc);
+}
+
+SQ_AVX2 SQ_ALWAYS_INLINE __m256 sq_lane_fma_avx2(__m256 acc, float m, const float *xs8) {
+    return _mm256_fmadd_ps(_mm256_set1_ps(m), _mm256_loadu_ps(xs8), acc);
 }
 
 /// Defines the sq_dot_multi_fn NAME from NAME##_body(row, x, xs, xsum, ntok, n, out), an always-inline
