@@ -279,27 +279,27 @@ SQ_AVX2 SQ_ALWAYS_INLINE void k4_scales_avx2(uint16_t d16, uint16_t dmin16, cons
     }
 }
 
-#define SQ_K_AVX2_BODY(NAME, BLOCK, QH)                                                                         \
-    SQ_AVX2 SQ_ALWAYS_INLINE void NAME##_body(const void *row, const float *x, int64_t xs, const float *xsum,     \
-                                              int ntok, int64_t n, float *out) {                                \
-        const BLOCK *blk = row;                                                                                 \
-        const int64_t nb = n / QK, nb32 = n / 32;                                                               \
-        __m256 acc[SQ_TILE][2];                                                                                 \
-        for (int t = 0; t < ntok; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();                            \
-        for (int64_t b = 0; b < nb; b++) {                                                                      \
-            float dl[8], ml[8];                                                                                 \
-            k4_scales_avx2(blk[b].d, blk[b].dmin, blk[b].scales, dl, ml);                                       \
-            for (int j = 0; j < 8; j++) {                                                                       \
-                __m256 q[4];                                                                                    \
-                codes_k_sub_avx2(blk[b].qs, QH, j, q);                                                          \
-                __m256 d = _mm256_set1_ps(dl[j]);                                                               \
-                for (int t = 0; t < ntok; t++) {                                                                \
-                    __m256 a = sq_block_fma_avx2(acc[t][j & 1], d, q, x + t * xs + b * QK + 32 * j);            \
-                    acc[t][j & 1] = sq_lane_fma_avx2(a, -ml[j], xsum + t * nb32 * 8 + (b * 8 + j) * 8);         \
-                }                                                                                               \
-            }                                                                                                   \
-        }                                                                                                       \
-        for (int t = 0; t < ntok; t++) out[t] = sq_hsum256(_mm256_add_ps(acc[t][0], acc[t][1]));               \
+#define SQ_K_AVX2_BODY(NAME, BLOCK, QH)                                                                                \
+    SQ_AVX2 SQ_ALWAYS_INLINE void NAME##_body(const void *row, const float *x, int64_t xs, const float *xsum,          \
+                                              int ntok, int64_t n, float *out) {                                       \
+        const BLOCK *blk = row;                                                                                        \
+        const int64_t nb = n / QK, nb32 = n / 32;                                                                      \
+        __m256 acc[SQ_TILE][2];                                                                                        \
+        for (int t = 0; t < ntok; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();                                    \
+        for (int64_t b = 0; b < nb; b++) {                                                                             \
+            float dl[8], ml[8];                                                                                        \
+            k4_scales_avx2(blk[b].d, blk[b].dmin, blk[b].scales, dl, ml);                                              \
+            for (int j = 0; j < 8; j++) {                                                                              \
+                __m256 q[4];                                                                                           \
+                codes_k_sub_avx2(blk[b].qs, QH, j, q);                                                                 \
+                __m256 d = _mm256_set1_ps(dl[j]);                                                                      \
+                for (int t = 0; t < ntok; t++) {                                                                       \
+                    __m256 a = sq_block_fma_avx2(acc[t][j & 1], d, q, x + t * xs + b * QK + 32 * j);                   \
+                    acc[t][j & 1] = sq_lane_fma_avx2(a, -ml[j], xsum + t * nb32 * 8 + (b * 8 + j) * 8);                \
+                }                                                                                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int t = 0; t < ntok; t++) out[t] = sq_hsum256(_mm256_add_ps(acc[t][0], acc[t][1]));                       \
     }
 SQ_K_AVX2_BODY(dot_q4_K_avx2, sq_block_q4_K, NULL)
 SQ_K_AVX2_BODY(dot_q5_K_avx2, sq_block_q5_K, blk[b].qh)
@@ -334,20 +334,20 @@ SQ_AVX2 SQ_ALWAYS_INLINE void dot_q6_K_avx2_body(const void *row, const float *x
 SQ_DOT_DISPATCH(dot_q6_K_avx2)
 
 // Fast dequantizers: (dl * q) - ml and dl * (q - 32), the same roundings as the references.
-#define SQ_K_AVX2_DEQ(NAME, BLOCK, QH)                                                                          \
-    SQ_AVX2 static void NAME(const void *src, float *dst, int64_t n) {                                          \
-        const BLOCK *blk = src;                                                                                 \
-        for (int64_t b = 0; b < n / QK; b++) {                                                                  \
-            float dl[8], ml[8];                                                                                 \
-            k4_scales_avx2(blk[b].d, blk[b].dmin, blk[b].scales, dl, ml);                                       \
-            for (int j = 0; j < 8; j++) {                                                                       \
-                __m256 q[4];                                                                                    \
-                codes_k_sub_avx2(blk[b].qs, QH, j, q);                                                          \
-                __m256 d = _mm256_set1_ps(dl[j]), m = _mm256_set1_ps(ml[j]);                                    \
-                for (int k = 0; k < 4; k++)                                                                     \
-                    _mm256_storeu_ps(dst + b * QK + 32 * j + 8 * k, _mm256_sub_ps(_mm256_mul_ps(d, q[k]), m));   \
-            }                                                                                                   \
-        }                                                                                                       \
+#define SQ_K_AVX2_DEQ(NAME, BLOCK, QH)                                                                                 \
+    SQ_AVX2 static void NAME(const void *src, float *dst, int64_t n) {                                                 \
+        const BLOCK *blk = src;                                                                                        \
+        for (int64_t b = 0; b < n / QK; b++) {                                                                         \
+            float dl[8], ml[8];                                                                                        \
+            k4_scales_avx2(blk[b].d, blk[b].dmin, blk[b].scales, dl, ml);                                              \
+            for (int j = 0; j < 8; j++) {                                                                              \
+                __m256 q[4];                                                                                           \
+                codes_k_sub_avx2(blk[b].qs, QH, j, q);                                                                 \
+                __m256 d = _mm256_set1_ps(dl[j]), m = _mm256_set1_ps(ml[j]);                                           \
+                for (int k = 0; k < 4; k++)                                                                            \
+                    _mm256_storeu_ps(dst + b * QK + 32 * j + 8 * k, _mm256_sub_ps(_mm256_mul_ps(d, q[k]), m));         \
+            }                                                                                                          \
+        }                                                                                                              \
     }
 SQ_K_AVX2_DEQ(deq_q4_K_avx2, sq_block_q4_K, NULL)
 SQ_K_AVX2_DEQ(deq_q5_K_avx2, sq_block_q5_K, blk[b].qh)
@@ -375,14 +375,14 @@ SQ_AVX2 static void deq_q6_K_avx2(const void *src, float *dst, int64_t n) {
 // ---------------------------------------------------------------- type table
 
 #if SQ_X86
-#define SQ_DEQ_DISPATCH(NAME)                                                                                   \
-    static void NAME(const void *src, float *dst, int64_t n) {                                                  \
-        if (sq_use_avx2()) NAME##_avx2(src, dst, n);                                                            \
-        else NAME##_scalar(src, dst, n);                                                                        \
+#define SQ_DEQ_DISPATCH(NAME)                                                                                          \
+    static void NAME(const void *src, float *dst, int64_t n) {                                                         \
+        if (sq_use_avx2()) NAME##_avx2(src, dst, n);                                                                   \
+        else NAME##_scalar(src, dst, n);                                                                               \
     }
 #define AVX2_OR_NULL(f) f
 #else
-#define SQ_DEQ_DISPATCH(NAME)                                                                                   \
+#define SQ_DEQ_DISPATCH(NAME)                                                                                          \
     static void NAME(const void *src, float *dst, int64_t n) { NAME##_scalar(src, dst, n); }
 #define AVX2_OR_NULL(f) NULL
 #endif

@@ -69,21 +69,21 @@ static inline void codes_q5_1(const sq_block_q5_1 *k, float q[32]) {
     for (int j = 0; j < 32; j++) q[j] = (float)q5(k->qs, qh, j);
 }
 
-#define SQ_LEGACY_SCALAR_DOT(NAME, BLOCK, CODES)                                                              \
-    static void NAME(const void *row, const float *x, int64_t xs, const float *xsum, int ntok, int64_t n,        \
-                     float *out) {                                                                           \
-        (void)xsum;                                                                                          \
-        const BLOCK *blk = row;                                                                              \
-        for (int t = 0; t < ntok; t++) {                                                                     \
-            const float *xt = x + t * xs;                                                                    \
-            float acc[2][8] = {{0}};                                                                         \
-            for (int64_t b = 0; b < n / 32; b++) {                                                           \
-                float q[32];                                                                                 \
-                CODES(&blk[b], q);                                                                           \
-                sq_block_fma8(acc[b & 1], sq_h2f(blk[b].d), q, xt + b * 32);                                    \
-            }                                                                                                \
-            out[t] = sq_finish8(acc);                                                                           \
-        }                                                                                                    \
+#define SQ_LEGACY_SCALAR_DOT(NAME, BLOCK, CODES)                                                                       \
+    static void NAME(const void *row, const float *x, int64_t xs, const float *xsum, int ntok, int64_t n,              \
+                     float *out) {                                                                                     \
+        (void)xsum;                                                                                                    \
+        const BLOCK *blk = row;                                                                                        \
+        for (int t = 0; t < ntok; t++) {                                                                               \
+            const float *xt = x + t * xs;                                                                              \
+            float acc[2][8] = {{0}};                                                                                   \
+            for (int64_t b = 0; b < n / 32; b++) {                                                                     \
+                float q[32];                                                                                           \
+                CODES(&blk[b], q);                                                                                     \
+                sq_block_fma8(acc[b & 1], sq_h2f(blk[b].d), q, xt + b * 32);                                           \
+            }                                                                                                          \
+            out[t] = sq_finish8(acc);                                                                                  \
+        }                                                                                                              \
     }
 SQ_LEGACY_SCALAR_DOT(dot_q4_0_scalar, sq_block_q4_0, codes_q4_0)
 SQ_LEGACY_SCALAR_DOT(dot_q5_0_scalar, sq_block_q5_0, codes_q5_0)
@@ -158,24 +158,24 @@ SQ_AVX2 SQ_ALWAYS_INLINE void codes_q5_1_avx2(const sq_block_q5_1 *k, __m256 q[4
 
 // Kernel bodies take ntok as a compile-time constant after inlining (see the dispatchers below):
 // the accumulators then live in registers. Each token's arithmetic is the same whatever ntok is.
-#define SQ_LEGACY_AVX2_BODY(NAME, BLOCK, CODES, HAS_MIN, MINF)                                                        \
-    SQ_AVX2 SQ_ALWAYS_INLINE void NAME##_body(const void *row, const float *x, int64_t xs, const float *xsum,     \
-                                              int ntok, int64_t n, float *out) {                                \
-        const BLOCK *blk = row;                                                                                 \
-        const int64_t nb = n / 32;                                                                              \
-        __m256 acc[SQ_TILE][2];                                                                                 \
-        for (int t = 0; t < ntok; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();                            \
-        for (int64_t b = 0; b < nb; b++) {                                                                      \
-            __m256 q[4];                                                                                        \
-            CODES(&blk[b], q);                                                                                  \
-            __m256 d = _mm256_set1_ps(sq_h2f_f16c(blk[b].d));                                                   \
-            float m = MINF(&blk[b]);                                                                            \
-            for (int t = 0; t < ntok; t++) {                                                                    \
-                __m256 a = sq_block_fma_avx2(acc[t][b & 1], d, q, x + t * xs + b * 32);                         \
-                acc[t][b & 1] = HAS_MIN ? sq_lane_fma_avx2(a, m, xsum + t * nb * 8 + b * 8) : a;                \
-            }                                                                                                   \
-        }                                                                                                       \
-        for (int t = 0; t < ntok; t++) out[t] = sq_hsum256(_mm256_add_ps(acc[t][0], acc[t][1]));               \
+#define SQ_LEGACY_AVX2_BODY(NAME, BLOCK, CODES, HAS_MIN, MINF)                                                         \
+    SQ_AVX2 SQ_ALWAYS_INLINE void NAME##_body(const void *row, const float *x, int64_t xs, const float *xsum,          \
+                                              int ntok, int64_t n, float *out) {                                       \
+        const BLOCK *blk = row;                                                                                        \
+        const int64_t nb = n / 32;                                                                                     \
+        __m256 acc[SQ_TILE][2];                                                                                        \
+        for (int t = 0; t < ntok; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();                                    \
+        for (int64_t b = 0; b < nb; b++) {                                                                             \
+            __m256 q[4];                                                                                               \
+            CODES(&blk[b], q);                                                                                         \
+            __m256 d = _mm256_set1_ps(sq_h2f_f16c(blk[b].d));                                                          \
+            float m = MINF(&blk[b]);                                                                                   \
+            for (int t = 0; t < ntok; t++) {                                                                           \
+                __m256 a = sq_block_fma_avx2(acc[t][b & 1], d, q, x + t * xs + b * 32);                                \
+                acc[t][b & 1] = HAS_MIN ? sq_lane_fma_avx2(a, m, xsum + t * nb * 8 + b * 8) : a;                       \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int t = 0; t < ntok; t++) out[t] = sq_hsum256(_mm256_add_ps(acc[t][0], acc[t][1]));                       \
     }
 
 // Formats without a minimum pass NO_MIN (never evaluated at run time: HAS_MIN is 0).
@@ -189,19 +189,19 @@ SQ_DOT_DISPATCH(dot_q5_0_avx2)
 SQ_DOT_DISPATCH(dot_q5_1_avx2)
 
 // Fast dequantizers: the same single multiply (and, for Q5_1, separate add) as the references.
-#define SQ_LEGACY_AVX2_DEQ(NAME, BLOCK, CODES, HAS_MIN, MINF)                                                         \
-    SQ_AVX2 static void NAME(const void *src, float *dst, int64_t n) {                                          \
-        const BLOCK *blk = src;                                                                                 \
-        for (int64_t b = 0; b < n / 32; b++) {                                                                  \
-            __m256 q[4];                                                                                        \
-            CODES(&blk[b], q);                                                                                  \
-            __m256 d = _mm256_set1_ps(sq_h2f_f16c(blk[b].d)), m = _mm256_set1_ps(MINF(&blk[b]));                \
-            for (int k = 0; k < 4; k++) {                                                                       \
-                __m256 v = _mm256_mul_ps(d, q[k]);                                                              \
-                if (HAS_MIN) v = _mm256_add_ps(v, m);                                                           \
-                _mm256_storeu_ps(dst + b * 32 + 8 * k, v);                                                      \
-            }                                                                                                   \
-        }                                                                                                       \
+#define SQ_LEGACY_AVX2_DEQ(NAME, BLOCK, CODES, HAS_MIN, MINF)                                                          \
+    SQ_AVX2 static void NAME(const void *src, float *dst, int64_t n) {                                                 \
+        const BLOCK *blk = src;                                                                                        \
+        for (int64_t b = 0; b < n / 32; b++) {                                                                         \
+            __m256 q[4];                                                                                               \
+            CODES(&blk[b], q);                                                                                         \
+            __m256 d = _mm256_set1_ps(sq_h2f_f16c(blk[b].d)), m = _mm256_set1_ps(MINF(&blk[b]));                       \
+            for (int k = 0; k < 4; k++) {                                                                              \
+                __m256 v = _mm256_mul_ps(d, q[k]);                                                                     \
+                if (HAS_MIN) v = _mm256_add_ps(v, m);                                                                  \
+                _mm256_storeu_ps(dst + b * 32 + 8 * k, v);                                                             \
+            }                                                                                                          \
+        }                                                                                                              \
     }
 SQ_LEGACY_AVX2_DEQ(deq_q4_0_avx2, sq_block_q4_0, codes_q4_0_avx2, 0, NO_MIN)
 SQ_LEGACY_AVX2_DEQ(deq_q5_0_avx2, sq_block_q5_0, codes_q5_0_avx2, 0, NO_MIN)
@@ -240,14 +240,14 @@ static void deq_q5_1_scalar(const void *src, float *dst, int64_t n) {
 }
 
 #if SQ_X86
-#define SQ_DEQ_DISPATCH(NAME)                                                                                   \
-    static void NAME(const void *src, float *dst, int64_t n) {                                                  \
-        if (sq_use_avx2()) NAME##_avx2(src, dst, n);                                                            \
-        else NAME##_scalar(src, dst, n);                                                                        \
+#define SQ_DEQ_DISPATCH(NAME)                                                                                          \
+    static void NAME(const void *src, float *dst, int64_t n) {                                                         \
+        if (sq_use_avx2()) NAME##_avx2(src, dst, n);                                                                   \
+        else NAME##_scalar(src, dst, n);                                                                               \
     }
 #define AVX2_OR_NULL(f) f
 #else
-#define SQ_DEQ_DISPATCH(NAME)                                                                                   \
+#define SQ_DEQ_DISPATCH(NAME)                                                                                          \
     static void NAME(const void *src, float *dst, int64_t n) { NAME##_scalar(src, dst, n); }
 #define AVX2_OR_NULL(f) NULL
 #endif

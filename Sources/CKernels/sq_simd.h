@@ -65,15 +65,15 @@ SQ_AVX2 SQ_ALWAYS_INLINE __m256 sq_lane_fma_avx2(__m256 acc, float m, const floa
 /// Defines the sq_dot_multi_fn NAME from NAME##_body(row, x, xs, xsum, ntok, n, out), an always-inline
 /// body: each case inlines it with a constant ntok so that the per-token accumulators stay in registers.
 /// A body must do the same arithmetic for a token whatever ntok is.
-#define SQ_DOT_DISPATCH(NAME)                                                                                   \
-    SQ_AVX2 static void NAME(const void *row, const float *x, int64_t xs, const float *xsum, int ntok, int64_t n, \
-                             float *out) {                                                                      \
-        switch (ntok) {                                                                                         \
-        case 1: NAME##_body(row, x, xs, xsum, 1, n, out); break;                                                \
-        case 2: NAME##_body(row, x, xs, xsum, 2, n, out); break;                                                \
-        case 3: NAME##_body(row, x, xs, xsum, 3, n, out); break;                                                \
-        default: NAME##_body(row, x, xs, xsum, SQ_TILE, n, out); break;                                         \
-        }                                                                                                       \
+#define SQ_DOT_DISPATCH(NAME)                                                                                          \
+    SQ_AVX2 static void NAME(const void *row, const float *x, int64_t xs, const float *xsum, int ntok, int64_t n,      \
+                             float *out) {                                                                             \
+        switch (ntok) {                                                                                                \
+        case 1: NAME##_body(row, x, xs, xsum, 1, n, out); break;                                                       \
+        case 2: NAME##_body(row, x, xs, xsum, 2, n, out); break;                                                       \
+        case 3: NAME##_body(row, x, xs, xsum, 3, n, out); break;                                                       \
+        default: NAME##_body(row, x, xs, xsum, SQ_TILE, n, out); break;                                                \
+        }                                                                                                              \
     }
 #endif
 
