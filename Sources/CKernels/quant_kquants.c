@@ -228,22 +228,6 @@ static void deq_q6_K_scalar(const void *src, float *dst, int64_t n) {
 // ---------------------------------------------------------------- AVX2 kernels
 
 #if SQ_X86
-// 32 code bytes (element l in byte l) -> four vectors of 8 floats (elements 0-7, ..., 24-31).
-SQ_AVX2 SQ_ALWAYS_INLINE void u8x32_to_ps(__m256i v, __m256 q[4]) {
-    __m128i a = _mm256_castsi256_si128(v), b = _mm256_extracti128_si256(v, 1);
-    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(a));
-    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(a, 8)));
-    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
-    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)));
-}
-SQ_AVX2 SQ_ALWAYS_INLINE void i8x32_to_ps(__m256i v, __m256 q[4]) {
-    __m128i a = _mm256_castsi256_si128(v), b = _mm256_extracti128_si256(v, 1);
-    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(a));
-    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a, 8)));
-    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
-    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8)));
-}
-
 // Codes of sub-block j of a Q4_K/Q5_K block as four vectors of 8 floats (elements 0-7, ..., 24-31).
 // qh == NULL for Q4_K. Decoded 32 bytes at a time: 16-bit shifts move bits across the two bytes of
 // a lane, but the byte masks keep only each byte's own bits.

@@ -62,6 +62,22 @@ SQ_AVX2 SQ_ALWAYS_INLINE __m256 sq_lane_fma_avx2(__m256 acc, float m, const floa
     return _mm256_fmadd_ps(_mm256_set1_ps(m), _mm256_loadu_ps(xs8), acc);
 }
 
+// 32 code bytes (element l in byte l) -> four vectors of 8 floats (elements 0-7, ..., 24-31).
+SQ_AVX2 SQ_ALWAYS_INLINE void u8x32_to_ps(__m256i v, __m256 q[4]) {
+    __m128i a = _mm256_castsi256_si128(v), b = _mm256_extracti128_si256(v, 1);
+    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(a));
+    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(a, 8)));
+    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)));
+}
+SQ_AVX2 SQ_ALWAYS_INLINE void i8x32_to_ps(__m256i v, __m256 q[4]) {
+    __m128i a = _mm256_castsi256_si128(v), b = _mm256_extracti128_si256(v, 1);
+    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(a));
+    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a, 8)));
+    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8)));
+}
+
 /// Defines the sq_dot_multi_fn NAME from NAME##_body(row, x, xs, xsum, ntok, n, out), an always-inline
 /// body: each case inlines it with a constant ntok so that the per-token accumulators stay in registers.
 /// A body must do the same arithmetic for a token whatever ntok is.
