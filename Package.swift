@@ -29,7 +29,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "KernelTests", dependencies: ["CKernels"]),
+        .testTarget(name: "KernelTests", dependencies: ["CKernels"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "LlamaModelTests", dependencies: ["LlamaModel", "KVCache", "CKernels"],
             resources: [.copy("Fixtures")]),

@@ -45,8 +45,8 @@ float sq_f16_to_f32(uint16_t h) {
             do { mant <<= 1; e++; } while ((mant & 0x400) == 0);
             bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((mant & 0x3FF) << 13);
         }
-    } else if (exp == 31) {
-        bits = sign | 0x7F800000u | (mant << 13);
+    } else if (exp == 31) {  // inf, or NaN made quiet with its payload kept (as F16C's vcvtph2ps does)
+        bits = sign | 0x7F800000u | (mant ? 0x400000u | (mant << 13) : 0);
     } else {
         bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
     }
@@ -60,9 +60,8 @@ uint16_t sq_f32_to_f16(float f) {
     memcpy(&x, &f, 4);
     uint32_t sign = (x >> 16) & 0x8000;
     uint32_t absx = x & 0x7FFFFFFF;
-    if (absx >= 0x7F800000u) {  // inf or nan
-        return (uint16_t)(sign | 0x7C00 | (absx > 0x7F800000u ? 0x200 : 0));
-    }
+    if (absx > 0x7F800000u) return (uint16_t)(sign | 0x7E00 | ((absx >> 13) & 0x3FF));  // quiet NaN, top payload bits (as F16C)
+    if (absx == 0x7F800000u) return (uint16_t)(sign | 0x7C00);
     if (absx >= 0x477FF000u) return (uint16_t)(sign | 0x7C00);  // rounds to >= 65536: inf
     if (absx < 0x38800000u) {  // below the smallest normal f16: subnormal or zero
         if (absx < 0x33000000u) return (uint16_t)sign;  // < 2^-25 rounds to 0
