@@ -26,28 +26,45 @@ void sq_quantize_q8(const float *x, int64_t n, sq_block_q8a *out) {
 }
 
 // ---------------------------------------------------------------- scalar kernels
+// Twins of the AVX2 kernels: lane k of a block holds the integer dot product of elements
+// 4k..4k+3; four accumulators of 8 lanes; the same final reduction. Same bits on both paths.
+static inline float reduce_lanes(const float acc[4][8]) {
+    float v[8];
+    for (int k = 0; k < 8; k++) v[k] = (acc[0][k] + acc[1][k]) + (acc[2][k] + acc[3][k]);
+    float s0 = v[0] + v[4], s1 = v[1] + v[5], s2 = v[2] + v[6], s3 = v[3] + v[7];
+    return (s0 + s2) + (s1 + s3);
+}
+
 static float dot_q4_1_q8_scalar(const sq_block_q4_1 *w, const sq_block_q8a *x, int64_t nb) {
-    float acc[4] = {0, 0, 0, 0}, macc[4] = {0, 0, 0, 0};
+    float acc[4][8] = {{0}}, macc[4] = {0, 0, 0, 0};
     for (int64_t b = 0; b < nb; b++) {
-        int isum = 0;
+        int q[32];
         for (int j = 0; j < 16; j++) {
-            isum += (w[b].qs[j] & 15) * x[b].qs[j];
-            isum += (w[b].qs[j] >> 4) * x[b].qs[j + 16];
+            q[j] = w[b].qs[j] & 15;
+            q[j + 16] = w[b].qs[j] >> 4;
         }
-        acc[b & 3] = fmaf(sq_h2f(w[b].d) * x[b].d, (float)isum, acc[b & 3]);
+        float d = sq_h2f(w[b].d) * x[b].d;
+        for (int k = 0; k < 8; k++) {
+            int isum = 0;
+            for (int j = 4 * k; j < 4 * k + 4; j++) isum += q[j] * x[b].qs[j];
+            acc[b & 3][k] = fmaf(d, (float)isum, acc[b & 3][k]);
+        }
         macc[b & 3] = fmaf(sq_h2f(w[b].m), x[b].s, macc[b & 3]);
     }
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((macc[0] + macc[1]) + (macc[2] + macc[3]));
+    return reduce_lanes(acc) + ((macc[0] + macc[1]) + (macc[2] + macc[3]));
 }
 
 static float dot_q8_0_q8_scalar(const sq_block_q8_0 *w, const sq_block_q8a *x, int64_t nb) {
-    float acc[4] = {0, 0, 0, 0};
+    float acc[4][8] = {{0}};
     for (int64_t b = 0; b < nb; b++) {
-        int isum = 0;
-        for (int j = 0; j < 32; j++) isum += w[b].qs[j] * x[b].qs[j];
-        acc[b & 3] = fmaf(sq_h2f(w[b].d) * x[b].d, (float)isum, acc[b & 3]);
+        float d = sq_h2f(w[b].d) * x[b].d;
+        for (int k = 0; k < 8; k++) {
+            int isum = 0;
+            for (int j = 4 * k; j < 4 * k + 4; j++) isum += w[b].qs[j] * x[b].qs[j];
+            acc[b & 3][k] = fmaf(d, (float)isum, acc[b & 3][k]);
+        }
     }
-    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    return reduce_lanes(acc);
 }
 
 #if SQ_X86

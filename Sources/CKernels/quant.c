@@ -7,7 +7,8 @@
 
 // ---------------------------------------------------------------- CPU features
 
-static int g_force_scalar = 0;
+// Thread-local: a test forcing the scalar path affects only its own thread.
+static _Thread_local int g_force_scalar = 0;
 
 int sq_have_avx2(void) {
 #if SQ_X86

@@ -43,7 +43,6 @@ struct GenerationTests {
     func batchInvariance(activations: ActivationPrecision) throws {
         let model = try SharedModel.get()
         let tokens: [Int32] = [504, 3575, 282, 4649, 314, 7042, 30, 198, 198, 504, 1797, 1918, 553]
-        let stage = LlamaStage(weights: model.weights, threads: 2, activations: activations)
         let all = Array(0..<tokens.count)
         func run(chunks: [Int], threads: Int) -> [[Float]] {
             let s = LlamaStage(weights: model.weights, threads: threads, activations: activations)

@@ -32,7 +32,7 @@ int sq_block_size(int type);
 int sq_block_bytes(int type);
 /// 1 when the AVX2/FMA/F16C kernels are in use on this CPU.
 int sq_have_avx2(void);
-/// Forces the scalar kernels (for tests); returns the previous setting.
+/// Forces the scalar kernels on the calling thread (for tests); returns the previous setting.
 int sq_force_scalar(int on);
 
 /// Dequantizes `n` elements (a whole number of blocks) of `type` at `src` into `dst`.
