@@ -56,8 +56,10 @@ struct PromptOptions: ParsableArguments {
     func tokens(_ tokenizer: Tokenizer) throws -> [Int32] {
         var text = try text()
         if chat {
-            // TEMP-CHAT: replaced by the Jinja template renderer when it merges.
-            throw ValidationError("--chat is not available yet")
+            var messages: [ChatMessage] = []
+            if let system { messages.append(ChatMessage(role: "system", content: system)) }
+            messages.append(ChatMessage(role: "user", content: text))
+            text = try tokenizer.applyChatTemplate(messages, addGenerationPrompt: true)
         }
         return tokenizer.encode(text)
     }
