@@ -30,7 +30,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "KernelTests", dependencies: ["CKernels"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "QuantizationTests", dependencies: ["KVCache"]),
         .testTarget(
             name: "LlamaModelTests", dependencies: ["LlamaModel", "KVCache", "CKernels"],
             resources: [.copy("Fixtures")]),
