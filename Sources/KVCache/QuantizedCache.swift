@@ -1,0 +1,396 @@
+import CKernels
+
+/// How keys are quantized.
+public enum KeyQuantization: String, Sendable, CaseIterable {
+    /// KIVI: per channel over token groups, no compensation (after or before RoPE per `keyRope`).
+    case kivi
+    /// SQuat: KIVI's grouping with each channel block's error pushed into the later channels,
+    /// orthogonal to the prompt's query subspace.
+    case squat
+}
+
+/// Makes `QuantizedCache`s (KIVI or SQuat) with one configuration.
+public struct QuantizedCacheFactory: KVCacheFactory {
+    public let method: KeyQuantization
+    public let params: QuantizationParameters
+    /// RoPE angles up to the context length, shared by all caches of the factory.
+    let table: RopeTableBox
+
+    public init(method: KeyQuantization, params: QuantizationParameters, contextLength: Int) {
+        self.method = method
+        self.params = params
+        self.table = RopeTableBox(positions: contextLength)
+    }
+
+    public var name: String {
+        let rope = method == .kivi && params.keyRope == .pre ? "-prerope" : ""
+        return "\(method.rawValue)\(rope)-k\(params.kBits)v\(params.vBits)"
+    }
+
+    public func makeCache(layers: Int, shape: AttentionShape, rope: Rope) -> any SequenceKVCache {
+        QuantizedCache(layers: layers, shape: shape, rope: rope, method: method, params: params, table: table.get(rope))
+    }
+}
+
+/// Lazily builds the RoPE table once per factory (the rope comes with the first cache).
+/// `@unchecked Sendable`: the table is created under a lock and immutable afterwards.
+final class RopeTableBox: @unchecked Sendable {
+    let positions: Int
+    private var table: RopeTable?
+    private let lock = NSLockLike()
+    init(positions: Int) { self.positions = positions }
+    func get(_ rope: Rope) -> RopeTable {
+        lock.withLock {
+            if let t = table, t.half == rope.headDim / 2 { return t }
+            let t = RopeTable(rope: rope, positions: positions)
+            table = t
+            return t
+        }
+    }
+}
+
+/// A KV cache with 2/4/8-bit keys and values (KIVI or SQuat), the newest tokens in full
+/// precision, as the SQuat authors' reference runs it:
+/// - the first call (the prompt, or its first chunk) attends exactly, builds SQuat's subspace
+///   from its queries, then quantizes `residualLength·⌊T/residualLength⌋` keys and all but the
+///   last `residualLength` values;
+/// - every later token is appended, attends over [quantized | full precision], then keys are
+///   flushed `residualLength` at a time when the window fills and the oldest value is quantized
+///   once more than `residualLength` are held.
+/// Attention reads the packed codes directly (`sq_scores_packed_keys`, RoPE applied on the fly
+/// to pre-RoPE keys); no dequantized copy of the cache is ever built.
+public final class QuantizedCache: SequenceKVCache {
+    public let shape: AttentionShape
+    public let rope: Rope
+    public let method: KeyQuantization
+    public let params: QuantizationParameters
+    let table: RopeTable
+    public private(set) var count = 0
+    private var layers: [LayerStore]
+
+    /// One layer's storage, per KV head.
+    final class LayerStore {
+        var keyCodes: [[UInt8]]  // [head][token · kpb]
+        var keyScale: [[UInt16]]  // [head][group · D] f16
+        var keyMin: [[UInt16]]
+        var keyTokens = 0  // quantized keys
+        var residualKeys: [[Float]]  // [head][token · D] as quantized later (pre- or post-RoPE)
+        var residualKeysRotated: [[Float]]  // [head][token · D] post-RoPE, for attention
+        var valueCodes: [[UInt8]]  // [head][token · vpb]
+        var valueScale: [[UInt16]]  // [head][token · D/gs]
+        var valueMin: [[UInt16]]
+        var valueTokens = 0
+        var residualValues: [[Float]]  // [head][token · D]
+        var squat: SquatLayerState?
+
+        init(heads: Int) {
+            keyCodes = Array(repeating: [], count: heads)
+            keyScale = Array(repeating: [], count: heads)
+            keyMin = Array(repeating: [], count: heads)
+            residualKeys = Array(repeating: [], count: heads)
+            residualKeysRotated = Array(repeating: [], count: heads)
+            valueCodes = Array(repeating: [], count: heads)
+            valueScale = Array(repeating: [], count: heads)
+            valueMin = Array(repeating: [], count: heads)
+            residualValues = Array(repeating: [], count: heads)
+        }
+    }
+
+    public init(
+        layers: Int, shape: AttentionShape, rope: Rope, method: KeyQuantization, params: QuantizationParameters,
+        table: RopeTable
+    ) {
+        self.shape = shape
+        self.rope = rope
+        self.method = method
+        self.params = params
+        self.table = table
+        self.layers = (0..<layers).map { _ in LayerStore(heads: shape.kvHeads) }
+    }
+
+    var keysBeforeRope: Bool { method == .squat || params.keyRope == .pre }
+
+    public var byteCount: Int {
+        var total = 0
+        for l in layers {
+            for h in 0..<shape.kvHeads {
+                total += l.keyCodes[h].count + 2 * (l.keyScale[h].count + l.keyMin[h].count)
+                total += 4 * (l.residualKeys[h].count + l.residualKeysRotated[h].count + l.residualValues[h].count)
+                total += l.valueCodes[h].count + 2 * (l.valueScale[h].count + l.valueMin[h].count)
+            }
+            total += l.squat?.byteCount ?? 0
+        }
+        return total
+    }
+
+    public func commit(rows: Int) { count += rows }
+
+    // MARK: quantization into the packed store
+
+    /// Quantizes `tokens` keys of head `h` (rows of D floats) and appends them.
+    private func appendQuantizedKeys(_ store: LayerStore, head h: Int, keys: UnsafePointer<Float>, tokens: Int) {
+        let D = shape.headDim
+        let gs = params.groupSize
+        let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: tokens * D)
+        let scales = UnsafeMutablePointer<Float>.allocate(capacity: tokens / gs * D)
+        let mins = UnsafeMutablePointer<Float>.allocate(capacity: tokens / gs * D)
+        defer {
+            codes.deallocate()
+            scales.deallocate()
+            mins.deallocate()
+        }
+        if method == .squat, let state = store.squat?.heads[h] {
+            state.quantizeKeys(
+                keys, tokens: tokens, bits: params.kBits, groupSize: gs, codes: codes, scales: scales, mins: mins)
+        } else {
+            MinMaxQuantizer.quantizeKeysPerChannel(
+                keys, tokens: tokens, headDim: D, rowStride: D, bits: params.kBits, groupSize: gs, codes: codes,
+                codeRowStride: D, scales: scales, mins: mins)
+        }
+        let pb = D * params.kBits / 8
+        var packed = [UInt8](repeating: 0, count: tokens * pb)
+        packed.withUnsafeMutableBufferPointer { p in
+            for t in 0..<tokens { sq_pack_codes(codes + t * D, Int32(D), Int32(params.kBits), p.baseAddress! + t * pb) }
+        }
+        store.keyCodes[h] += packed
+        for i in 0..<(tokens / gs * D) {
+            store.keyScale[h].append(sq_f32_to_f16(scales[i]))
+            store.keyMin[h].append(sq_f32_to_f16(mins[i]))
+        }
+    }
+
+    /// Quantizes `tokens` values of head `h` and appends them.
+    private func appendQuantizedValues(_ store: LayerStore, head h: Int, values: UnsafePointer<Float>, tokens: Int) {
+        let D = shape.headDim
+        let gs = params.groupSize
+        let ng = D / gs
+        let codes = UnsafeMutablePointer<UInt8>.allocate(capacity: tokens * D)
+        let scales = UnsafeMutablePointer<Float>.allocate(capacity: tokens * ng)
+        let mins = UnsafeMutablePointer<Float>.allocate(capacity: tokens * ng)
+        defer {
+            codes.deallocate()
+            scales.deallocate()
+            mins.deallocate()
+        }
+        MinMaxQuantizer.quantizeValuesPerToken(
+            values, tokens: tokens, headDim: D, rowStride: D, bits: params.vBits, groupSize: gs, codes: codes,
+            codeRowStride: D, scales: scales, mins: mins)
+        let pb = D * params.vBits / 8
+        var packed = [UInt8](repeating: 0, count: tokens * pb)
+        packed.withUnsafeMutableBufferPointer { p in
+            for t in 0..<tokens { sq_pack_codes(codes + t * D, Int32(D), Int32(params.vBits), p.baseAddress! + t * pb) }
+        }
+        store.valueCodes[h] += packed
+        for i in 0..<(tokens * ng) {
+            store.valueScale[h].append(sq_f32_to_f16(scales[i]))
+            store.valueMin[h].append(sq_f32_to_f16(mins[i]))
+        }
+    }
+
+    /// Keys flush when the window holds `residualLength`; values once it holds more.
+    private func flush(_ store: LayerStore) {
+        let D = shape.headDim
+        let R = params.residualLength
+        for h in 0..<shape.kvHeads {
+            if store.residualKeys[h].count / D >= R {
+                store.residualKeys[h].withUnsafeBufferPointer {
+                    appendQuantizedKeys(store, head: h, keys: $0.baseAddress!, tokens: R)
+                }
+                store.residualKeys[h].removeFirst(R * D)
+                store.residualKeysRotated[h].removeFirst(R * D)
+            }
+            while store.residualValues[h].count / D > R {
+                store.residualValues[h].withUnsafeBufferPointer {
+                    appendQuantizedValues(store, head: h, values: $0.baseAddress!, tokens: 1)
+                }
+                store.residualValues[h].removeFirst(D)
+            }
+        }
+        store.keyTokens = store.keyCodes[0].count / (D * params.kBits / 8)
+        store.valueTokens = store.valueCodes[0].count / (D * params.vBits / 8)
+    }
+
+    // MARK: forward
+
+    public func forward(
+        layer: Int, queries: UnsafeMutablePointer<Float>, keys: UnsafeMutablePointer<Float>,
+        values: UnsafeMutablePointer<Float>, rows: Int, output: UnsafeMutablePointer<Float>, parallel: Parallel
+    ) {
+        let s = shape
+        let D = s.headDim
+        let store = layers[layer]
+        if count == 0 {
+            prefill(store, queries: queries, keys: keys, values: values, rows: rows, output: output, parallel: parallel)
+            return
+        }
+        for r in 0..<rows {
+            let pos = count + r
+            let q = queries + r * s.qDim
+            rope.apply(q, heads: s.queryHeads, position: pos)
+            let k = keys + r * s.kvDim
+            let kRot = UnsafeMutablePointer<Float>.allocate(capacity: s.kvDim)
+            defer { kRot.deallocate() }
+            kRot.update(from: k, count: s.kvDim)
+            rope.apply(kRot, heads: s.kvHeads, position: pos)
+            let stored = keysBeforeRope ? UnsafePointer(k) : UnsafePointer(kRot)
+            for h in 0..<s.kvHeads {
+                store.residualKeys[h] += UnsafeBufferPointer(start: stored + h * D, count: D)
+                store.residualKeysRotated[h] += UnsafeBufferPointer(start: kRot + h * D, count: D)
+                store.residualValues[h] += UnsafeBufferPointer(start: values + r * s.kvDim + h * D, count: D)
+            }
+            attend(store, query: q, position: pos, output: output + r * s.qDim, parallel: parallel)
+            flush(store)
+        }
+    }
+
+    /// Exact attention over the prompt, then the subspace and the first quantization.
+    private func prefill(
+        _ store: LayerStore, queries: UnsafeMutablePointer<Float>, keys: UnsafeMutablePointer<Float>,
+        values: UnsafeMutablePointer<Float>, rows T: Int, output: UnsafeMutablePointer<Float>, parallel: Parallel
+    ) {
+        let s = shape
+        let D = s.headDim
+        let g = s.groupSize
+        // Queries as the subspace wants them, then rotated for attention.
+        var preRopeQueries: [Float] = []
+        if method == .squat && params.subspaceRope == .pre {
+            preRopeQueries = Array(UnsafeBufferPointer(start: queries, count: T * s.qDim))
+        }
+        // Head-major copies: pre-RoPE keys (for quantization), rotated keys, values.
+        var kPre = [Float](repeating: 0, count: s.kvHeads * T * D)
+        var kRot = [Float](repeating: 0, count: s.kvHeads * T * D)
+        var vAll = [Float](repeating: 0, count: s.kvHeads * T * D)
+        for t in 0..<T {
+            for h in 0..<s.kvHeads {
+                for i in 0..<D {
+                    kPre[(h * T + t) * D + i] = keys[t * s.kvDim + h * D + i]
+                    vAll[(h * T + t) * D + i] = values[t * s.kvDim + h * D + i]
+                }
+            }
+            rope.apply(queries + t * s.qDim, heads: s.queryHeads, position: t)
+        }
+        kRot = kPre
+        kRot.withUnsafeMutableBufferPointer { p in
+            for h in 0..<s.kvHeads { for t in 0..<T { rope.apply(p.baseAddress! + (h * T + t) * D, heads: 1, position: t) } }
+        }
+        let scale = 1 / Float(D).squareRoot()
+        kRot.withUnsafeBufferPointer { kp in
+            vAll.withUnsafeBufferPointer { vp in
+                let K = kp.baseAddress!, V = vp.baseAddress!
+                let plan = AttentionPlan(rows: T, kvHeads: s.kvHeads, keysForRow: { $0 + 1 })
+                plan.run(groupSize: g, headDim: D, output: output, qDim: s.qDim, parallel: parallel) { task, out, ml, sc in
+                    let t0 = task.keyRange.lowerBound
+                    sq_attend_partial_f32(
+                        queries + task.row * s.qDim + task.head * g * D, Int32(g), Int32(D),
+                        K + (task.head * T + t0) * D, V + (task.head * T + t0) * D, Int64(D),
+                        Int64(task.keyRange.count), scale, out, ml, sc)
+                }
+            }
+        }
+        if method == .squat {
+            if preRopeQueries.isEmpty {
+                store.squat = SquatLayerState(queries: queries, tokens: T, shape: s, params: params, parallel: parallel)
+            } else {
+                store.squat = preRopeQueries.withUnsafeBufferPointer {
+                    SquatLayerState(queries: $0.baseAddress!, tokens: T, shape: s, params: params, parallel: parallel)
+                }
+            }
+        }
+        let R = params.residualLength
+        let kq = T / R * R
+        let vq = T > R ? T - R : 0
+        let source = keysBeforeRope ? kPre : kRot
+        // Serial over heads: each appends to the layer store.
+        for h in 0..<s.kvHeads {
+            source.withUnsafeBufferPointer { src in
+                if kq > 0 { appendQuantizedKeys(store, head: h, keys: src.baseAddress! + h * T * D, tokens: kq) }
+            }
+            vAll.withUnsafeBufferPointer { vp in
+                if vq > 0 { appendQuantizedValues(store, head: h, values: vp.baseAddress! + h * T * D, tokens: vq) }
+            }
+        }
+        for h in 0..<s.kvHeads {
+            store.residualKeys[h] = Array(source[(h * T + kq) * D..<(h + 1) * T * D])
+            store.residualKeysRotated[h] = Array(kRot[(h * T + kq) * D..<(h + 1) * T * D])
+            store.residualValues[h] = Array(vAll[(h * T + vq) * D..<(h + 1) * T * D])
+        }
+        store.keyTokens = kq
+        store.valueTokens = vq
+    }
+
+    /// Attention of one (already rotated) query row at `position` over [packed | full] keys and values.
+    private func attend(
+        _ store: LayerStore, query: UnsafePointer<Float>, position: Int, output: UnsafeMutablePointer<Float>,
+        parallel: Parallel
+    ) {
+        let s = shape
+        let D = s.headDim
+        let g = s.groupSize
+        let T = position + 1
+        let kq = store.keyTokens, vq = store.valueTokens
+        let kb = params.kBits, vb = params.vBits
+        let kpb = D * kb / 8, vpb = D * vb / 8
+        let gs = params.groupSize
+        let half = D / 2
+        let scale = 1 / Float(D).squareRoot()
+        let rotateKeys = keysBeforeRope
+        let table = self.table
+        let plan = AttentionPlan(rows: 1, kvHeads: s.kvHeads, keysForRow: { _ in T })
+        plan.run(groupSize: g, headDim: D, output: output, qDim: s.qDim, parallel: parallel) { task, out, ml, sc in
+            let h = task.head
+            let c0 = task.keyRange.lowerBound, c1 = task.keyRange.upperBound
+            let n = c1 - c0
+            let q = query + h * g * D
+            // Scores: packed keys, then full-precision ones.
+            let pk1 = min(c1, kq)
+            if pk1 > c0 {
+                store.keyCodes[h].withUnsafeBufferPointer { codes in
+                    store.keyScale[h].withUnsafeBufferPointer { ks in
+                        store.keyMin[h].withUnsafeBufferPointer { km in
+                            sq_scores_packed_keys(
+                                q, Int32(g), Int32(D), codes.baseAddress! + c0 * kpb, Int32(kb), ks.baseAddress!,
+                                km.baseAddress!, Int32(gs), Int64(c0), rotateKeys ? table.cos + c0 * half : nil,
+                                rotateKeys ? table.sin + c0 * half : nil, Int64(pk1 - c0), scale, sc, Int64(n))
+                        }
+                    }
+                }
+            }
+            let f0 = max(c0, kq)
+            if c1 > f0 {
+                store.residualKeysRotated[h].withUnsafeBufferPointer { rk in
+                    sq_scores_f32_keys(
+                        q, Int32(g), Int32(D), rk.baseAddress! + (f0 - kq) * D, Int64(c1 - f0), scale, sc + (f0 - c0),
+                        Int64(n))
+                }
+            }
+            for j in 0..<g {
+                let row = sc + j * n
+                var m = -Float.infinity
+                for t in 0..<n where row[t] > m { m = row[t] }
+                ml[2 * j] = m
+                ml[2 * j + 1] = sq_exp_sum(row, Int64(n), m)
+            }
+            out.initialize(repeating: 0, count: g * D)
+            let pv1 = min(c1, vq)
+            if pv1 > c0 {
+                store.valueCodes[h].withUnsafeBufferPointer { codes in
+                    store.valueScale[h].withUnsafeBufferPointer { vs in
+                        store.valueMin[h].withUnsafeBufferPointer { vm in
+                            let ng = D / gs
+                            sq_accumulate_packed_values(
+                                sc, Int64(n), Int32(g), Int32(D), codes.baseAddress! + c0 * vpb, Int32(vb),
+                                vs.baseAddress! + c0 * ng, vm.baseAddress! + c0 * ng, Int32(gs), Int64(pv1 - c0), out)
+                        }
+                    }
+                }
+            }
+            let v0 = max(c0, vq)
+            if c1 > v0 {
+                store.residualValues[h].withUnsafeBufferPointer { rv in
+                    sq_accumulate_f32_values(
+                        sc + (v0 - c0), Int64(n), Int32(g), Int32(D), rv.baseAddress! + (v0 - vq) * D, Int64(c1 - v0), out)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+import ArgumentParser
+import Foundation
+import KVCache
+import LlamaModel
+
+/// `squat eval`: perplexity, KL to the full-precision cache and top-1 agreement of cache modes,
+/// following the SQuat authors' protocol: prefill P tokens in one call, then teacher-forced
+/// decode one token at a time.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare KV-cache modes: perplexity, KL(full ‖ mode), top-1 agreement (teacher forcing).")
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var cacheOptions: CacheOptions
+    @Option(help: "Text file to evaluate on.") var text: String?
+    @Option(help: "JSON file of token ids: a list, or an object holding one under \"ids\".") var tokens: String?
+    @Option(help: "Prompt tokens, prefilled in one call.") var promptTokens = 512
+    @Option(help: "Decode steps (teacher forcing).") var decodeTokens = 768
+    @Option(name: .customLong("mode"), help: "Cache to evaluate (repeatable): full-f16, kivi:k2v2, squat:k2v2:qgs32:sd20, …")
+    var modes: [String] = []
+    @Option(help: "Compute threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Flag(help: "Print the results as a JSON list of {mode, ppl, kl, top1}.") var json = false
+
+    struct Row: Codable {
+        var mode: String
+        var ppl: Double
+        var kl: Double
+        var top1: Double
+    }
+
+    func ids(_ tokenizer: Tokenizer) throws -> [Int32] {
+        if let tokens {
+            guard let data = FileManager.default.contents(atPath: tokens) else {
+                throw ValidationError("cannot read --tokens file '\(tokens)'")
+            }
+            let obj = try JSONSerialization.jsonObject(with: data)
+            func find(_ o: Any) -> [Int32]? {
+                if let a = o as? [NSNumber] { return a.map { $0.int32Value } }
+                if let d = o as? [String: Any] {
+                    if let ids = d["ids"] { return find(ids) }
+                    for key in d.keys.sorted() { if let r = find(d[key] as Any) { return r } }
+                }
+                return nil
+            }
+            guard let ids = find(obj) else { throw ValidationError("no list of token ids in '\(tokens)'") }
+            return ids
+        }
+        guard let text else { throw ValidationError("give --text FILE or --tokens FILE") }
+        guard let data = FileManager.default.contents(atPath: text) else {
+            throw ValidationError("cannot read --text file '\(text)'")
+        }
+        return tokenizer.encode(String(decoding: data, as: UTF8.self), addSpecial: false, parseSpecial: false)
+    }
+
+    func run() throws {
+        let loaded = try LoadedModel.load(path: model.resolvedPath)
+        let ids = try ids(loaded.tokenizer)
+        let P = promptTokens, D = decodeTokens
+        guard P >= 1, D >= 2 else { throw ValidationError("need --prompt-tokens ≥ 1 and --decode-tokens ≥ 2") }
+        guard ids.count >= P + D else {
+            throw ValidationError("the text has \(ids.count) tokens; --prompt-tokens \(P) + --decode-tokens \(D) need \(P + D)")
+        }
+        let config = loaded.config
+        let specs = modes.isEmpty ? ["full-f16", "kivi:k2v2", "kivi-prerope:k2v2", "squat:k2v2", "kivi:k4v4", "squat:k4v4"] : modes
+        let stage = LlamaStage(weights: loaded.weights, threads: threads, activations: .f32)
+        let reference = FullPrecisionCacheFactory(precision: .f32)
+        let factories = try specs.map { try cacheOptions.factory(spec: $0, headDim: config.headDim, contextLength: config.contextLength) }
+        let V = config.vocabularySize
+        let prompt = Array(ids[0..<P])
+        let refCache = stage.makeCache(reference)
+        var refLogits = stage.forward(.tokens(prompt), segments: [StageSegment(cache: refCache, rows: P)], logitRows: [P - 1])
+        var caches = factories.map { stage.makeCache($0) }
+        var logits = caches.map { stage.forward(.tokens(prompt), segments: [StageSegment(cache: $0, rows: P)], logitRows: [P - 1]) }
+        var refNLL = 0.0
+        var nll = [Double](repeating: 0, count: specs.count)
+        var kl = [Double](repeating: 0, count: specs.count)
+        var agree = [Int](repeating: 0, count: specs.count)
+        let progress = Progress(total: D, label: "eval")
+        for i in 0..<D {
+            let refLog = logSoftmax(refLogits)
+            let refArg = Sampler.argmax(refLogits)
+            let target = i < D - 1 ? Int(ids[P + i + 1]) : nil
+            if let target { refNLL -= refLog[target] }
+            for m in 0..<specs.count {
+                let lp = logSoftmax(logits[m])
+                var k = 0.0
+                for v in 0..<V { k += exp(refLog[v]) * (refLog[v] - lp[v]) }
+                kl[m] += k
+                if Sampler.argmax(logits[m]) == refArg { agree[m] += 1 }
+                if let target { nll[m] -= lp[target] }
+            }
+            if i == D - 1 { break }
+            let next = ids[P + i]
+            refLogits = stage.forward(.tokens([next]), segments: [StageSegment(cache: refCache, rows: 1)], logitRows: [0])
+            for m in 0..<specs.count {
+                logits[m] = stage.forward(.tokens([next]), segments: [StageSegment(cache: caches[m], rows: 1)], logitRows: [0])
+            }
+            progress.update(i + 1)
+        }
+        progress.finish()
+        caches.removeAll()
+        var rows = [Row(mode: "full-f32 (reference)", ppl: exp(refNLL / Double(D - 1)), kl: 0, top1: 1)]
+        for m in 0..<specs.count {
+            rows.append(Row(mode: specs[m], ppl: exp(nll[m] / Double(D - 1)), kl: kl[m] / Double(D), top1: Double(agree[m]) / Double(D)))
+        }
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted]
+            print(String(decoding: try enc.encode(rows), as: UTF8.self))
+        } else {
+            print("mode                              ppl        KL      top-1")
+            for r in rows {
+                print(String(format: "%-28@ %9.3f %9.4f %9.1f%%", r.mode as NSString, r.ppl, r.kl, r.top1 * 100))
+            }
+        }
+    }
+
+    /// log-softmax in Double.
+    func logSoftmax(_ x: [Float]) -> [Double] {
+        let m = Double(x.max() ?? 0)
+        var s = 0.0
+        for v in x { s += exp(Double(v) - m) }
+        let l = m + log(s)
+        return x.map { Double($0) - l }
+    }
+}
+
+/// A progress bar on stderr (only when stderr is a terminal; otherwise every 10%).
+final class Progress {
+    let total: Int
+    let label: String
+    let interactive = isatty(2) != 0
+    var last = -1
+    let start = CPUClock.wall()
+
+    init(total: Int, label: String) {
+        self.total = max(total, 1)
+        self.label = label
+    }
+
+    func update(_ done: Int) {
+        let pct = done * 100 / total
+        guard pct != last else { return }
+        if interactive {
+            last = pct
+            let bar = String(repeating: "#", count: pct / 4) + String(repeating: ".", count: 25 - pct / 4)
+            StandardError.write("\r\(label) [\(bar)] \(pct)% (\(done)/\(total), \(Int(CPUClock.wall() - start)) s)")
+        } else if pct / 10 != last / 10 {
+            last = pct
+            StandardError.write("\(label): \(pct)% (\(done)/\(total))\n")
+        }
+    }
+
+    func finish() {
+        if interactive { StandardError.write("\n") }
+    }
+}
