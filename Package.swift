@@ -30,7 +30,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "KernelTests", dependencies: ["CKernels"]),
-        .testTarget(name: "LlamaModelTests", dependencies: ["LlamaModel", "KVCache", "CKernels"]),
+        .testTarget(
+            name: "LlamaModelTests", dependencies: ["LlamaModel", "KVCache", "CKernels"],
+            exclude: ["Fixtures"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZeroMQ", "CProtobufC"]),
     ],
     swiftLanguageModes: [.v6]
