@@ -67,12 +67,25 @@ final class TempDir {
 
     @discardableResult
     func write(_ name: String, _ bytes: [UInt8]) throws -> String {
-        let p = url.appendingPathComponent(name)
-        try Data(bytes).write(to: p)
-        return p.path
+        let p = url.appendingPathComponent(name).path
+        try writeFile(p, bytes)
+        return p
     }
     @discardableResult
     func write(_ name: String, text: String) throws -> String { try write(name, Array(text.utf8)) }
+}
+
+/// Replaces the file at `path` with `bytes` using plain POSIX calls (Foundation's
+/// `Data.write` takes milliseconds per file here, too slow for fuzz loops). The old file is
+/// unlinked first, so a mapping of it stays valid.
+func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+    struct WriteFailed: Error { let path: String }
+    unlink(path)
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw WriteFailed(path: path) }
+    defer { close(fd) }
+    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    guard written == bytes.count else { throw WriteFailed(path: path) }
 }
 
 /// SplitMix64: a small seeded generator, so fuzz runs are reproducible.
@@ -98,6 +111,16 @@ func halfToFloat(_ h: UInt16) -> Float {
     case 31: return mant == 0 ? sign * .infinity : .nan
     default: return sign * (1024 + mant) * Float(sign: .plus, exponent: exp - 25, significand: 1)
     }
+}
+
+/// The F16 bits of a float that F16 holds exactly (normal range; test values only).
+func floatToHalfExact(_ f: Float) -> UInt16 {
+    if f == 0 { return f.sign == .minus ? 0x8000 : 0 }
+    let bits = f.bitPattern
+    let sign = UInt16((bits >> 16) & 0x8000)
+    let exp = Int((bits >> 23) & 0xFF) - 127 + 15
+    let mant = UInt16((bits >> 13) & 0x3FF)
+    return sign | UInt16(exp) << 10 | mant
 }
 
 /// A config.json for a tiny LLaMA, with `overrides` replacing or adding keys (JSON text values;
