@@ -189,15 +189,11 @@ private struct HFTokenizerReader {
         return d
     }
 
+    /// An integer JSON value; JSON booleans (which Foundation also bridges to numbers) are not.
     static func int(_ v: Any?) -> Int? {
-        if let b = v as? NSNumber, CFGetTypeIDIfAvailable(b) { return nil }
-        if let i = v as? Int { return i }
-        return nil
-    }
-
-    /// JSON booleans must not pass as ids.
-    private static func CFGetTypeIDIfAvailable(_ n: NSNumber) -> Bool {
-        String(cString: n.objCType) == "c" && (n == NSNumber(value: true) || n == NSNumber(value: false)) && !(n is Int)
+        guard let n = v as? NSNumber else { return nil }
+        if String(cString: n.objCType) == "c" { return nil }
+        return v as? Int
     }
 
     static func isByteToken(_ t: String) -> Bool {
