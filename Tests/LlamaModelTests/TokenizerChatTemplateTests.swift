@@ -147,6 +147,46 @@ struct TokenizerChatTemplateTests {
         #expect(error?.line == c.2 && error?.column == c.3, "\(error?.description ?? "no error")")
     }
 
+    @Test("deep nesting renders or is refused, never overflows the stack")
+    func deepNesting() throws {
+        let parens = "{{ " + String(repeating: "(", count: 90) + "1" + String(repeating: ")", count: 90) + " }}"
+        #expect(try ChatTemplate(parens).render(messages: [], addGenerationPrompt: false) == "1")
+        let chain = "{{ " + String(repeating: "1+", count: 250) + "1 }}"
+        #expect(try ChatTemplate(chain).render(messages: [], addGenerationPrompt: false) == "251")
+        let ifs = String(repeating: "{% if true %}", count: 150) + "x" + String(repeating: "{% endif %}", count: 150)
+        #expect(try ChatTemplate(ifs).render(messages: [], addGenerationPrompt: false) == "x")
+        for src in [
+            "{{ " + String(repeating: "(", count: 5000) + "1" + String(repeating: ")", count: 5000) + " }}",
+            "{{ " + String(repeating: "not ", count: 5000) + "true }}",
+            "{{ " + String(repeating: "-", count: 5000) + "1 }}",
+            "{{ " + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000) + " }}",
+            String(repeating: "{% if true %}", count: 5000) + String(repeating: "{% endif %}", count: 5000),
+            String(repeating: "{% for x in messages %}", count: 5000),
+            "{{ " + String(repeating: "1+", count: 100_000) + "1 }}",
+            "{{ 'x'" + String(repeating: "|trim", count: 100_000) + " }}",
+            "{{ messages" + String(repeating: "[0]", count: 100_000) + " }}",
+            "{{ 1" + String(repeating: " == 1", count: 100_000) + " }}",
+        ] {
+            let error = #expect(throws: ChatTemplateError.self) { try ChatTemplate(src) }
+            #expect(error?.message.contains("too deeply") == true, "\(error?.description ?? "")")
+        }
+    }
+
+    @Test("values cannot nest without bound")
+    func valueNesting() throws {
+        let src = "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}"
+        let error = #expect(throws: ChatTemplateError.self) { try ChatTemplate(src).render(messages: [], addGenerationPrompt: false) }
+        #expect(error?.message.contains("nested more than") == true)
+        for grow in ["{% set ns.x = ns.x + ns.x %}", "{% set ns.x = ns.x ~ ns.x %}"] {
+            let start = grow.contains("~") ? "'ab'" : "[1]"
+            let doubling = "{% set ns = namespace(x=\(start)) %}{% for i in range(100) %}\(grow){% endfor %}"
+            let e = #expect(throws: ChatTemplateError.self) { try ChatTemplate(doubling).render(messages: [], addGenerationPrompt: false) }
+            #expect(e?.message.contains("longer than") == true)
+        }
+        let ok = "{% set ns = namespace(x=[]) %}{% for i in range(3) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}"
+        #expect(try ChatTemplate(ok).render(messages: [], addGenerationPrompt: false) == "[[[[]]]]")
+    }
+
     @Test("a model without a template reports it")
     func noTemplate() throws {
         let tok = try TestGGUFWriter.tokenizer(TestGGUFWriter.spmMetadata())

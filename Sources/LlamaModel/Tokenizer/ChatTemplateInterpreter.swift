@@ -124,14 +124,14 @@ struct ChatTemplateInterpreter {
         case .list(let items):
             var out: [TemplateValue] = []
             for item in items { out.append(try eval(item)) }
-            return .list(out)
+            return try checkedNesting(.list(out))
         case .dict(let pairs):
             var out: [(String, TemplateValue)] = []
             for (k, v) in pairs {
                 guard case .string(let key) = try eval(k) else { throw fail("dict keys must be strings", 0) }
                 out.append((key, try eval(v)))
             }
-            return TemplateValue.makeDict(out)
+            return try checkedNesting(TemplateValue.makeDict(out))
         case .attribute(let base, let name, let offset):
             return try attribute(try eval(base), name, offset)
         case .index(let base, let index, let offset):
@@ -184,6 +184,25 @@ struct ChatTemplateInterpreter {
             if try eval(condition).truthy { return try eval(value) }
             return try otherwise.map { (e) throws(ChatTemplateError) in try eval(e) } ?? .undefined
         }
+    }
+
+    /// Strings and lists may not grow past the output limit (doubling in a loop would).
+    private func checkedSize(_ v: TemplateValue, _ offset: Int) throws(ChatTemplateError) -> TemplateValue {
+        switch v {
+        case .string(let s) where s.utf8.count > Self.maxOutputBytes:
+            throw fail("string longer than \(Self.maxOutputBytes) bytes", offset)
+        case .list(let l) where l.count > 1_000_000:
+            throw fail("list longer than 1000000 items", offset)
+        default:
+            return v
+        }
+    }
+
+    private func checkedNesting(_ v: TemplateValue) throws(ChatTemplateError) -> TemplateValue {
+        guard v.nestingDepth(limit: TemplateValue.maxNesting) <= TemplateValue.maxNesting else {
+            throw fail("values nested more than \(TemplateValue.maxNesting) deep", 0)
+        }
+        return v
     }
 
     private func attribute(_ v: TemplateValue, _ name: String, _ offset: Int) throws(ChatTemplateError) -> TemplateValue {
@@ -241,7 +260,7 @@ struct ChatTemplateInterpreter {
         switch op {
         case "==": return .bool(a.equals(b))
         case "!=": return .bool(!a.equals(b))
-        case "~": return .string(a.rendered + b.rendered)
+        case "~": return try checkedSize(.string(a.rendered + b.rendered), offset)
         case "in":
             switch b {
             case .string(let s):
@@ -274,8 +293,8 @@ struct ChatTemplateInterpreter {
             }
         case "+":
             switch (a, b) {
-            case (.string(let x), .string(let y)): return .string(x + y)
-            case (.list(let x), .list(let y)): return .list(x + y)
+            case (.string(let x), .string(let y)): return try checkedSize(.string(x + y), offset)
+            case (.list(let x), .list(let y)): return try checkedSize(.list(x + y), offset)
             case (.int(let x), .int(let y)):
                 let (r, o) = x.addingReportingOverflow(y)
                 return o ? .double(Double(x) + Double(y)) : .int(r)
@@ -385,6 +404,7 @@ struct ChatTemplateInterpreter {
             let ns = TemplateNamespace()
             for (k, v) in kwargs { ns.set(k, v) }
             if case .dict(let keys, let values)? = args.first { for k in keys { ns.set(k, values[k] ?? .none) } }
+            for v in ns.values.values { _ = try checkedNesting(.list([v])) }
             return .namespace(ns)
         case "dict":
             return TemplateValue.makeDict(kwargs)
@@ -429,7 +449,7 @@ struct ChatTemplateInterpreter {
             }
         case .dict(let keys, let values):
             switch method {
-            case "items": return .list(keys.map { .list([.string($0), values[$0] ?? .none]) })
+            case "items": return try checkedNesting(.list(keys.map { .list([.string($0), values[$0] ?? .none]) }))
             case "keys": return .list(keys.map { .string($0) })
             case "values": return .list(keys.map { values[$0] ?? .none })
             case "get":
@@ -477,10 +497,10 @@ struct ChatTemplateInterpreter {
         case "join":
             let sep = args.first?.rendered ?? kwargs["d"]?.rendered ?? ""
             guard case .list(let l) = v else { throw fail("'join' needs a list", offset) }
-            return .string(l.map(\.rendered).joined(separator: sep))
+            return try checkedSize(.string(l.map(\.rendered).joined(separator: sep)), offset)
         case "replace":
             guard args.count >= 2 else { throw fail("'replace' needs two arguments", offset) }
-            return .string(Self.replace(v.rendered, args[0].rendered, args[1].rendered))
+            return try checkedSize(.string(Self.replace(v.rendered, args[0].rendered, args[1].rendered)), offset)
         case "int":
             switch v {
             case .int: return v
@@ -512,7 +532,7 @@ struct ChatTemplateInterpreter {
             }
         case "items":
             guard case .dict(let keys, let values) = v else { throw fail("'items' needs a dict", offset) }
-            return .list(keys.map { .list([.string($0), values[$0] ?? .none]) })
+            return try checkedNesting(.list(keys.map { .list([.string($0), values[$0] ?? .none]) }))
         case "tojson":
             var indent: Int? = nil
             if case .int(let i)? = kwargs["indent"] ?? args.first { indent = max(0, min(i, 16)) }
