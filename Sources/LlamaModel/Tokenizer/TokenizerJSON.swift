@@ -7,7 +7,9 @@ extension Tokenizer {
     /// template.
     ///
     /// Tokens listed in `added_tokens` with `special: true` become control tokens, the others
-    /// user-defined tokens, as llama.cpp's GGUF converter marks them.
+    /// user-defined tokens, as llama.cpp's GGUF converter marks them. Which tokens are special
+    /// follows the file (as in Hugging Face `tokenizers`); end-of-generation tokens are still
+    /// recognised by their text for `eogTokens`.
     ///
     /// - Throws: `ModelFileError` naming the file and the JSON key that is missing, mistyped or
     ///   inconsistent (ids out of range, merges naming unknown tokens, unsupported components).
@@ -132,6 +134,7 @@ private struct HFTokenizerReader {
         var d = TokenizerDefinition(
             file: path, model: byteLevel ? .byteLevelBPE : .characterBPE, tokens: tokens, attributes: attrs,
             scores: [Float](repeating: 0, count: tokens.count))
+        d.promoteDetectedSpecialTokens = false
         d.preTokenizer = PreTokenizer(steps: steps)
         d.byteLevelAddPrefixSpace = addPrefixSpace
         d.metaspace = metaspace
