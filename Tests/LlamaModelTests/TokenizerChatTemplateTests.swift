@@ -114,6 +114,23 @@ struct TokenizerChatTemplateTests {
         #expect(noSystem == "<s> [INST] Hello [/INST]")
     }
 
+    @Test(
+        "whitespace rules: trim_blocks, lstrip_blocks, +/- modifiers, trailing newline",
+        arguments: [
+            ("a\n  {% if true %}\n  b\n  {% endif %}\nc", "a\n  b\nc"),
+            ("a {% if true %}b{% endif %}", "a b"),  // not at line start: kept
+            ("  {%+ if true %}x{% endif %}", "  x"),  // '+' disables lstrip
+            ("{# comment #}\nx", "x"),
+            ("  {# c #}  x", "  x"),
+            ("x{{- ' y' -}}\n z", "x yz"),
+            ("line\n", "line"),
+            ("a\n\n", "a\n"),
+            ("a\r\n{% if true %}\r\nb{% endif %}", "a\nb"),  // Jinja normalises newlines
+        ])
+    func whitespace(_ c: (String, String)) throws {
+        #expect(try ChatTemplate(c.0).render(messages: [], addGenerationPrompt: false) == c.1)
+    }
+
     @Test("loop variables, namespace, filters, tests, operators")
     func miscFeatures() throws {
         let src = "{%- set ns = namespace(n=0) -%}\n{% for m in messages if m.role != 'system' %}\n  {{ loop.index }}/{{ loop.length }}:{{ m.content|upper }}{{ ',' if not loop.last }}\n  {%- set ns.n = ns.n + m.content|length %}\n{% endfor %}\n{{ ns.n }} {{ messages[-1]['content'][1:3] }} {{ missing | default('dflt') }} {{ 'x' in 'xyz' }} {{ messages|length > 2 }}\n{{ {'a': [1, 'b', none, true]} | tojson }} {{ 7 // 2 }} {{ -7 % 3 }} {{ 'a,b'.split(',') }}\n"
