@@ -114,6 +114,23 @@ struct TokenizerChatTemplateTests {
         #expect(noSystem == "<s> [INST] Hello [/INST]")
     }
 
+    @Test(
+        "whitespace rules: trim_blocks, lstrip_blocks, +/- modifiers, trailing newline",
+        arguments: [
+            ("a\n  {% if true %}\n  b\n  {% endif %}\nc", "a\n  b\nc"),
+            ("a {% if true %}b{% endif %}", "a b"),  // not at line start: kept
+            ("  {%+ if true %}x{% endif %}", "  x"),  // '+' disables lstrip
+            ("{# comment #}\nx", "x"),
+            ("  {# c #}  x", "  x"),
+            ("x{{- ' y' -}}\n z", "x yz"),
+            ("line\n", "line"),
+            ("a\n\n", "a\n"),
+            ("a\r\n{% if true %}\r\nb{% endif %}", "a\nb"),  // Jinja normalises newlines
+        ])
+    func whitespace(_ c: (String, String)) throws {
+        #expect(try ChatTemplate(c.0).render(messages: [], addGenerationPrompt: false) == c.1)
+    }
+
     @Test("loop variables, namespace, filters, tests, operators")
     func miscFeatures() throws {
         let src = "{%- set ns = namespace(n=0) -%}\n{% for m in messages if m.role != 'system' %}\n  {{ loop.index }}/{{ loop.length }}:{{ m.content|upper }}{{ ',' if not loop.last }}\n  {%- set ns.n = ns.n + m.content|length %}\n{% endfor %}\n{{ ns.n }} {{ messages[-1]['content'][1:3] }} {{ missing | default('dflt') }} {{ 'x' in 'xyz' }} {{ messages|length > 2 }}\n{{ {'a': [1, 'b', none, true]} | tojson }} {{ 7 // 2 }} {{ -7 % 3 }} {{ 'a,b'.split(',') }}\n"
@@ -145,6 +162,46 @@ struct TokenizerChatTemplateTests {
         }
         #expect(error?.message.contains(c.1) == true, "\(error?.description ?? "no error")")
         #expect(error?.line == c.2 && error?.column == c.3, "\(error?.description ?? "no error")")
+    }
+
+    @Test("deep nesting renders or is refused, never overflows the stack")
+    func deepNesting() throws {
+        let parens = "{{ " + String(repeating: "(", count: 90) + "1" + String(repeating: ")", count: 90) + " }}"
+        #expect(try ChatTemplate(parens).render(messages: [], addGenerationPrompt: false) == "1")
+        let chain = "{{ " + String(repeating: "1+", count: 250) + "1 }}"
+        #expect(try ChatTemplate(chain).render(messages: [], addGenerationPrompt: false) == "251")
+        let ifs = String(repeating: "{% if true %}", count: 150) + "x" + String(repeating: "{% endif %}", count: 150)
+        #expect(try ChatTemplate(ifs).render(messages: [], addGenerationPrompt: false) == "x")
+        for src in [
+            "{{ " + String(repeating: "(", count: 5000) + "1" + String(repeating: ")", count: 5000) + " }}",
+            "{{ " + String(repeating: "not ", count: 5000) + "true }}",
+            "{{ " + String(repeating: "-", count: 5000) + "1 }}",
+            "{{ " + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000) + " }}",
+            String(repeating: "{% if true %}", count: 5000) + String(repeating: "{% endif %}", count: 5000),
+            String(repeating: "{% for x in messages %}", count: 5000),
+            "{{ " + String(repeating: "1+", count: 100_000) + "1 }}",
+            "{{ 'x'" + String(repeating: "|trim", count: 100_000) + " }}",
+            "{{ messages" + String(repeating: "[0]", count: 100_000) + " }}",
+            "{{ 1" + String(repeating: " == 1", count: 100_000) + " }}",
+        ] {
+            let error = #expect(throws: ChatTemplateError.self) { try ChatTemplate(src) }
+            #expect(error?.message.contains("too deeply") == true, "\(error?.description ?? "")")
+        }
+    }
+
+    @Test("values cannot nest without bound")
+    func valueNesting() throws {
+        let src = "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}"
+        let error = #expect(throws: ChatTemplateError.self) { try ChatTemplate(src).render(messages: [], addGenerationPrompt: false) }
+        #expect(error?.message.contains("nested more than") == true)
+        for grow in ["{% set ns.x = ns.x + ns.x %}", "{% set ns.x = ns.x ~ ns.x %}"] {
+            let start = grow.contains("~") ? "'ab'" : "[1]"
+            let doubling = "{% set ns = namespace(x=\(start)) %}{% for i in range(100) %}\(grow){% endfor %}"
+            let e = #expect(throws: ChatTemplateError.self) { try ChatTemplate(doubling).render(messages: [], addGenerationPrompt: false) }
+            #expect(e?.message.contains("longer than") == true)
+        }
+        let ok = "{% set ns = namespace(x=[]) %}{% for i in range(3) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}"
+        #expect(try ChatTemplate(ok).render(messages: [], addGenerationPrompt: false) == "[[[[]]]]")
     }
 
     @Test("a model without a template reports it")

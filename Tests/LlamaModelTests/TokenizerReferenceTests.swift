@@ -89,6 +89,35 @@ struct TokenizerReferenceTests {
         Self.check(tok, v, label: name)
     }
 
+    @Test(
+        "SentencePiece-style tokenizer.json (byte fallback) matches tokenizers",
+        arguments: ["prepend_replace", "metaspace_first", "metaspace_always_split"])
+    func sentencePieceStyleJSON(_ style: String) throws {
+        let path = TokenizerTestSupport.fixturesDir.appendingPathComponent("hf_reference_tokens.json").path
+        let root = try #require(try TokenizerTestSupport.json(at: path) as? [String: Any])
+        let variant = try #require((root["spm_variants"] as? [String: [String: Any]])?[style])
+        let cases = try #require(variant["cases"] as? [[String: Any]])
+        #expect(cases.count >= 40)
+        let base = TokenizerTestSupport.fixturesDir.appendingPathComponent("spm_like_tokenizer.json").path
+        var json = try #require(try TokenizerTestSupport.json(at: base) as? [String: Any])
+        json["normalizer"] = variant["normalizer"] ?? NSNull()
+        json["pre_tokenizer"] = variant["pre_tokenizer"] ?? NSNull()
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("squat-tok-\(style)-\(UUID().uuidString).json")
+        try JSONSerialization.data(withJSONObject: json).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let tok = try Tokenizer(tokenizerJSONAt: url.path, tokenizerConfigPath: nil)
+        #expect(tok.model == .characterBPE)
+        var byteFallbacks = 0
+        for c in cases {
+            let text = c["text"] as? String ?? ""
+            let expected = TokenizerTestSupport.ints(c["ids"]) ?? []
+            let got = tok.encode(text, addSpecial: false)
+            #expect(got == expected, "\(style): \(text.debugDescription)")
+            byteFallbacks += got.filter { tok.attributes(of: $0).contains(.byte) }.count
+        }
+        #expect(byteFallbacks > 20)  // the tiny vocabulary really exercises byte fallback
+    }
+
     @Test("GGUF pre-tokenizer names map to llama.cpp's choices")
     func ggufPreNames() throws {
         let llama3 = try #require(PreTokenizer.forGGUFName("llama-bpe"))

@@ -104,6 +104,7 @@ struct TokenizerRobustnessTests {
         #expect(try load(model(["merges": [["a"]]]))?.what.contains("model.merges[0]") == true)
         #expect(try load(model(["vocab": ["a": 0, "b": 2]]))?.what.contains("model.vocab") == true)
         #expect(try load(model(["vocab": ["a": -3]]))?.what.contains("model.vocab") == true)
+        #expect(try load(model(["vocab": ["a": true, "b": 1, "ab": 2]]))?.what.contains("model.vocab") == true)
         var badPre = model([:])
         badPre["pre_tokenizer"] = ["type": "Split", "pattern": ["Regex": "[a-z]+"], "behavior": "Isolated"]
         #expect(try load(badPre)?.what.contains("pre_tokenizer.pattern") == true)

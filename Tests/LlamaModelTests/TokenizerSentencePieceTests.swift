@@ -57,6 +57,30 @@ struct TokenizerSentencePieceTests {
         #expect(tok.eogTokens == [2])
     }
 
+    @Test("GGUF of a trained sentencepiece BPE model matches sentencepiece on 49 strings")
+    func sentencepieceReference() throws {
+        let dir = TokenizerTestSupport.fixturesDir
+        let root = try #require(try TokenizerTestSupport.json(at: dir.appendingPathComponent("sentencepiece_reference_tokens.json").path) as? [String: Any])
+        let cases = try #require(root["cases"] as? [[String: Any]])
+        #expect(cases.count >= 45)
+        let tok = try Tokenizer(gguf: try GGUFFile(path: dir.appendingPathComponent("sentencepiece_tiny.gguf").path))
+        #expect(tok.model == .sentencePiece && tok.addsBOS && tok.bosToken == 1)
+        var byteTokens = 0
+        for c in cases {
+            let text = c["text"] as? String ?? ""
+            let expected = TokenizerTestSupport.ints(c["ids"]) ?? []
+            let ids = tok.encode(text, addSpecial: false)
+            #expect(ids == expected, "\(text.debugDescription)")
+            #expect(tok.encode(text) == [1] + expected)
+            byteTokens += ids.filter { tok.attributes(of: $0).contains(.byte) }.count
+            // sentencepiece's decode drops the dummy-prefix space; llama.cpp's pieces keep it.
+            if let decoded = c["decoded"] as? String, !text.isEmpty {
+                #expect(tok.decode(ids) == " " + decoded, "\(text.debugDescription)")
+            }
+        }
+        #expect(byteTokens > 20)
+    }
+
     @Test("tokenizer.json with Prepend/Replace normalizers, byte fallback and 'a b' merges")
     func tokenizerJSONCharacterBPE() throws {
         var vocab: [String: Int] = ["<unk>": 0, "<s>": 1, "</s>": 2]

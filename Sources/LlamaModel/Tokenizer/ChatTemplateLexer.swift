@@ -29,12 +29,25 @@ struct ChatTemplateLexer {
     let source: [Unicode.Scalar]
 
     init(_ template: String) {
-        var s = Array(template.unicodeScalars)
-        // keep_trailing_newline = False: drop one trailing newline.
-        if s.last == "\n" {
-            s.removeLast()
-            if s.last == "\r" { s.removeLast() }
+        // Jinja turns "\r\n" and "\r" in template text into "\n".
+        var s: [Unicode.Scalar] = []
+        s.reserveCapacity(template.unicodeScalars.count)
+        var previousCR = false
+        for c in template.unicodeScalars {
+            if c == "\r" {
+                s.append("\n")
+                previousCR = true
+                continue
+            }
+            if c == "\n", previousCR {
+                previousCR = false
+                continue
+            }
+            previousCR = false
+            s.append(c)
         }
+        // keep_trailing_newline = False: drop one trailing newline.
+        if s.last == "\n" { s.removeLast() }
         source = s
     }
 
@@ -112,9 +125,6 @@ struct ChatTemplateLexer {
                 // trim_blocks: the first newline after a block or comment tag.
                 if end < n, source[end] == "\n" {
                     end += 1
-                    lineStarting = true
-                } else if end + 1 < n, source[end] == "\r", source[end + 1] == "\n" {
-                    end += 2
                     lineStarting = true
                 }
             }

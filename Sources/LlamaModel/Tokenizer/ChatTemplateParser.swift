@@ -167,6 +167,10 @@ struct ExprParser {
     let tagOffset: Int
     var i = 0
     var depth = 0
+    /// Operator and postfix nodes built so far: chains like `a+a+…` or `x|f|f|…` nest the tree
+    /// without recursion in the parser, so their length is capped too.
+    var chainNodes = 0
+    static let maxChainNodes = 256
 
     init(tokens: [Token], lexer: ChatTemplateLexer, tagOffset: Int) {
         self.tokens = tokens
@@ -207,6 +211,11 @@ struct ExprParser {
         }
     }
 
+    mutating func grow(_ offset: Int) throws(ChatTemplateError) {
+        chainNodes += 1
+        guard chainNodes <= Self.maxChainNodes else { throw lexer.error("expression nested too deeply (more than \(Self.maxChainNodes) operators)", at: offset) }
+    }
+
     mutating func parseExpression(allowConditional: Bool = true) throws(ChatTemplateError) -> TemplateExpr {
         depth += 1
         defer { depth -= 1 }
@@ -226,6 +235,7 @@ struct ExprParser {
         while case .name("or")? = peek() {
             let o = currentOffset
             i += 1
+            try grow(o)
             l = .binary("or", l, try parseAnd(), offset: o)
         }
         return l
@@ -236,6 +246,7 @@ struct ExprParser {
         while case .name("and")? = peek() {
             let o = currentOffset
             i += 1
+            try grow(o)
             l = .binary("and", l, try parseNot(), offset: o)
         }
         return l
@@ -259,12 +270,15 @@ struct ExprParser {
             let o = currentOffset
             if case .op(let op)? = peek(), ["==", "!=", "<", ">", "<=", ">="].contains(op) {
                 i += 1
+                try grow(o)
                 l = .binary(op, l, try parseAdd(), offset: o)
             } else if case .name("in")? = peek() {
                 i += 1
+                try grow(o)
                 l = .binary("in", l, try parseAdd(), offset: o)
             } else if case .name("not")? = peek(), case .name("in")? = peek(1) {
                 i += 2
+                try grow(o)
                 l = .unary("not", .binary("in", l, try parseAdd(), offset: o), offset: o)
             } else {
                 return l
@@ -277,6 +291,7 @@ struct ExprParser {
         while case .op(let op)? = peek(), op == "+" || op == "-" {
             let o = currentOffset
             i += 1
+            try grow(o)
             l = .binary(op, l, try parseConcat(), offset: o)
         }
         return l
@@ -287,6 +302,7 @@ struct ExprParser {
         while case .op("~")? = peek() {
             let o = currentOffset
             i += 1
+            try grow(o)
             l = .binary("~", l, try parseMul(), offset: o)
         }
         return l
@@ -297,6 +313,7 @@ struct ExprParser {
         while case .op(let op)? = peek(), ["*", "/", "//", "%"].contains(op) {
             let o = currentOffset
             i += 1
+            try grow(o)
             l = .binary(op, l, try parsePow(), offset: o)
         }
         return l
@@ -307,6 +324,7 @@ struct ExprParser {
         while case .op("**")? = peek() {
             let o = currentOffset
             i += 1
+            try grow(o)
             l = .binary("**", l, try parseUnary(), offset: o)
         }
         return l
@@ -404,6 +422,8 @@ struct ExprParser {
         while true {
             let o = currentOffset
             guard let t = peek() else { return e }
+            if case .op(let p) = t, p == "." || p == "[" || p == "(" || p == "|" { try grow(o) }
+            if case .name("is") = t { try grow(o) }
             switch t {
             case .op(".") where postfix:
                 i += 1

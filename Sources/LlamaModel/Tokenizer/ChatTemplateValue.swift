@@ -31,6 +31,32 @@ enum TemplateValue {
         return .dict(keys: keys, values: values)
     }
 
+    /// Deepest list/dict nesting, counting stops once past `limit`.
+    func nestingDepth(limit: Int) -> Int {
+        guard limit >= 0 else { return 1 }
+        switch self {
+        case .list(let l):
+            var d = 0
+            for v in l {
+                d = max(d, v.nestingDepth(limit: limit - 1))
+                if d > limit { break }
+            }
+            return d + 1
+        case .dict(let keys, let values):
+            var d = 0
+            for k in keys {
+                d = max(d, (values[k] ?? .none).nestingDepth(limit: limit - 1))
+                if d > limit { break }
+            }
+            return d + 1
+        default:
+            return 0
+        }
+    }
+
+    /// Values nest at most this deep (deeper ones could exhaust the stack when printed or freed).
+    static let maxNesting = 64
+
     var isUndefined: Bool { if case .undefined = self { return true } else { return false } }
 
     /// Python truthiness.

@@ -107,19 +107,22 @@ public final class Tokenizer: Sendable {
             "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
             "<｜end▁of▁sentence｜>", "[e~[",
         ]
+        let promote = d.promoteDetectedSpecialTokens
         for (i, t) in d.tokens.enumerated() {
             let id = Int32(i)
-            if eot == nil, eotNames.contains(t) { eot = id; attrs[i].insert(.control) }
-            if eom == nil, t == "<|eom_id|>" { eom = id; attrs[i].insert(.control) }
-            if fimPad == nil, fimPadNames.contains(t) { fimPad = id; attrs[i].insert(.control) }
-            if fimRep == nil, fimRepNames.contains(t) { fimRep = id; attrs[i].insert(.control) }
-            if fimSep == nil, t == "<|file_sep|>" { fimSep = id; attrs[i].insert(.control) }
+            var detected = false
+            if eot == nil, eotNames.contains(t) { eot = id; detected = true }
+            if eom == nil, t == "<|eom_id|>" { eom = id; detected = true }
+            if fimPad == nil, fimPadNames.contains(t) { fimPad = id; detected = true }
+            if fimRep == nil, fimRepNames.contains(t) { fimRep = id; detected = true }
+            if fimSep == nil, t == "<|file_sep|>" { fimSep = id; detected = true }
+            if detected, promote { attrs[i].insert(.control) }
         }
         var eog = Set<Int32>()
         for id in [fimPad, fimRep, fimSep] { if let id { eog.insert(id) } }
         for (i, t) in d.tokens.enumerated() where eogNames.contains(t) {
             eog.insert(Int32(i))
-            attrs[i].insert(.control)
+            if promote { attrs[i].insert(.control) }
         }
         for id in [d.eos, eot, eom] { if let id { eog.insert(id) } }
         // o200k_harmony / solar-open: "<|end|>" is not end-of-generation when these exist.

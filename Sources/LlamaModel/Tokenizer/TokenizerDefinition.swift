@@ -65,6 +65,10 @@ struct TokenizerDefinition: Sendable {
     var fimRep: Int32? = nil
     var fimSep: Int32? = nil
     var chatTemplate: String? = nil
+    /// Mark tokens recognised by their text as end-of-turn/end-of-generation as control tokens,
+    /// as llama.cpp does for GGUF vocabularies (which changes how text containing them is
+    /// split). tokenizer.json files declare their special tokens in `added_tokens` instead.
+    var promoteDetectedSpecialTokens = true
 
     // Hugging Face options (tokenizer.json only).
     /// `Prepend` normalizer: text put in front of every non-empty fragment.

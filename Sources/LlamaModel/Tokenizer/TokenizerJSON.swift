@@ -7,7 +7,9 @@ extension Tokenizer {
     /// template.
     ///
     /// Tokens listed in `added_tokens` with `special: true` become control tokens, the others
-    /// user-defined tokens, as llama.cpp's GGUF converter marks them.
+    /// user-defined tokens, as llama.cpp's GGUF converter marks them. Which tokens are special
+    /// follows the file (as in Hugging Face `tokenizers`); end-of-generation tokens are still
+    /// recognised by their text for `eogTokens`.
     ///
     /// - Throws: `ModelFileError` naming the file and the JSON key that is missing, mistyped or
     ///   inconsistent (ids out of range, merges naming unknown tokens, unsupported components).
@@ -132,6 +134,7 @@ private struct HFTokenizerReader {
         var d = TokenizerDefinition(
             file: path, model: byteLevel ? .byteLevelBPE : .characterBPE, tokens: tokens, attributes: attrs,
             scores: [Float](repeating: 0, count: tokens.count))
+        d.promoteDetectedSpecialTokens = false
         d.preTokenizer = PreTokenizer(steps: steps)
         d.byteLevelAddPrefixSpace = addPrefixSpace
         d.metaspace = metaspace
@@ -189,15 +192,11 @@ private struct HFTokenizerReader {
         return d
     }
 
+    /// An integer JSON value; JSON booleans (which Foundation also bridges to numbers) are not.
     static func int(_ v: Any?) -> Int? {
-        if let b = v as? NSNumber, CFGetTypeIDIfAvailable(b) { return nil }
-        if let i = v as? Int { return i }
-        return nil
-    }
-
-    /// JSON booleans must not pass as ids.
-    private static func CFGetTypeIDIfAvailable(_ n: NSNumber) -> Bool {
-        String(cString: n.objCType) == "c" && (n == NSNumber(value: true) || n == NSNumber(value: false)) && !(n is Int)
+        guard let n = v as? NSNumber else { return nil }
+        if String(cString: n.objCType) == "c" { return nil }
+        return v as? Int
     }
 
     static func isByteToken(_ t: String) -> Bool {

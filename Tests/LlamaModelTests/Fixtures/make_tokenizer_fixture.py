@@ -7,6 +7,11 @@ Digits(individual_digits) + ByteLevel pre-tokenizer, control tokens as special a
 saves that tokenizer.json, and writes the ids `tokenizers` produces for a list of strings, with
 three pre-tokenizers: SmolLM2's, and the Llama 3 and Qwen 2 split regexes.
 
+It also trains a tiny SentencePiece-style BPE (character merges, `<0xNN>` byte fallback, `▁` for
+spaces) on the same strings, saves it, and records its ids with the three ways such
+tokenizer.json files mark spaces: Prepend+Replace normalizers (Llama 2), Metaspace with
+prepend_scheme "first" (newer Llama/Mistral) and Metaspace "always" with split.
+
 Exact command (from the package root), with tokenizers 0.23.3 and gguf 0.19.0:
 
     pip install tokenizers==0.23.3 gguf==0.19.0
@@ -20,7 +25,7 @@ import sys
 
 import gguf
 import tokenizers
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                 r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -132,6 +137,8 @@ def main():
             })
         results[name] = {"pre_tokenizer": pre, "ignore_merges": ignore_merges[name], "cases": cases}
 
+    spm_json, spm_results = make_spm_like(out_dir)
+
     out = {
         "generator": "Tests/LlamaModelTests/Fixtures/make_tokenizer_fixture.py",
         "tokenizers_version": tokenizers.__version__,
@@ -139,11 +146,51 @@ def main():
         "model": os.path.basename(gguf_path),
         "tokenizer_json": "smollm2_tokenizer.json",
         "variants": results,
+        "spm_tokenizer_json": spm_json,
+        "spm_variants": spm_results,
     }
     with open(os.path.join(out_dir, "hf_reference_tokens.json"), "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)
     print(f"wrote {len(STRINGS)} strings x {len(variants)} pre-tokenizers; "
           f"tokenizer.json {os.path.getsize(json_path)} bytes")
+
+
+def make_spm_like(out_dir):
+    """A small trained character-level BPE with byte fallback, in three space-marking styles."""
+    corpus = STRINGS * 4
+    base = Tokenizer(models.BPE(unk_token="<unk>"))
+    base.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    trainer = trainers.BpeTrainer(vocab_size=420, special_tokens=["<unk>", "<s>", "</s>"], limit_alphabet=70,
+                                  show_progress=False)
+    base.train_from_iterator(corpus, trainer)
+    trained = json.loads(base.to_str())
+    vocab = dict(trained["model"]["vocab"])
+    for b in range(256):
+        vocab.setdefault("<0x%02X>" % b, len(vocab))
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in trained["model"]["merges"]]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in ["<unk>", "<s>", "</s>"]])
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    name = "spm_like_tokenizer.json"
+    tok.save(os.path.join(out_dir, name), pretty=False)
+    saved = json.load(open(os.path.join(out_dir, name), encoding="utf-8"))
+    styles = {
+        "prepend_replace": (saved["normalizer"], None),
+        "metaspace_first": (None, {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": False}),
+        "metaspace_always_split": (None, {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}),
+    }
+    strings = STRINGS + ["text</s>more<s> x", "</s>", " <unk> "]
+    results = {}
+    for style, (norm, pre) in styles.items():
+        cfg = dict(saved, normalizer=norm, pre_tokenizer=pre)
+        t = Tokenizer.from_str(json.dumps(cfg))
+        results[style] = {
+            "normalizer": norm,
+            "pre_tokenizer": pre,
+            "cases": [{"text": s, "ids": t.encode(s, add_special_tokens=False).ids} for s in strings],
+        }
+    return name, results
 
 
 if __name__ == "__main__":
