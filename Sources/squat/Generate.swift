@@ -122,8 +122,7 @@ struct Tokenize: ParsableCommand {
     @Argument(help: "The text.") var text: String
 
     func run() throws {
-        let gguf = try GGUFFile(path: model.resolvedPath)
-        let tokenizer = try Tokenizer(gguf: gguf)
+        let tokenizer = try ModelLoader.open(path: model.resolvedPath).tokenizer()
         let ids = tokenizer.encode(text, addSpecial: !noSpecial)
         if pieces {
             for id in ids {

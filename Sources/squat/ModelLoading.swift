@@ -11,7 +11,7 @@ enum StandardError {
 
 /// A whole model opened for one process: file, configuration, tokenizer and weights.
 struct LoadedModel {
-    let gguf: GGUFFile
+    let files: LoadedModelFiles
     let config: LlamaConfig
     let tokenizer: Tokenizer
     let weights: LlamaWeights
@@ -19,18 +19,17 @@ struct LoadedModel {
     /// Opens the model, touching every weight page once with a progress bar on stderr so that
     /// the first token does not pay for page faults.
     static func load(path: String, showProgress: Bool = true) throws -> LoadedModel {
-        let gguf = try GGUFFile(path: path)
-        let config = try LlamaConfig(gguf: gguf)
-        let tokenizer = try Tokenizer(gguf: gguf)
-        let weights = try LlamaWeights(source: gguf, config: config, layers: 0..<config.layerCount, qkInterleaved: true)
-        let names = gguf.tensorNames
-        let total = names.reduce(0) { $0 + (gguf.tensors[$1]?.byteCount ?? 0) }
+        let files = try ModelLoader.open(path: path)
+        let config = files.config
+        let tokenizer = try files.tokenizer()
+        let weights = try files.weights()
+        let names = weights.tensorViews
+        let total = names.reduce(0) { $0 + $1.byteCount }
         var done = 0
         var lastPercent = -1
         var checksum: UInt8 = 0
         let interactive = isatty(2) != 0
-        for name in names {
-            guard let t = gguf.tensors[name] else { continue }
+        for t in names {
             var off = 0
             while off < t.byteCount {
                 checksum &+= t.data.load(fromByteOffset: off, as: UInt8.self)
@@ -49,6 +48,6 @@ struct LoadedModel {
             let summary = "\(config.layerCount) layers, \(total / 1_048_576) MiB\(checksum == 0 ? "" : "")"
             StandardError.write(interactive ? " \(summary)\n" : "loaded \(name): \(summary)\n")
         }
-        return LoadedModel(gguf: gguf, config: config, tokenizer: tokenizer, weights: weights)
+        return LoadedModel(files: files, config: config, tokenizer: tokenizer, weights: weights)
     }
 }

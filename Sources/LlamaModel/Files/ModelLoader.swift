@@ -15,6 +15,21 @@ public struct LoadedModelFiles: Sendable {
     public let qkInterleaved: Bool
     /// The GGUF file itself, when the model is one (its metadata holds the tokenizer).
     public let gguf: GGUFFile?
+    /// For Hugging Face models, the directory holding config.json and tokenizer files.
+    public var directory: String? = nil
+
+    /// The model's tokenizer: from the GGUF metadata, or `tokenizer.json` (and
+    /// `tokenizer_config.json`, if present) beside a Hugging Face model.
+    public func tokenizer() throws(ModelFileError) -> Tokenizer {
+        if let gguf { return try Tokenizer(gguf: gguf) }
+        let dir = directory ?? FileSystem.directory(of: path)
+        let json = FileSystem.join(dir, "tokenizer.json")
+        guard FileSystem.kind(json) == .file else {
+            throw ModelFileError(file: json, what: "missing: a Hugging Face model needs its tokenizer.json")
+        }
+        let config = FileSystem.join(dir, "tokenizer_config.json")
+        return try Tokenizer(tokenizerJSONAt: json, tokenizerConfigPath: FileSystem.kind(config) == .file ? config : nil)
+    }
 
     /// The weights of `layers` (default: all), embedding and head as `LlamaWeights` decides.
     public func weights(layers: Range<Int>? = nil) throws(ModelFileError) -> LlamaWeights {
@@ -68,7 +83,9 @@ public enum ModelLoader {
         var config = try LlamaConfig(huggingFaceConfigAt: configPath)
         // Checkpoints saved with tied embeddings usually omit lm_head.weight.
         if !source.hasTensor("output.weight") { config.tiedEmbeddings = true }
-        return LoadedModelFiles(
+        var files = LoadedModelFiles(
             path: source.path, format: .huggingFace, config: config, source: source, qkInterleaved: false, gguf: nil)
+        files.directory = dir
+        return files
     }
 }

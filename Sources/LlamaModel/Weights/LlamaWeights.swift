@@ -97,4 +97,15 @@ public final class LlamaWeights: Sendable {
     }
 
     public var isLastStage: Bool { output != nil }
+
+    /// The weight memory this stage maps: (data pointer, byte count) of each matrix it uses.
+    public var tensorViews: [(data: UnsafeRawPointer, byteCount: Int)] {
+        var out: [(UnsafeRawPointer, Int)] = []
+        for l in layers {
+            for m in [l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down] { out.append((m.data, m.rows * m.rowBytes)) }
+        }
+        if let e = tokenEmbedding { out.append((e.data, e.rows * e.rowBytes)) }
+        if let o = output, o.data != tokenEmbedding?.data { out.append((o.data, o.rows * o.rowBytes)) }
+        return out
+    }
 }
