@@ -209,3 +209,12 @@ void sq_accumulate_f32_values(const float *p, int64_t p_stride, int g, int D, co
             for (int i = 0; i < D; i++) out[j * D + i] = fmaf(pt, values[t * D + i], out[j * D + i]);
         }
 }
+
+void sq_rope_table(float *x, int D, const float *c, const float *sn) {
+    const int h = D / 2;
+    for (int i = 0; i < h; i++) {
+        float a = x[i], b = x[i + h];
+        x[i] = a * c[i] - b * sn[i];
+        x[i + h] = a * sn[i] + b * c[i];
+    }
+}

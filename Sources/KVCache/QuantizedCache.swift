@@ -75,7 +75,6 @@ public final class QuantizedCache: SequenceKVCache {
         var keyMin: [[UInt16]]
         var keyTokens = 0  // quantized keys
         var residualKeys: [[Float]]  // [head][token · D] as quantized later (pre- or post-RoPE)
-        var residualKeysRotated: [[Float]]  // [head][token · D] post-RoPE, for attention
         var valueCodes: [[UInt8]]  // [head][token · vpb]
         var valueScale: [[UInt16]]  // [head][token · D/gs]
         var valueMin: [[UInt16]]
@@ -88,7 +87,6 @@ public final class QuantizedCache: SequenceKVCache {
             keyScale = Array(repeating: [], count: heads)
             keyMin = Array(repeating: [], count: heads)
             residualKeys = Array(repeating: [], count: heads)
-            residualKeysRotated = Array(repeating: [], count: heads)
             valueCodes = Array(repeating: [], count: heads)
             valueScale = Array(repeating: [], count: heads)
             valueMin = Array(repeating: [], count: heads)
@@ -115,7 +113,7 @@ public final class QuantizedCache: SequenceKVCache {
         for l in layers {
             for h in 0..<shape.kvHeads {
                 total += l.keyCodes[h].count + 2 * (l.keyScale[h].count + l.keyMin[h].count)
-                total += 4 * (l.residualKeys[h].count + l.residualKeysRotated[h].count + l.residualValues[h].count)
+                total += 4 * (l.residualKeys[h].count + l.residualValues[h].count)
                 total += l.valueCodes[h].count + 2 * (l.valueScale[h].count + l.valueMin[h].count)
             }
             total += l.squat?.byteCount ?? 0
@@ -197,7 +195,6 @@ public final class QuantizedCache: SequenceKVCache {
                     appendQuantizedKeys(store, head: h, keys: $0.baseAddress!, tokens: R)
                 }
                 store.residualKeys[h].removeFirst(R * D)
-                store.residualKeysRotated[h].removeFirst(R * D)
             }
             while store.residualValues[h].count / D > R {
                 store.residualValues[h].withUnsafeBufferPointer {
@@ -235,7 +232,6 @@ public final class QuantizedCache: SequenceKVCache {
             let stored = keysBeforeRope ? UnsafePointer(k) : UnsafePointer(kRot)
             for h in 0..<s.kvHeads {
                 store.residualKeys[h] += UnsafeBufferPointer(start: stored + h * D, count: D)
-                store.residualKeysRotated[h] += UnsafeBufferPointer(start: kRot + h * D, count: D)
                 store.residualValues[h] += UnsafeBufferPointer(start: values + r * s.kvDim + h * D, count: D)
             }
             attend(store, query: q, position: pos, output: output + r * s.qDim, parallel: parallel)
@@ -311,7 +307,6 @@ public final class QuantizedCache: SequenceKVCache {
         }
         for h in 0..<s.kvHeads {
             store.residualKeys[h] = Array(source[(h * T + kq) * D..<(h + 1) * T * D])
-            store.residualKeysRotated[h] = Array(kRot[(h * T + kq) * D..<(h + 1) * T * D])
             store.residualValues[h] = Array(vAll[(h * T + vq) * D..<(h + 1) * T * D])
         }
         store.keyTokens = kq
@@ -357,11 +352,19 @@ public final class QuantizedCache: SequenceKVCache {
             }
             let f0 = max(c0, kq)
             if c1 > f0 {
-                store.residualKeysRotated[h].withUnsafeBufferPointer { rk in
-                    sq_scores_f32_keys(
-                        q, Int32(g), Int32(D), rk.baseAddress! + (f0 - kq) * D, Int64(c1 - f0), scale, sc + (f0 - c0),
-                        Int64(n))
+                // Full-precision keys, rotated here when they are stored before RoPE.
+                let m = c1 - f0
+                let rotated = UnsafeMutablePointer<Float>.allocate(capacity: m * D)
+                defer { rotated.deallocate() }
+                store.residualKeys[h].withUnsafeBufferPointer { rk in
+                    rotated.update(from: rk.baseAddress! + (f0 - kq) * D, count: m * D)
                 }
+                if rotateKeys {
+                    for t in 0..<m {
+                        sq_rope_table(rotated + t * D, Int32(D), table.cos + (f0 + t) * half, table.sin + (f0 + t) * half)
+                    }
+                }
+                sq_scores_f32_keys(q, Int32(g), Int32(D), rotated, Int64(m), scale, sc + (f0 - c0), Int64(n))
             }
             for j in 0..<g {
                 let row = sc + j * n
@@ -392,5 +395,57 @@ public final class QuantizedCache: SequenceKVCache {
                 }
             }
         }
+    }
+}
+
+extension QuantizedCache {
+    /// What attention currently sees in `layer`, dequantized (for tests of the packed kernels):
+    /// per KV head, rotated keys and values, token-major, `count` tokens each (as of the last
+    /// commit). Built only on request; the attention path never makes this copy.
+    func dequantizedState(layer: Int) -> (keys: [[Float]], values: [[Float]]) {
+        let store = layers[layer]
+        let D = shape.headDim
+        let gs = params.groupSize
+        var keys: [[Float]] = []
+        var values: [[Float]] = []
+        for h in 0..<shape.kvHeads {
+            var k: [Float] = []
+            var codes = [UInt8](repeating: 0, count: D)
+            let kpb = D * params.kBits / 8
+            for t in 0..<store.keyTokens {
+                store.keyCodes[h].withUnsafeBufferPointer {
+                    sq_unpack_codes($0.baseAddress! + t * kpb, Int32(D), Int32(params.kBits), &codes)
+                }
+                var row = (0..<D).map { i -> Float in
+                    let g = t / gs
+                    return Float(codes[i]) * sq_f16_to_f32(store.keyScale[h][g * D + i]) + sq_f16_to_f32(store.keyMin[h][g * D + i])
+                }
+                if keysBeforeRope { row.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress!, heads: 1, position: t) } }
+                k += row
+            }
+            var residual = store.residualKeys[h]
+            if keysBeforeRope {
+                residual.withUnsafeMutableBufferPointer { p in
+                    for t in 0..<(p.count / D) { rope.apply(p.baseAddress! + t * D, heads: 1, position: store.keyTokens + t) }
+                }
+            }
+            k += residual
+            keys.append(k)
+            var v: [Float] = []
+            let vpb = D * params.vBits / 8
+            let ng = D / gs
+            for t in 0..<store.valueTokens {
+                store.valueCodes[h].withUnsafeBufferPointer {
+                    sq_unpack_codes($0.baseAddress! + t * vpb, Int32(D), Int32(params.vBits), &codes)
+                }
+                v += (0..<D).map { i -> Float in
+                    let g = i / gs
+                    return Float(codes[i]) * sq_f16_to_f32(store.valueScale[h][t * ng + g]) + sq_f16_to_f32(store.valueMin[h][t * ng + g])
+                }
+            }
+            v += store.residualValues[h]
+            values.append(v)
+        }
+        return (keys, values)
     }
 }

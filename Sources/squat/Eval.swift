@@ -68,32 +68,30 @@ struct Eval: ParsableCommand {
         let V = config.vocabularySize
         let prompt = Array(ids[0..<P])
         let refCache = stage.makeCache(reference)
-        var refLogits = stage.forward(.tokens(prompt), segments: [StageSegment(cache: refCache, rows: P)], logitRows: [P - 1])
+        _ = stage.forward(.tokens(prompt), segments: [StageSegment(cache: refCache, rows: P)], logitRows: [P - 1])
         var caches = factories.map { stage.makeCache($0) }
-        var logits = caches.map { stage.forward(.tokens(prompt), segments: [StageSegment(cache: $0, rows: P)], logitRows: [P - 1]) }
+        for c in caches { _ = stage.forward(.tokens(prompt), segments: [StageSegment(cache: c, rows: P)], logitRows: [P - 1]) }
         var refNLL = 0.0
         var nll = [Double](repeating: 0, count: specs.count)
         var kl = [Double](repeating: 0, count: specs.count)
         var agree = [Int](repeating: 0, count: specs.count)
         let progress = Progress(total: D, label: "eval")
+        // Step i feeds ids[P+i]; its distribution predicts ids[P+i+1] (D−1 targets).
         for i in 0..<D {
+            let next = ids[P + i]
+            let refLogits = stage.forward(.tokens([next]), segments: [StageSegment(cache: refCache, rows: 1)], logitRows: [0])
             let refLog = logSoftmax(refLogits)
             let refArg = Sampler.argmax(refLogits)
             let target = i < D - 1 ? Int(ids[P + i + 1]) : nil
             if let target { refNLL -= refLog[target] }
             for m in 0..<specs.count {
-                let lp = logSoftmax(logits[m])
+                let logits = stage.forward(.tokens([next]), segments: [StageSegment(cache: caches[m], rows: 1)], logitRows: [0])
+                let lp = logSoftmax(logits)
                 var k = 0.0
                 for v in 0..<V { k += exp(refLog[v]) * (refLog[v] - lp[v]) }
                 kl[m] += k
-                if Sampler.argmax(logits[m]) == refArg { agree[m] += 1 }
+                if Sampler.argmax(logits) == refArg { agree[m] += 1 }
                 if let target { nll[m] -= lp[target] }
-            }
-            if i == D - 1 { break }
-            let next = ids[P + i]
-            refLogits = stage.forward(.tokens([next]), segments: [StageSegment(cache: refCache, rows: 1)], logitRows: [0])
-            for m in 0..<specs.count {
-                logits[m] = stage.forward(.tokens([next]), segments: [StageSegment(cache: caches[m], rows: 1)], logitRows: [0])
             }
             progress.update(i + 1)
         }

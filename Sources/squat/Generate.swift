@@ -70,17 +70,14 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Compute threads (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Activation precision: f32 (exact) or q8 (faster, like llama.cpp).")
     var activations: String = "f32"
-    @Option(help: "KV cache storage: f16 or f32.") var cache: String = "f16"
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1, got \(threads)") }
         guard ActivationPrecision(rawValue: activations) != nil else {
             throw ValidationError("--activations must be f32 or q8, got '\(activations)'")
         }
-        guard FullPrecision(rawValue: cache) != nil else { throw ValidationError("--cache must be f16 or f32, got '\(cache)'") }
     }
     var activationPrecision: ActivationPrecision { ActivationPrecision(rawValue: activations) ?? .f32 }
-    var cacheFactory: any KVCacheFactory { FullPrecisionCacheFactory(precision: FullPrecision(rawValue: cache) ?? .f16) }
 }
 
 /// `squat generate`: text for a prompt, streamed to stdout; statistics to stderr.
@@ -91,12 +88,14 @@ struct Generate: ParsableCommand {
     @OptionGroup var promptOptions: PromptOptions
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var engine: EngineOptions
+    @OptionGroup var cacheOptions: CacheOptions
 
     func run() throws {
         let loaded = try LoadedModel.load(path: model.resolvedPath)
+        let factory = try cacheOptions.factory(headDim: loaded.config.headDim, contextLength: loaded.config.contextLength)
         let tokens = try promptOptions.tokens(loaded.tokenizer)
         let stage = LlamaStage(weights: loaded.weights, threads: engine.threads, activations: engine.activationPrecision)
-        let generator = Generator(stage: stage, tokenizer: loaded.tokenizer, cacheFactory: engine.cacheFactory)
+        let generator = Generator(stage: stage, tokenizer: loaded.tokenizer, cacheFactory: factory)
         let request = GenerationRequest(
             prompt: tokens, sampling: sampling.parameters, maxTokens: sampling.maxTokens, stopStrings: sampling.stop,
             ignoreEndOfGeneration: sampling.ignoreEos)

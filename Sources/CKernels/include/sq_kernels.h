@@ -128,6 +128,9 @@ void sq_accumulate_packed_values(const float *p, int64_t p_stride, int g, int D,
 void sq_accumulate_f32_values(const float *p, int64_t p_stride, int g, int D, const float *values, int64_t n,
                               float *out);
 
+/// Rotates one head of D channels (halves layout) by precomputed cos/sin (D/2 each), as sq_rope.
+void sq_rope_table(float *x, int D, const float *c, const float *sn);
+
 /// Applies RoPE in place to `heads` heads of D channels in the `halves` layout: channel i and
 /// i + D/2 rotate by angle pos * inv_freq[i].
 void sq_rope(float *x, int heads, int D, int64_t pos, const float *inv_freq);
