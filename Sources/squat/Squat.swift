@@ -5,5 +5,5 @@ struct Squat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "squat",
         abstract: "Distributed LLaMA inference with SQuat-quantized KV caches.",
-        subcommands: [Generate.self, Tokenize.self, Bench.self, Info.self])
+        subcommands: [Generate.self, Tokenize.self, Bench.self, Info.self, KVCheckCommand.self])
 }

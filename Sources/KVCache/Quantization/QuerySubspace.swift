@@ -65,6 +65,8 @@ public struct QuerySubspace: Sendable {
     public let singularValues: [Double]
     /// `Q̂ᵀQ̂`, `headDim × headDim` row-major.
     public let projectedGram: [Double]
+    /// Sweeps of the Jacobi eigen-solver.
+    public let jacobiSweeps: Int
 
     /// From an accumulated `MᵀM`.
     public init(gram accumulator: GramAccumulator, subspaceDim: Int) {
@@ -79,6 +81,7 @@ public struct QuerySubspace: Sendable {
         let sd = min(subspaceDim, rows)
         self.subspaceDim = sd
         let eig = SymmetricEigendecomposition(symmetric: gram, n: headDim)
+        jacobiSweeps = eig.sweeps
         singularValues = eig.values.prefix(min(rows, headDim)).map { $0 > 0 ? $0.squareRoot() : 0 }
         // Σ s_i² v_i v_iᵀ with s_i² = max(λ_i, 0).
         var p = [Double](repeating: 0, count: headDim * headDim)
