@@ -103,7 +103,7 @@ enum KVCheckReport {
             \(q("SQuat (stored)", r.squatStored))
             \(q("KIVI keys", r.kiviKeys))
             \(q("values", r.values))
-              subspace: σ max|Δ|/σmax \(e(r.singularValueError))  Q̂ᵀQ̂ max|Δ|/max \(e(r.gramError))  Jacobi sweeps \(r.jacobiSweeps)  Ainv_t \(e(r.matsError))  P_inv \(e(r.pInvError))
+              subspace: σ max|Δ|/σmax \(e(r.singularValueError))  Q̂ᵀQ̂ max|Δ|/max \(e(r.gramError))  QL iterations \(r.solverIterations) (Jacobi vs QL \(e(r.jacobiAgreement)))  Ainv_t \(e(r.matsError))  P_inv \(e(r.pInvError))
               attention logits max|Δ|/max|ref|: SQuat \(e(r.attSquat)) (stored \(e(r.attSquatStored)))  KIVI \(e(r.attKivi))  fp32 \(e(r.attFp32))
               rel_err_in_subspace: SQuat \(String(format: "%.6f", r.relErrSubspaceSquat)) (ref \(r.relErrSubspaceSquatRef.map { String(format: "%.6f", $0) } ?? "-"))  KIVI \(String(format: "%.6f", r.relErrSubspaceKivi)) (ref \(r.relErrSubspaceKiviRef.map { String(format: "%.6f", $0) } ?? "-"))
             """
