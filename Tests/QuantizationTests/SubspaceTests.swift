@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Testing
 @testable import KVCache
@@ -158,5 +159,36 @@ func orthonormalBasis(_ n: Int, seed: UInt64, count: Int? = nil) -> [[Double]] {
                 #expect(maxAbsDiff(a, b) <= 1e-5 * scale)
             }
         }
+    }
+}
+
+/// `sq_gram_f64`: AVX2 and scalar paths give the same bits, and match a plain Double sum.
+@Suite(.serialized) struct GramKernelTests {
+    @Test(arguments: [(64, 37), (128, 9), (22, 5), (64, 1)])
+    func scalarAndAVX2Agree(headDim D: Int, rows: Int) {
+        var rng = TestRNG(seed: UInt64(D * rows))
+        let stride = D + 3
+        let x = rng.floats(rows * stride, scale: 10)
+        func run(scalar: Bool) -> [Double] {
+            var g = [Double](repeating: 0, count: D * D)
+            let prev = sq_force_scalar(scalar ? 1 : 0)
+            defer { _ = sq_force_scalar(prev) }
+            x.withUnsafeBufferPointer { xp in
+                g.withUnsafeMutableBufferPointer { sq_gram_f64(xp.baseAddress!, Int64(rows), Int64(stride), Int32(D), $0.baseAddress!) }
+            }
+            return g
+        }
+        let fast = run(scalar: false), slow = run(scalar: true)
+        #expect(fast == slow)
+        var worst = 0.0, scale = 0.0
+        for i in 0..<D {
+            for j in i..<D {
+                let want = (0..<rows).reduce(0.0) { $0 + Double(x[$1 * stride + i]) * Double(x[$1 * stride + j]) }
+                worst = max(worst, abs(fast[i * D + j] - want))
+                scale = max(scale, abs(want))
+            }
+            for j in 0..<i { #expect(fast[i * D + j] == 0) }  // below the diagonal: untouched
+        }
+        #expect(worst <= 1e-13 * scale)
     }
 }
