@@ -30,6 +30,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "KernelTests", dependencies: ["CKernels"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "QuantizationTests", dependencies: ["KVCache", "CKernels"]),
         .testTarget(
             name: "LlamaModelTests", dependencies: ["LlamaModel", "KVCache", "CKernels"],
             resources: [.copy("Fixtures")]),

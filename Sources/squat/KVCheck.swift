@@ -50,42 +50,54 @@ struct KVCheckCommand: ParsableCommand {
 /// Text output of `squat kvcheck`.
 enum KVCheckReport {
     static func e(_ x: Double) -> String { x == 0 ? "0" : String(format: "%.1e", x) }
-    static func pct(_ c: KVCheckQuantComparison) -> String {
-        c.codeMismatches == 0 ? "0" : String(format: "%d (%.2f%%)", c.codeMismatches, 100 * c.mismatchFraction)
-    }
     static func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
     static func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
 
-    static func table(_ results: [KVCheckCaseResult]) -> String {
-        let idWidth = max(4, results.map(\.id.count).max() ?? 4)
-        let cols: [(String, Int)] = [
-            ("λ", 6), ("check", 6), ("SQuat≠ own", 14), ("≠ stored", 8), ("KIVI≠", 6), ("V≠", 4),
-            ("ΔSQuat abs/rng", 15), ("ΔKIVI abs/rng", 15), ("ΔV abs/rng", 15), ("Δσ/σmax", 8), ("ΔQ̂ᵀQ̂", 8),
-            ("Δatt sq/kv/fp", 23), ("relErrSub ours/ref", 19), ("", 4),
-        ]
-        var lines = [pad("case", idWidth) + "  " + cols.map { lpad($0.0, $0.1) }.joined(separator: " ")]
-        lines.append(String(repeating: "-", count: lines[0].count))
-        for r in results {
-            let fields = [
-                String(format: "%g", r.lambda), r.strict ? "exact" : "budget", pct(r.squat), pct(r.squatStored),
-                pct(r.kiviKeys), pct(r.values),
-                "\(e(r.squat.dequantMaxAbsAgreeing))/\(e(r.squat.dequantRelativeAgreeing))",
-                "\(e(r.kiviKeys.dequantMaxAbs))/\(e(r.kiviKeys.dequantRelative))",
-                "\(e(r.values.dequantMaxAbs))/\(e(r.values.dequantRelative))",
-                e(r.singularValueError), e(r.gramError),
-                "\(e(r.attSquat))/\(e(r.attKivi))/\(e(r.attFp32))",
-                String(format: "%.4f/%@", r.relErrSubspaceSquat, r.relErrSubspaceSquatRef.map { String(format: "%.4f", $0) } ?? "-"),
-                r.passed ? "ok" : "FAIL",
-            ]
-            lines.append(pad(r.id, idWidth) + "  " + zip(fields, cols).map { lpad($0, $1.1) }.joined(separator: " "))
+    static func grid(_ header: [String], _ rows: [[String]], leftColumns: Int = 1) -> [String] {
+        let widths = header.indices.map { c in ([header[c]] + rows.map { $0[c] }).map(\.count).max() ?? 0 }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { c, cell in c < leftColumns ? pad(cell, widths[c]) : lpad(cell, widths[c]) }
+                .joined(separator: "  ")
         }
-        lines.append("""
-            SQuat≠ own: SQuat key codes differing with our own subspace/Ainv_t/P_inv; ≠ stored: with the stored ones. \
-            ΔX abs/rng: max |Δ| of dequantized values (SQuat: where codes agree) and relative to the reference's range. \
-            Δatt: attention logits q·RoPE(k̂)ᵀ, max |Δ| / max |ref|. check: exact = codes up to ties (≤0.1%), \
-            budget = ≤1.5% (λ=1, ill-conditioned A).
+        let head = line(header)
+        return [head, String(repeating: "-", count: head.count)] + rows.map(line)
+    }
+
+    static func codes(_ c: KVCheckQuantComparison) -> String {
+        c.codeMismatches == 0 ? "0/\(c.codes)" : String(format: "%d/%d (%.2f%%)", c.codeMismatches, c.codes, 100 * c.mismatchFraction)
+    }
+
+    static func table(_ results: [KVCheckCaseResult]) -> String {
+        var out = ["Keys and values against the reference (codes differing; dequantized max |Δ| absolute / relative to the reference's range):"]
+        out += grid(
+            ["case", "λ", "check", "SQuat codes≠", "SQuat Δ", "KIVI codes≠", "KIVI Δ", "value codes≠", "value Δ",
+             "stored: SQuat codes≠", "SQuat Δ", "result"],
+            results.map { r in
+                [r.id, String(format: "%g", r.lambda), r.strict ? "exact" : "budget",
+                 codes(r.squat), "\(e(r.squat.dequantMaxAbsAgreeing))/\(e(r.squat.dequantRelativeAgreeing))",
+                 codes(r.kiviKeys), "\(e(r.kiviKeys.dequantMaxAbs))/\(e(r.kiviKeys.dequantRelative))",
+                 codes(r.values), "\(e(r.values.dequantMaxAbs))/\(e(r.values.dequantRelative))",
+                 codes(r.squatStored), "\(e(r.squatStored.dequantMaxAbs))/\(e(r.squatStored.dequantRelative))",
+                 r.passed ? "ok" : "FAIL"]
+            })
+        out.append("")
+        out.append("Subspace, matrices and attention logits (max |Δ| relative to σmax / max |ref|):")
+        func rel(_ x: Double?) -> String { x.map { String(format: "%.4f", $0) } ?? "-" }
+        out += grid(
+            ["case", "σ", "Q̂ᵀQ̂", "Ainv_t", "P_inv", "att SQuat", "att SQuat(stored)", "att KIVI", "att fp32",
+             "relErrSub SQuat ours/ref", "relErrSub KIVI ours/ref"],
+            results.map { r in
+                [r.id, e(r.singularValueError), e(r.gramError), e(r.matsError), e(r.pInvError),
+                 e(r.attSquat), e(r.attSquatStored), e(r.attKivi), e(r.attFp32),
+                 "\(rel(r.relErrSubspaceSquat))/\(rel(r.relErrSubspaceSquatRef))",
+                 "\(rel(r.relErrSubspaceKivi))/\(rel(r.relErrSubspaceKiviRef))"]
+            })
+        out.append("""
+            SQuat: our own subspace, Ainv_t and P_inv (Δ where codes agree); stored: the case's Ainv_t/P_inv. \
+            check "exact": codes equal up to rounding ties (≤ 0.1%); "budget": λ large, A = I + λQ̂ᵀQ̂ \
+            ill-conditioned, ≤ 1.5% of SQuat codes may differ. Attention logits: q_decode·RoPE(k̂)ᵀ at positions 0..<T.
             """)
-        return lines.joined(separator: "\n")
+        return out.joined(separator: "\n")
     }
 
     static func details(_ r: KVCheckCaseResult) -> String {
@@ -103,7 +115,7 @@ enum KVCheckReport {
             \(q("SQuat (stored)", r.squatStored))
             \(q("KIVI keys", r.kiviKeys))
             \(q("values", r.values))
-              subspace: σ max|Δ|/σmax \(e(r.singularValueError))  Q̂ᵀQ̂ max|Δ|/max \(e(r.gramError))  Jacobi sweeps \(r.jacobiSweeps)  Ainv_t \(e(r.matsError))  P_inv \(e(r.pInvError))
+              subspace: σ max|Δ|/σmax \(e(r.singularValueError))  Q̂ᵀQ̂ max|Δ|/max \(e(r.gramError))  QL iterations \(r.solverIterations) (Jacobi vs QL \(e(r.jacobiAgreement)))  Ainv_t \(e(r.matsError))  P_inv \(e(r.pInvError))
               attention logits max|Δ|/max|ref|: SQuat \(e(r.attSquat)) (stored \(e(r.attSquatStored)))  KIVI \(e(r.attKivi))  fp32 \(e(r.attFp32))
               rel_err_in_subspace: SQuat \(String(format: "%.6f", r.relErrSubspaceSquat)) (ref \(r.relErrSubspaceSquatRef.map { String(format: "%.6f", $0) } ?? "-"))  KIVI \(String(format: "%.6f", r.relErrSubspaceKivi)) (ref \(r.relErrSubspaceKiviRef.map { String(format: "%.6f", $0) } ?? "-"))
             """

@@ -135,6 +135,12 @@ void sq_rope_table(float *x, int D, const float *c, const float *sn);
 /// i + D/2 rotate by angle pos * inv_freq[i].
 void sq_rope(float *x, int heads, int D, int64_t pos, const float *inv_freq);
 
+// --- SQuat query subspace ---
+/// Adds x_r^T x_r to the upper triangle (j >= i) of the D x D row-major double matrix g for
+/// `rows` float rows x + r*stride. Entries below the diagonal are scratch. The same result,
+/// bit for bit, with or without AVX2.
+void sq_gram_f64(const float *x, int64_t rows, int64_t stride, int D, double *g);
+
 #ifdef __cplusplus
 }
 #endif

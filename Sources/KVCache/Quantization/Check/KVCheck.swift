@@ -78,8 +78,10 @@ public struct KVCheckCaseResult: Sendable {
     public var relErrSubspaceSquatRef: Double?
     public var relErrSubspaceKivi = 0.0
     public var relErrSubspaceKiviRef: Double?
-    /// Jacobi sweeps (max over heads).
-    public var jacobiSweeps = 0
+    /// QL iterations of the eigen-solver (max over heads).
+    public var solverIterations = 0
+    /// `Q̂ᵀQ̂` from cyclic Jacobi against the default Householder+QL: max |Δ| / max.
+    public var jacobiAgreement = 0.0
     public var failures: [String] = []
 
     public var passed: Bool { failures.isEmpty }
@@ -172,7 +174,10 @@ public enum KVCheck {
             let svr = (0..<nsv).map { Double(svRef[h * nsv + $0]) }
             let svMax = max(svr.max() ?? 0, .leastNormalMagnitude)
             r.singularValueError = max(r.singularValueError, maxAbsDiff(Array(subspace.singularValues.prefix(nsv)), svr) / svMax)
-            r.jacobiSweeps = max(r.jacobiSweeps, subspace.jacobiSweeps)
+            r.solverIterations = max(r.solverIterations, subspace.solverIterations)
+            let viaJacobi = QuerySubspace(gram: subspace.gram, rows: g * T, headDim: D, subspaceDim: p.subspaceDim, method: .jacobi)
+            r.jacobiAgreement = max(r.jacobiAgreement, maxAbsDiff(viaJacobi.projectedGram, subspace.projectedGram)
+                                    / max(maxAbs(subspace.projectedGram), .leastNormalMagnitude))
 
             // Our matrices vs the stored ones.
             let own = SquatMatrices(projectedGram: subspace.projectedGram, headDim: D, quantGroupSize: qgs, lambda: p.lambda)
