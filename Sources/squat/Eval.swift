@@ -21,13 +21,6 @@ struct Eval: ParsableCommand {
     @Option(help: "Compute threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Flag(help: "Print the results as a JSON list of {mode, ppl, kl, top1}.") var json = false
 
-    struct Row: Codable {
-        var mode: String
-        var ppl: Double
-        var kl: Double
-        var top1: Double
-    }
-
     func ids(_ tokenizer: Tokenizer) throws -> [Int32] {
         if let tokens {
             guard let data = FileManager.default.contents(atPath: tokens) else {
@@ -63,44 +56,14 @@ struct Eval: ParsableCommand {
         let config = loaded.config
         let specs = modes.isEmpty ? ["full-f16", "kivi:k2v2", "kivi-prerope:k2v2", "squat:k2v2", "kivi:k4v4", "squat:k4v4"] : modes
         let stage = LlamaStage(weights: loaded.weights, threads: threads, activations: .f32)
-        let reference = FullPrecisionCacheFactory(precision: .f32)
-        let factories = try specs.map { try cacheOptions.factory(spec: $0, headDim: config.headDim, contextLength: config.contextLength) }
-        let V = config.vocabularySize
-        let prompt = Array(ids[0..<P])
-        let refCache = stage.makeCache(reference)
-        _ = stage.forward(.tokens(prompt), segments: [StageSegment(cache: refCache, rows: P)], logitRows: [P - 1])
-        var caches = factories.map { stage.makeCache($0) }
-        for c in caches { _ = stage.forward(.tokens(prompt), segments: [StageSegment(cache: c, rows: P)], logitRows: [P - 1]) }
-        var refNLL = 0.0
-        var nll = [Double](repeating: 0, count: specs.count)
-        var kl = [Double](repeating: 0, count: specs.count)
-        var agree = [Int](repeating: 0, count: specs.count)
+        let factories = try specs.map {
+            (name: $0, factory: try cacheOptions.factory(spec: $0, headDim: config.headDim, contextLength: config.contextLength))
+        }
         let progress = Progress(total: D, label: "eval")
-        // Step i feeds ids[P+i]; its distribution predicts ids[P+i+1] (D−1 targets).
-        for i in 0..<D {
-            let next = ids[P + i]
-            let refLogits = stage.forward(.tokens([next]), segments: [StageSegment(cache: refCache, rows: 1)], logitRows: [0])
-            let refLog = logSoftmax(refLogits)
-            let refArg = Sampler.argmax(refLogits)
-            let target = i < D - 1 ? Int(ids[P + i + 1]) : nil
-            if let target { refNLL -= refLog[target] }
-            for m in 0..<specs.count {
-                let logits = stage.forward(.tokens([next]), segments: [StageSegment(cache: caches[m], rows: 1)], logitRows: [0])
-                let lp = logSoftmax(logits)
-                var k = 0.0
-                for v in 0..<V { k += exp(refLog[v]) * (refLog[v] - lp[v]) }
-                kl[m] += k
-                if Sampler.argmax(logits) == refArg { agree[m] += 1 }
-                if let target { nll[m] -= lp[target] }
-            }
-            progress.update(i + 1)
+        let rows = try CacheEvaluation(stage: stage, promptTokens: P, decodeTokens: D).run(ids: ids, modes: factories) {
+            progress.update($0)
         }
         progress.finish()
-        caches.removeAll()
-        var rows = [Row(mode: "full-f32 (reference)", ppl: exp(refNLL / Double(D - 1)), kl: 0, top1: 1)]
-        for m in 0..<specs.count {
-            rows.append(Row(mode: specs[m], ppl: exp(nll[m] / Double(D - 1)), kl: kl[m] / Double(D), top1: Double(agree[m]) / Double(D)))
-        }
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted]
@@ -113,14 +76,6 @@ struct Eval: ParsableCommand {
         }
     }
 
-    /// log-softmax in Double.
-    func logSoftmax(_ x: [Float]) -> [Double] {
-        let m = Double(x.max() ?? 0)
-        var s = 0.0
-        for v in x { s += exp(Double(v) - m) }
-        let l = m + log(s)
-        return x.map { Double($0) - l }
-    }
 }
 
 /// A progress bar on stderr (only when stderr is a terminal; otherwise every 10%).
