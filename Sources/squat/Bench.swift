@@ -14,7 +14,9 @@ struct Bench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Context depths at which to measure decode.") var depths: [Int] = [0, 1024, 4096, 8000]
     @Option(parsing: .upToNextOption, help: "Thread counts to measure.") var threads: [Int] = [1, 2]
     @Option(help: "Repetitions of each measurement; the median is reported.") var repeats = 1
-    @Option(help: "Full-precision cache storage: f16 or f32.") var cache: String = "f16"
+    @OptionGroup var cacheOptions: CacheOptions
+    @Option(help: "Measure one depth: prefill this many tokens, then decode; report KV memory and peak RSS.")
+    var context: Int?
     @Option(help: "Activation precision in matrix products: f32 or q8.") var activations: String = "f32"
     @Option(help: "Write the results as JSON to this file.") var json: String?
 
@@ -28,9 +30,6 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        guard let precision = FullPrecision(rawValue: cache) else {
-            throw ValidationError("--cache must be f16 or f32, got '\(cache)'")
-        }
         guard let act = ActivationPrecision(rawValue: activations) else {
             throw ValidationError("--activations must be f32 or q8, got '\(activations)'")
         }
@@ -42,7 +41,12 @@ struct Bench: ParsableCommand {
         }
         var rng = SeededGenerator(seed: 42)
         func randomTokens(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(rng.next() % UInt64(config.vocabularySize)) } }
-        let factory = FullPrecisionCacheFactory(precision: precision)
+        let factory = try cacheOptions.factory(headDim: config.headDim, contextLength: config.contextLength)
+        if let context {
+            try measureContext(context, weights: weights, factory: factory, activations: act, randomTokens: randomTokens)
+            return
+        }
+        print("cache: \(factory.name), activations: \(act.rawValue)")
         var rows: [Row] = []
         func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
@@ -92,6 +96,56 @@ struct Bench: ParsableCommand {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try enc.encode(rows).write(to: URL(fileURLWithPath: json))
+        }
+    }
+
+    /// One depth: KV bytes, peak RSS and decode speed (the memory/speed benchmark of the caches).
+    func measureContext(
+        _ n: Int, weights: LlamaWeights, factory: any KVCacheFactory, activations: ActivationPrecision,
+        randomTokens: (Int) -> [Int32]
+    ) throws {
+        let config = weights.config
+        guard n >= 1, n + decodeTokens <= config.contextLength else {
+            throw ValidationError("--context \(n) + \(decodeTokens) decode tokens must fit the context length \(config.contextLength)")
+        }
+        let t = threads.first ?? 1
+        let stage = LlamaStage(weights: weights, threads: t, activations: activations)
+        let cache = stage.makeCache(factory)
+        let prefillClock = CPUClock()
+        let logits = prefill(stage, cache, randomTokens(n))
+        let prefillTime = prefillClock.elapsed
+        let kvBytes = cache.byteCount
+        var last = Int32(Sampler.argmax(logits))
+        let clock = CPUClock()
+        for _ in 0..<decodeTokens {
+            let l = stage.forward(.tokens([last]), segments: [StageSegment(cache: cache, rows: 1)], logitRows: [0])
+            last = Int32(Sampler.argmax(l))
+        }
+        let e = clock.elapsed
+        let row = Row(test: "decode", threads: t, depth: n, tokens: decodeTokens,
+                      tokensPerSecond: Double(decodeTokens) / e.wall, tokensPerCPUSecond: Double(decodeTokens) / e.cpu)
+        print("cache \(factory.name), threads \(t), context \(n)")
+        print(String(format: "prefill %d tokens: %.1f s (%.1f tok/s, %.1f tok/CPU-s)", n, prefillTime.wall,
+                     Double(n) / prefillTime.wall, Double(n) / prefillTime.cpu))
+        print(String(format: "KV bytes: %d total, %.1f per token (at %d tokens)", kvBytes, Double(kvBytes) / Double(n), n))
+        print(String(format: "decode %d tokens at depth %d: %.1f tok/s, %.1f tok/CPU-s", decodeTokens, n,
+                     row.tokensPerSecond, row.tokensPerCPUSecond))
+        print(String(format: "peak RSS: %.1f MiB", Double(CPUClock.peakRSS()) / 1_048_576))
+        if let json {
+            struct Out: Codable {
+                var cache: String
+                var context: Int
+                var kvBytes: Int
+                var kvBytesPerToken: Double
+                var peakRSS: Int
+                var decode: Row
+            }
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try enc.encode(
+                Out(cache: factory.name, context: n, kvBytes: kvBytes, kvBytesPerToken: Double(kvBytes) / Double(n),
+                    peakRSS: CPUClock.peakRSS(), decode: row)
+            ).write(to: URL(fileURLWithPath: json))
         }
     }
 
