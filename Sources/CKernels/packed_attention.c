@@ -25,6 +25,11 @@ void sq_unpack_codes(const uint8_t *packed, int D, int bits, uint8_t *codes) {
         for (int j = 0; j < k; j++) codes[i + j * w] = (packed[i] >> (j * bits)) & mask;
 }
 
+// A scale or minimum stored as f32 or f16.
+static inline float load_scale(const void *p, int64_t i, int f32) {
+    return f32 ? ((const float *)p)[i] : sq_f16_to_f32(((const uint16_t *)p)[i]);
+}
+
 // Dequantized key of one token into k[D] (scalar), rotated by RoPE (halves layout) if cs given.
 static inline void key_scalar(const uint8_t *packed, int D, int bits, const float *s, const float *m, const float *c,
                               const float *sn, float *k) {
@@ -57,6 +62,10 @@ SQ_AVX2 static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+SQ_AVX2 static inline __m256 load8_scale(const void *p, int64_t i, int f32) {
+    return f32 ? _mm256_loadu_ps((const float *)p + i) : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+}
+
 // Unpacks one token's codes into floats c[D/8] (ymm), for bits 2 or 4 (D multiple of 32).
 SQ_AVX2 static inline void unpack_avx2(const uint8_t *packed, int D, int bits, __m256 *c) {
     const int k = 8 / bits, w = D / k;
@@ -82,8 +91,8 @@ SQ_AVX2 static inline void unpack_avx2(const uint8_t *packed, int D, int bits, _
 #endif
 
 #if SQ_X86
-SQ_AVX2 static void scores_packed_avx2(const float *q, int g, int D, const uint8_t *codes, int bits, const uint16_t *kscale,
-                           const uint16_t *kmin, int key_group, int64_t first_group_offset, const float *rope_cos,
+SQ_AVX2 static void scores_packed_avx2(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
+                           const void *kmin, int scale_f32, int key_group, int64_t first_group_offset, const float *rope_cos,
                            const float *rope_sin, int64_t n, float scale, float *scores, int64_t score_stride) {
     const int pb = D * bits / 8;
     const int h = D / 2;
@@ -94,8 +103,8 @@ SQ_AVX2 static void scores_packed_avx2(const float *q, int g, int D, const uint8
         if (gi != group) {
             group = gi;
             for (int v = 0; v < D / 8; v++) {
-                s[v] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kscale + gi * D + v * 8)));
-                m[v] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kmin + gi * D + v * 8)));
+                s[v] = load8_scale(kscale, gi * D + v * 8, scale_f32);
+                m[v] = load8_scale(kmin, gi * D + v * 8, scale_f32);
             }
         }
         __m256 k[32];
@@ -120,14 +129,14 @@ SQ_AVX2 static void scores_packed_avx2(const float *q, int g, int D, const uint8
 }
 #endif
 
-void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, int bits, const uint16_t *kscale,
-                           const uint16_t *kmin, int key_group, int64_t first_group_offset, const float *rope_cos,
+void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
+                           const void *kmin, int scale_f32, int key_group, int64_t first_group_offset, const float *rope_cos,
                            const float *rope_sin, int64_t n, float scale, float *scores, int64_t score_stride) {
     const int pb = D * bits / 8;
     const int h = D / 2;
 #if SQ_X86
     if (sq_use_avx2() && (bits == 2 || bits == 4) && D % 32 == 0 && D <= 256) {
-        scores_packed_avx2(q, g, D, codes, bits, kscale, kmin, key_group, first_group_offset, rope_cos, rope_sin, n,
+        scores_packed_avx2(q, g, D, codes, bits, kscale, kmin, scale_f32, key_group, first_group_offset, rope_cos, rope_sin, n,
                            scale, scores, score_stride);
         return;
     }
@@ -139,8 +148,8 @@ void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, i
         if (gi != group) {
             group = gi;
             for (int i = 0; i < D; i++) {
-                s[i] = sq_f16_to_f32(kscale[gi * D + i]);
-                m[i] = sq_f16_to_f32(kmin[gi * D + i]);
+                s[i] = load_scale(kscale, gi * D + i, scale_f32);
+                m[i] = load_scale(kmin, gi * D + i, scale_f32);
             }
         }
         key_scalar(codes + t * pb, D, bits, s, m, rope_cos ? rope_cos + t * h : NULL, rope_sin ? rope_sin + t * h : NULL, k);
@@ -156,7 +165,7 @@ void sq_scores_f32_keys(const float *q, int g, int D, const float *keys, int64_t
 
 #if SQ_X86
 SQ_AVX2 static void values_packed_avx2(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
-                                 const uint16_t *vscale, const uint16_t *vmin, int value_group, int64_t n, float *out) {
+                                 const void *vscale, const void *vmin, int scale_f32, int value_group, int64_t n, float *out) {
     const int pb = D * bits / 8;
     const int ng = D / value_group;
     const int per = value_group / 8;  // ymm per channel group
@@ -168,7 +177,8 @@ SQ_AVX2 static void values_packed_avx2(const float *p, int64_t p_stride, int g, 
             __m256 c[32];
             unpack_avx2(codes + t * pb, D, bits, c);
             for (int gi = 0; gi < ng; gi++) {
-                float sc = _cvtsh_ss(vscale[t * ng + gi]), mn = _cvtsh_ss(vmin[t * ng + gi]);
+                float sc = scale_f32 ? ((const float *)vscale)[t * ng + gi] : _cvtsh_ss(((const uint16_t *)vscale)[t * ng + gi]);
+                float mn = scale_f32 ? ((const float *)vmin)[t * ng + gi] : _cvtsh_ss(((const uint16_t *)vmin)[t * ng + gi]);
                 __m256 w = _mm256_set1_ps(pj[t] * sc), u = _mm256_set1_ps(pj[t] * mn);
                 for (int v = gi * per; v < (gi + 1) * per; v++) o[v] = _mm256_add_ps(_mm256_fmadd_ps(w, c[v], u), o[v]);
             }
@@ -179,12 +189,12 @@ SQ_AVX2 static void values_packed_avx2(const float *p, int64_t p_stride, int g, 
 #endif
 
 void sq_accumulate_packed_values(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
-                                 const uint16_t *vscale, const uint16_t *vmin, int value_group, int64_t n, float *out) {
+                                 const void *vscale, const void *vmin, int scale_f32, int value_group, int64_t n, float *out) {
     const int pb = D * bits / 8;
     const int ng = D / value_group;
 #if SQ_X86
     if (sq_use_avx2() && (bits == 2 || bits == 4) && D % 32 == 0 && D <= 256 && value_group % 8 == 0) {
-        values_packed_avx2(p, p_stride, g, D, codes, bits, vscale, vmin, value_group, n, out);
+        values_packed_avx2(p, p_stride, g, D, codes, bits, vscale, vmin, scale_f32, value_group, n, out);
         return;
     }
 #endif
@@ -194,7 +204,7 @@ void sq_accumulate_packed_values(const float *p, int64_t p_stride, int g, int D,
         for (int j = 0; j < g; j++) {
             float pt = p[j * p_stride + t];
             for (int gi = 0; gi < ng; gi++) {
-                float w = pt * sq_f16_to_f32(vscale[t * ng + gi]), u = pt * sq_f16_to_f32(vmin[t * ng + gi]);
+                float w = pt * load_scale(vscale, t * ng + gi, scale_f32), u = pt * load_scale(vmin, t * ng + gi, scale_f32);
                 for (int i = gi * value_group; i < (gi + 1) * value_group; i++) out[j * D + i] += fmaf(w, (float)c[i], u);
             }
         }

@@ -13,22 +13,26 @@ public enum KeyQuantization: String, Sendable, CaseIterable {
 public struct QuantizedCacheFactory: KVCacheFactory {
     public let method: KeyQuantization
     public let params: QuantizationParameters
+    /// Storage of scales and minimums: f16 (the memory target) or f32 (as the reference code).
+    public let scales: FullPrecision
     /// RoPE angles up to the context length, shared by all caches of the factory.
     let table: RopeTableBox
 
-    public init(method: KeyQuantization, params: QuantizationParameters, contextLength: Int) {
+    public init(method: KeyQuantization, params: QuantizationParameters, contextLength: Int, scales: FullPrecision = .f16) {
         self.method = method
         self.params = params
+        self.scales = scales
         self.table = RopeTableBox(positions: contextLength)
     }
 
     public var name: String {
         let rope = method == .kivi && params.keyRope == .pre ? "-prerope" : ""
-        return "\(method.rawValue)\(rope)-k\(params.kBits)v\(params.vBits)"
+        return "\(method.rawValue)\(rope)-k\(params.kBits)v\(params.vBits)\(scales == .f32 ? "-f32scales" : "")"
     }
 
     public func makeCache(layers: Int, shape: AttentionShape, rope: Rope) -> any SequenceKVCache {
-        QuantizedCache(layers: layers, shape: shape, rope: rope, method: method, params: params, table: table.get(rope))
+        QuantizedCache(
+            layers: layers, shape: shape, rope: rope, method: method, params: params, table: table.get(rope), scales: scales)
     }
 }
 
@@ -64,6 +68,7 @@ public final class QuantizedCache: SequenceKVCache {
     public let rope: Rope
     public let method: KeyQuantization
     public let params: QuantizationParameters
+    public let scales: FullPrecision
     let table: RopeTable
     public private(set) var count = 0
     private var layers: [LayerStore]
@@ -71,13 +76,13 @@ public final class QuantizedCache: SequenceKVCache {
     /// One layer's storage, per KV head.
     final class LayerStore {
         var keyCodes: [[UInt8]]  // [head][token · kpb]
-        var keyScale: [[UInt16]]  // [head][group · D] f16
-        var keyMin: [[UInt16]]
+        var keyScale: [[UInt8]]  // [head][group · D] f16 or f32 bytes
+        var keyMin: [[UInt8]]
         var keyTokens = 0  // quantized keys
         var residualKeys: [[Float]]  // [head][token · D] as quantized later (pre- or post-RoPE)
         var valueCodes: [[UInt8]]  // [head][token · vpb]
-        var valueScale: [[UInt16]]  // [head][token · D/gs]
-        var valueMin: [[UInt16]]
+        var valueScale: [[UInt8]]  // [head][token · D/gs] f16 or f32 bytes
+        var valueMin: [[UInt8]]
         var valueTokens = 0
         var residualValues: [[Float]]  // [head][token · D]
         var squat: SquatLayerState?
@@ -96,8 +101,9 @@ public final class QuantizedCache: SequenceKVCache {
 
     public init(
         layers: Int, shape: AttentionShape, rope: Rope, method: KeyQuantization, params: QuantizationParameters,
-        table: RopeTable
+        table: RopeTable, scales: FullPrecision = .f16
     ) {
+        self.scales = scales
         self.shape = shape
         self.rope = rope
         self.method = method
@@ -112,9 +118,9 @@ public final class QuantizedCache: SequenceKVCache {
         var total = 0
         for l in layers {
             for h in 0..<shape.kvHeads {
-                total += l.keyCodes[h].count + 2 * (l.keyScale[h].count + l.keyMin[h].count)
+                total += l.keyCodes[h].count + l.keyScale[h].count + l.keyMin[h].count
                 total += 4 * (l.residualKeys[h].count + l.residualValues[h].count)
-                total += l.valueCodes[h].count + 2 * (l.valueScale[h].count + l.valueMin[h].count)
+                total += l.valueCodes[h].count + l.valueScale[h].count + l.valueMin[h].count
             }
             total += l.squat?.byteCount ?? 0
         }
@@ -151,10 +157,8 @@ public final class QuantizedCache: SequenceKVCache {
             for t in 0..<tokens { sq_pack_codes(codes + t * D, Int32(D), Int32(params.kBits), p.baseAddress! + t * pb) }
         }
         store.keyCodes[h] += packed
-        for i in 0..<(tokens / gs * D) {
-            store.keyScale[h].append(sq_f32_to_f16(scales[i]))
-            store.keyMin[h].append(sq_f32_to_f16(mins[i]))
-        }
+        appendScales(&store.keyScale[h], scales, tokens / gs * D)
+        appendScales(&store.keyMin[h], mins, tokens / gs * D)
     }
 
     /// Quantizes `tokens` values of head `h` and appends them.
@@ -179,9 +183,28 @@ public final class QuantizedCache: SequenceKVCache {
             for t in 0..<tokens { sq_pack_codes(codes + t * D, Int32(D), Int32(params.vBits), p.baseAddress! + t * pb) }
         }
         store.valueCodes[h] += packed
-        for i in 0..<(tokens * ng) {
-            store.valueScale[h].append(sq_f32_to_f16(scales[i]))
-            store.valueMin[h].append(sq_f32_to_f16(mins[i]))
+        appendScales(&store.valueScale[h], scales, tokens * ng)
+        appendScales(&store.valueMin[h], mins, tokens * ng)
+    }
+
+    /// Appends `n` floats as f16 or f32 bytes.
+    private func appendScales(_ out: inout [UInt8], _ x: UnsafePointer<Float>, _ n: Int) {
+        for i in 0..<n {
+            if scales == .f32 {
+                let b = x[i].bitPattern
+                out += [UInt8(b & 0xFF), UInt8((b >> 8) & 0xFF), UInt8((b >> 16) & 0xFF), UInt8(b >> 24)]
+            } else {
+                let h = sq_f32_to_f16(x[i])
+                out += [UInt8(h & 0xFF), UInt8(h >> 8)]
+            }
+        }
+    }
+
+    /// Scale or minimum `i` of a byte store.
+    func scale(_ bytes: [UInt8], _ i: Int) -> Float {
+        bytes.withUnsafeBytes { raw in
+            scales == .f32 ? raw.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
+                : sq_f16_to_f32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
         }
     }
 
@@ -330,6 +353,8 @@ public final class QuantizedCache: SequenceKVCache {
         let scale = 1 / Float(D).squareRoot()
         let rotateKeys = keysBeforeRope
         let table = self.table
+        let f32Scales: Int32 = scales == .f32 ? 1 : 0
+        let sb = scales == .f32 ? 4 : 2
         let plan = AttentionPlan(rows: 1, kvHeads: s.kvHeads, keysForRow: { _ in T })
         plan.run(groupSize: g, headDim: D, output: output, qDim: s.qDim, parallel: parallel) { task, out, ml, sc in
             let h = task.head
@@ -344,7 +369,7 @@ public final class QuantizedCache: SequenceKVCache {
                         store.keyMin[h].withUnsafeBufferPointer { km in
                             sq_scores_packed_keys(
                                 q, Int32(g), Int32(D), codes.baseAddress! + c0 * kpb, Int32(kb), ks.baseAddress!,
-                                km.baseAddress!, Int32(gs), Int64(c0), rotateKeys ? table.cos + c0 * half : nil,
+                                km.baseAddress!, f32Scales, Int32(gs), Int64(c0), rotateKeys ? table.cos + c0 * half : nil,
                                 rotateKeys ? table.sin + c0 * half : nil, Int64(pk1 - c0), scale, sc, Int64(n))
                         }
                     }
@@ -382,7 +407,8 @@ public final class QuantizedCache: SequenceKVCache {
                             let ng = D / gs
                             sq_accumulate_packed_values(
                                 sc, Int64(n), Int32(g), Int32(D), codes.baseAddress! + c0 * vpb, Int32(vb),
-                                vs.baseAddress! + c0 * ng, vm.baseAddress! + c0 * ng, Int32(gs), Int64(pv1 - c0), out)
+                                vs.baseAddress! + c0 * ng * sb, vm.baseAddress! + c0 * ng * sb, f32Scales, Int32(gs),
+                                Int64(pv1 - c0), out)
                         }
                     }
                 }
@@ -418,7 +444,7 @@ extension QuantizedCache {
                 }
                 var row = (0..<D).map { i -> Float in
                     let g = t / gs
-                    return Float(codes[i]) * sq_f16_to_f32(store.keyScale[h][g * D + i]) + sq_f16_to_f32(store.keyMin[h][g * D + i])
+                    return Float(codes[i]) * scale(store.keyScale[h], g * D + i) + scale(store.keyMin[h], g * D + i)
                 }
                 if keysBeforeRope { row.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress!, heads: 1, position: t) } }
                 k += row
@@ -440,7 +466,7 @@ extension QuantizedCache {
                 }
                 v += (0..<D).map { i -> Float in
                     let g = i / gs
-                    return Float(codes[i]) * sq_f16_to_f32(store.valueScale[h][t * ng + g]) + sq_f16_to_f32(store.valueMin[h][t * ng + g])
+                    return Float(codes[i]) * scale(store.valueScale[h], t * ng + g) + scale(store.valueMin[h], t * ng + g)
                 }
             }
             v += store.residualValues[h]

@@ -15,6 +15,8 @@ struct CacheOptions: ParsableArguments {
     var quantGroupSize: Int?
     @Option(help: "SQuat: queries for the subspace, pre or post RoPE.") var subspaceRope: String = "post"
     @Option(help: "Quantize keys pre or post RoPE (default: pre for squat, post for kivi).") var keyRope: String?
+    @Option(help: "Storage of quantization scales and minimums: f16 (smaller) or f32 (as the reference code).")
+    var kvScales: String = "f16"
 
     /// A cache specification: `base[:k2v2][:qgs32][:sd20]`, the base one of `full`, `full-f16`,
     /// `full-f32`, `kivi`, `kivi-prerope`, `squat`; unspecified settings come from the flags.
@@ -63,7 +65,10 @@ struct CacheOptions: ParsableArguments {
         } catch {
             throw ValidationError("\(error)")
         }
-        return QuantizedCacheFactory(method: method, params: p, contextLength: contextLength)
+        guard let sc = FullPrecision(rawValue: kvScales) else {
+            throw ValidationError("--kv-scales must be f16 or f32, got '\(kvScales)'")
+        }
+        return QuantizedCacheFactory(method: method, params: p, contextLength: contextLength, scales: sc)
     }
 
     private func fullPrecision() -> FullPrecision { FullPrecision(rawValue: cache) ?? .f16 }

@@ -113,18 +113,19 @@ float sq_exp_sum(float *x, int64_t n, float m);
 void sq_pack_codes(const uint8_t *codes, int D, int bits, uint8_t *out);
 void sq_unpack_codes(const uint8_t *packed, int D, int bits, uint8_t *codes);
 /// scores[j*stride + t] = q_j . RoPE_t(k_t) * scale for n packed key tokens, k_t = code*scale+min
-/// with scale/min (f16, D per group) of group (first_group_offset + t) / key_group; RoPE from
+/// with scale/min (f32 if scale_f32, else f16; D per group) of group (first_group_offset + t) / key_group; RoPE from
 /// rope_cos/rope_sin ([n][D/2]) when not NULL (pre-RoPE keys), else keys are used as stored.
-void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, int bits, const uint16_t *kscale,
-                           const uint16_t *kmin, int key_group, int64_t first_group_offset, const float *rope_cos,
+void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
+                           const void *kmin, int scale_f32, int key_group, int64_t first_group_offset, const float *rope_cos,
                            const float *rope_sin, int64_t n, float scale, float *scores, int64_t score_stride);
 /// scores for n full-precision keys (already rotated), rows of D floats.
 void sq_scores_f32_keys(const float *q, int g, int D, const float *keys, int64_t n, float scale, float *scores,
                         int64_t score_stride);
 /// out[j*D + i] += sum_t p[j*p_stride + t] * v_t[i] for n packed value tokens (scale/min per
-/// token per group of value_group channels, f16).
+/// token per group of value_group channels, f32 if scale_f32 else f16).
 void sq_accumulate_packed_values(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
-                                 const uint16_t *vscale, const uint16_t *vmin, int value_group, int64_t n, float *out);
+                                 const void *vscale, const void *vmin, int scale_f32, int value_group, int64_t n,
+                                 float *out);
 void sq_accumulate_f32_values(const float *p, int64_t p_stride, int g, int D, const float *values, int64_t n,
                               float *out);
 
