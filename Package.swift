@@ -39,6 +39,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache", "CKernels"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZeroMQ", "CProtobufC"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "CZeroMQ", "CProtobufC", "SquatProto"]),
     ],
     swiftLanguageModes: [.v6]
 )

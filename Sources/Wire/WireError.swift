@@ -34,6 +34,9 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
     case unexpectedFrames(expected: String, received: Int)
     /// A frame index past the end of a `Multipart`.
     case missingFrame(index: Int, count: Int)
+    /// The API was called in a way the socket or protocol does not allow (a ROUTER send
+    /// without a routing id, …).
+    case invalidUse(String)
 
     /// A failed ZeroMQ call, from `zmq_errno()` and `zmq_strerror`.
     static func fromErrno(
@@ -85,6 +88,8 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
             return "expected \(expected) frame(s), received \(received)"
         case .missingFrame(let index, let count):
             return "frame \(index) requested from a message of \(count) frame(s)"
+        case .invalidUse(let reason):
+            return reason
         }
     }
 }
