@@ -4,9 +4,29 @@ public struct Incoming: ~Copyable {
     public let identity: [UInt8]?
     /// The decoded envelope body.
     public let message: WireMessage
-    /// The raw tensor frame that followed the header, validated; nil when the message has no
-    /// tensor header.
-    public var tensor: TensorFrame?
+    private var tensor: TensorFrame?
+
+    init(identity: [UInt8]?, message: WireMessage, tensor: consuming TensorFrame?) {
+        self.identity = identity
+        self.message = message
+        self.tensor = tensor
+    }
+
+    /// Whether a validated tensor frame came with the message (and has not been taken).
+    public var hasTensor: Bool { tensor != nil }
+
+    /// Moves the tensor frame out (to keep it, or forward it), leaving none behind.
+    public mutating func takeTensor() -> TensorFrame? {
+        tensor.take()
+    }
+
+    /// Calls `body` with the tensor frame, if there is one, without copying it.
+    public func withTensor<R, E: Error>(_ body: (borrowing TensorFrame) throws(E) -> R) throws(E) -> R? {
+        switch tensor {
+        case .some(let frame): return try body(frame)
+        case .none: return nil
+        }
+    }
 }
 
 /// The outcome of `Socket.receiveMessage()`.
