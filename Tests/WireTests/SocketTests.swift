@@ -1,3 +1,4 @@
+import CZeroMQ
 import Foundation
 import Synchronization
 import Testing
@@ -399,6 +400,98 @@ struct SocketTests {
         #expect(throws: WireError.self) { try Socket(context, .dealer).connect("nonsense://x") }
     }
 
+    @Test("every socket option can be set, and reads back where ZeroMQ reports it")
+    func options() throws {
+        let router = try Socket(context, .router)
+        let all: [SocketOption] = [
+            .linger(.milliseconds(250)), .linger(nil), .linger(.zero), .sendHighWaterMark(10), .receiveHighWaterMark(20),
+            .receiveTimeout(.milliseconds(1500)), .receiveTimeout(nil), .sendTimeout(.microseconds(1)),
+            .routerMandatory(false), .maxMessageSize(1 << 20), .maxMessageSize(nil), .immediate(true),
+            .heartbeatInterval(.seconds(1)), .heartbeatTimeout(.seconds(3)), .heartbeatTTL(.seconds(5)),
+            .routingID([1, 2, 3]), .reconnectInterval(.milliseconds(100)), .reconnectIntervalMax(.seconds(5)),
+            .connectTimeout(.seconds(2)), .handshakeInterval(.seconds(10)),
+        ]
+        for option in all { try router.set(option) }
+        #expect(try router.intOption(ZMQ_SNDHWM) == 10)
+        #expect(try router.intOption(ZMQ_RCVHWM) == 20)
+        #expect(try router.intOption(ZMQ_RCVTIMEO) == -1)
+        #expect(try router.intOption(ZMQ_SNDTIMEO) == 1)  // rounded up to a whole millisecond
+        #expect(try router.intOption(ZMQ_LINGER) == 0)
+        // ZeroMQ validates values: a routing id may not be empty.
+        #expect(throws: WireError.self) { try router.set(.routingID([])) }
+        // A new socket lingers 1 s, not forever.
+        #expect(try Socket(context, .push).intOption(ZMQ_LINGER) == 1000)
+    }
+
+    @Test("a message with more frames than the protocol allows is drained and refused")
+    func tooManyFrames() throws {
+        let endpoint = uniqueInproc("frames")
+        let pull = try Socket(context, .pull, options: [patience])
+        try pull.bind(endpoint)
+        let push = try Socket(context, .push)
+        try push.connect(endpoint)
+        #expect(try push.send(frames: [[1], [2], [3]]) == .sent)
+        #expect(try push.send(frames: [try WireMessage.cancel(Cancel(requestID: "after")).encoded()]) == .sent)
+        switch try pull.receiveMessage() {
+        case .rejected(_, let error): #expect(error == .unexpectedFrames(expected: "at most 2", received: 3))
+        default: Issue.record("expected a rejection")
+        }
+        // The next message is intact: the refused one was read to its end.
+        switch try pull.receiveMessage() {
+        case .message(let incoming): #expect(incoming.message == .cancel(Cancel(requestID: "after")))
+        default: Issue.record("expected the next message")
+        }
+    }
+
+    @Test("a blocked receive interrupted by signals (EINTR) retries and still gets its message")
+    func interruptedReceive() throws {
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0  // no SA_RESTART: blocking calls fail with EINTR
+        sigaction(SIGUSR1, &action, nil)
+
+        let endpoint = uniqueInproc("eintr")
+        let outcome = Outcome()
+        let received = Atomic<Int>(0)
+        let receiverThread = Atomic<UInt>(0)
+        let context = self.context
+        let thread = Thread {
+            do {
+                let socket = try Socket(context, .pull, options: [.receiveTimeout(.seconds(10))])
+                try socket.bind(endpoint)
+                // The test runner's threads start with signals blocked: let SIGUSR1 in here.
+                var mask = sigset_t()
+                sigemptyset(&mask)
+                sigaddset(&mask, SIGUSR1)
+                pthread_sigmask(SIG_UNBLOCK, &mask, nil)
+                receiverThread.store(UInt(pthread_self()), ordering: .releasing)
+                switch try socket.receive() {
+                case .message(let parts): received.store(parts.bytes(at: 0)?.count ?? -1, ordering: .releasing)
+                case .timeout: break
+                }
+                outcome.finish(nil)
+            } catch {
+                outcome.finish(error as? WireError ?? .invalidUse("\(error)"))
+            }
+        }
+        thread.start()
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .seconds(5))
+        while receiverThread.load(ordering: .acquiring) == 0 && clock.now < deadline { usleep(1000) }
+        try #require(receiverThread.load(ordering: .acquiring) != 0)
+        usleep(50_000)  // let it block in zmq_msg_recv
+        for _ in 0..<5 {
+            pthread_kill(pthread_t(receiverThread.load(ordering: .acquiring)), SIGUSR1)
+            usleep(20_000)
+        }
+        let push = try Socket(context, .push)
+        try push.connect(endpoint)
+        #expect(try push.send(frames: [[UInt8](repeating: 1, count: 42)]) == .sent)
+        #expect(outcome.wait(timeout: .seconds(5)) == .some(nil), "the receive did not finish cleanly")
+        #expect(received.load(ordering: .acquiring) == 42)
+    }
+
     @Test("Context.shutdown wakes a receive blocked in another thread with contextTerminated")
     func shutdownUnblocks() throws {
         let context = try Context()
@@ -431,11 +524,13 @@ private final class Outcome: Sendable {
         done.store(true, ordering: .releasing)
     }
 
-    func wait(timeout: Duration) -> WireError? {
+    /// The error the thread finished with: `.some(nil)` for success, nil if it did not finish.
+    func wait(timeout: Duration) -> WireError?? {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         while !done.load(ordering: .acquiring) && clock.now < deadline { usleep(1000) }
-        return state.withLock { $0 }
+        guard done.load(ordering: .acquiring) else { return nil }
+        return .some(state.withLock { $0 })
     }
 }
 
