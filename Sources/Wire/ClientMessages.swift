@@ -44,7 +44,9 @@ public struct CacheOptions: Sendable, Hashable {
     public var valueBits: UInt32
     public var maxContextTokens: UInt32
 
-    public init(kind: CacheKind = .unspecified, keyBits: UInt32 = 0, valueBits: UInt32 = 0, maxContextTokens: UInt32 = 0) {
+    public init(
+        kind: CacheKind = .unspecified, keyBits: UInt32 = 0, valueBits: UInt32 = 0, maxContextTokens: UInt32 = 0
+    ) {
         self.kind = kind
         self.keyBits = keyBits
         self.valueBits = valueBits
@@ -60,7 +62,9 @@ public struct Submit: Sendable, Hashable {
     public var sampling: Sampling
     public var cache: CacheOptions
 
-    public init(requestID: String, prompt: Prompt, sampling: Sampling = Sampling(), cache: CacheOptions = CacheOptions()) {
+    public init(
+        requestID: String, prompt: Prompt, sampling: Sampling = Sampling(), cache: CacheOptions = CacheOptions()
+    ) {
         self.requestID = requestID
         self.prompt = prompt
         self.sampling = sampling

@@ -306,7 +306,8 @@ extension Status: CMirror {
 
     init(c: Squat__V1__Status) throws(WireError) {
         self.init(
-            epoch: c.epoch, modelFingerprint: try CRead.string(c.model_fingerprint, Self.protoName, "model_fingerprint"),
+            epoch: c.epoch,
+            modelFingerprint: try CRead.string(c.model_fingerprint, Self.protoName, "model_fingerprint"),
             workers: try CRead.messages(c.n_workers, c.workers, Self.protoName, "workers"),
             sequences: try CRead.messages(c.n_sequences, c.sequences, Self.protoName, "sequences"),
             droppedStale: c.dropped_stale, droppedMalformed: c.dropped_malformed)

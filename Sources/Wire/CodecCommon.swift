@@ -77,6 +77,7 @@ extension TensorHeader: CMirror {
 
     init(c: Squat__V1__TensorHeader) throws(WireError) {
         self.init(
-            dtype: DType(rawValue: c.dtype.rawValue), shape: try CRead.scalars(c.n_shape, c.shape, Self.protoName, "shape"))
+            dtype: DType(rawValue: c.dtype.rawValue),
+            shape: try CRead.scalars(c.n_shape, c.shape, Self.protoName, "shape"))
     }
 }

@@ -129,7 +129,8 @@ extension ReleaseSequence: CMirror {
 
     init(c: Squat__V1__ReleaseSequence) throws(WireError) {
         self.init(
-            epoch: c.epoch, sequenceIDs: try CRead.scalars(c.n_sequence_ids, c.sequence_ids, Self.protoName, "sequence_ids"))
+            epoch: c.epoch,
+            sequenceIDs: try CRead.scalars(c.n_sequence_ids, c.sequence_ids, Self.protoName, "sequence_ids"))
     }
 }
 

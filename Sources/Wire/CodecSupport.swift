@@ -45,7 +45,9 @@ final class Arena {
     }
 
     /// A C array of pointers to C structs for `values` (a repeated message field).
-    func messages<M: CMirror>(_ values: [M]) throws(WireError) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<M.C>?>?) {
+    func messages<M: CMirror>(_ values: [M]) throws(WireError) -> (
+        Int, UnsafeMutablePointer<UnsafeMutablePointer<M.C>?>?
+    ) {
         if values.isEmpty { return (0, nil) }
         let array = allocate(
             bytes: values.count * MemoryLayout<UnsafeMutablePointer<M.C>?>.stride,
@@ -69,7 +71,8 @@ final class Arena {
     func string(_ string: String, _ message: String, _ field: String) throws(WireError) -> UnsafeMutablePointer<CChar> {
         let utf8 = Array(string.utf8)
         if utf8.contains(0) {
-            throw .invalidField(message: message, field: field, reason: "contains a NUL byte (protobuf-c strings are C strings)")
+            throw .invalidField(
+                message: message, field: field, reason: "contains a NUL byte (protobuf-c strings are C strings)")
         }
         let p = allocate(bytes: utf8.count + 1, alignment: 1).bindMemory(to: CChar.self, capacity: utf8.count + 1)
         for (i, byte) in utf8.enumerated() { p[i] = CChar(bitPattern: byte) }
@@ -143,13 +146,17 @@ enum CRead {
     }
 
     /// A singular message field that proto3 reads as its default when absent.
-    static func message<M: CMirror>(_ p: UnsafeMutablePointer<M.C>?, default: @autoclosure () -> M) throws(WireError) -> M {
+    static func message<M: CMirror>(_ p: UnsafeMutablePointer<M.C>?, default: @autoclosure () -> M) throws(WireError)
+        -> M
+    {
         guard let p else { return `default`() }
         return try M(c: p.pointee)
     }
 
     /// A singular message field the protocol requires.
-    static func required<M: CMirror>(_ p: UnsafeMutablePointer<M.C>?, _ message: String, _ field: String) throws(WireError) -> M {
+    static func required<M: CMirror>(_ p: UnsafeMutablePointer<M.C>?, _ message: String, _ field: String)
+        throws(WireError) -> M
+    {
         guard let p else { throw .missingField(message: message, field: field) }
         return try M(c: p.pointee)
     }
@@ -163,7 +170,9 @@ enum CRead {
         var result: [M] = []
         result.reserveCapacity(count)
         for i in 0..<count {
-            guard let item = p[i] else { throw .invalidField(message: message, field: field, reason: "item \(i) is NULL") }
+            guard let item = p[i] else {
+                throw .invalidField(message: message, field: field, reason: "item \(i) is NULL")
+            }
             result.append(try M(c: item.pointee))
         }
         return result

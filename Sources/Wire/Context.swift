@@ -4,7 +4,8 @@ import CZeroMQ
 ///
 /// Sockets keep their context alive, so it is terminated (`zmq_ctx_term`) only after the last
 /// socket is closed; each socket's linger (1 s by default) bounds how long that can block.
-public final class Context: @unchecked Sendable {  // libzmq documents zmq_ctx_* as thread-safe; `handle` is immutable.
+// @unchecked Sendable: libzmq documents zmq_ctx_* as thread-safe, and `handle` never changes.
+public final class Context: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
 
     /// Makes a context with `ioThreads` background I/O threads.

@@ -65,7 +65,8 @@ extension WireMessage {
             if case .activations(let m) = self, !m.rows.isEmpty {
                 let tokens = tokenCount(m.rows)
                 guard UInt64(header.shape[0]) == tokens else {
-                    throw .tensorMismatch(reason: "shape \(header.shape) has \(header.shape[0]) rows, the batch \(tokens) tokens")
+                    throw .tensorMismatch(
+                        reason: "shape \(header.shape) has \(header.shape[0]) rows, the batch \(tokens) tokens")
                 }
             }
         }
@@ -121,11 +122,14 @@ extension Socket {
             var identity: [UInt8]? = nil
             if routed { identity = parts.removeFirst()?.bytes ?? [] }
             guard parts.count >= 1 else {
-                return .rejected(identity: identity, error: .unexpectedFrames(expected: "1 or 2 after the routing id", received: 0))
+                return .rejected(
+                    identity: identity, error: .unexpectedFrames(expected: "1 or 2 after the routing id", received: 0))
             }
             let decoded: WireMessage
             do {
-                decoded = try parts.withFrame(at: 0) { raw throws(WireError) in try WireMessage.decode(raw, maxSize: maxSize) }
+                decoded = try parts.withFrame(at: 0) { raw throws(WireError) in
+                    try WireMessage.decode(raw, maxSize: maxSize)
+                }
             } catch {
                 return .rejected(identity: identity, error: error)
             }

@@ -109,7 +109,9 @@ public final class SocketMonitor {
         case .timeout:
             return nil
         case .message(let parts):
-            guard parts.count == 2 else { throw .unexpectedFrames(expected: "2 (monitor event)", received: parts.count) }
+            guard parts.count == 2 else {
+                throw .unexpectedFrames(expected: "2 (monitor event)", received: parts.count)
+            }
             // Frame 1: uint16 event, uint32 value, native byte order, unaligned.
             let (code, value) = try parts.withFrame(at: 0) { raw throws(WireError) -> (UInt16, UInt32) in
                 guard raw.count == 6 else {

@@ -169,7 +169,8 @@ public final class Socket: CustomStringConvertible {
     /// `hostUnreachable` for an unknown routing id. Frames not sent are released.
     public func send(_ message: consuming Multipart, dontWait: Bool = false) throws(WireError) -> SendResult {
         let handle = try open("send")
-        let type = self.type, endpoint = self.endpoint
+        let type = self.type
+        let endpoint = self.endpoint
         // The frames are used inside this borrowing call, so `message` lives until it returns.
         return try message.withMessagePointers { frames throws(WireError) -> SendResult in
             guard !frames.isEmpty else { throw .unexpectedFrames(expected: "at least 1", received: 0) }
@@ -181,7 +182,8 @@ public final class Socket: CustomStringConvertible {
                     if code == EINTR { continue }
                     if code == EAGAIN && i == 0 { return .timeout }
                     if code == EHOSTUNREACH {
-                        let identity = Array(UnsafeRawBufferPointer(start: zmq_msg_data(frame), count: zmq_msg_size(frame)))
+                        let identity = Array(
+                            UnsafeRawBufferPointer(start: zmq_msg_data(frame), count: zmq_msg_size(frame)))
                         throw .hostUnreachable(socket: type, identity: identity)
                     }
                     throw WireError.fromErrno(

@@ -2,7 +2,8 @@
 ///
 /// Fill `bytes` (little-endian, row-major), then send. After the send ZeroMQ reads the bytes
 /// from an I/O thread until it releases the buffer, so write no more to a buffer once sent.
-public final class TensorBuffer: @unchecked Sendable {  // written by one owner before a send, only read after; freed once, in deinit.
+// @unchecked Sendable: written by one owner before a send, only read after; freed once, in deinit.
+public final class TensorBuffer: @unchecked Sendable {
     /// The buffer's memory, aligned to `alignment` bytes.
     public let bytes: UnsafeMutableRawBufferPointer
 

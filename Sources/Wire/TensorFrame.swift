@@ -33,11 +33,13 @@ public struct TensorFrame: ~Copyable {
             switch header.dtype {
             case .f32:
                 for i in 0..<count {
-                    out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+                    out[i] = Float(
+                        bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
                 }
             case .f16:
                 for i in 0..<count {
-                    out[i] = floatFromHalf(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+                    out[i] = floatFromHalf(
+                        UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
                 }
             default:
                 break  // unreachable: the header was validated, and only f32/f16 have a width

@@ -150,7 +150,8 @@ public enum WireMessage: Sendable, Hashable {
             var bytes = [UInt8](repeating: 0, count: size)
             let written = bytes.withUnsafeMutableBufferPointer { squat__v1__envelope__pack(&envelope, $0.baseAddress) }
             guard written == size else {
-                throw .invalidField(message: "squat.v1.Envelope", field: "body", reason: "packed \(written) of \(size) bytes")
+                throw .invalidField(
+                    message: "squat.v1.Envelope", field: "body", reason: "packed \(written) of \(size) bytes")
             }
             return bytes
         }

@@ -89,7 +89,9 @@ struct CodecTests {
         var cancel = ProtoWriter()
         cancel.lengthDelimited(1, [0x61, 0xFF, 0xFE])
         let frame = ProtoWriter.envelope(field: 14, body: cancel.bytes)
-        #expect(throws: WireError.invalidField(message: "squat.v1.Cancel", field: "request_id", reason: "invalid UTF-8")) {
+        #expect(
+            throws: WireError.invalidField(message: "squat.v1.Cancel", field: "request_id", reason: "invalid UTF-8")
+        ) {
             try WireMessage.decode(frame)
         }
     }
@@ -97,8 +99,10 @@ struct CodecTests {
     @Test("a string with a NUL byte is refused when encoding, not silently cut")
     func embeddedNUL() {
         let message = WireMessage.submit(Submit(requestID: "r", prompt: .text("before\u{0}after")))
-        #expect(throws: WireError.invalidField(
-            message: "squat.v1.Submit", field: "text", reason: "contains a NUL byte (protobuf-c strings are C strings)")
+        #expect(
+            throws: WireError.invalidField(
+                message: "squat.v1.Submit", field: "text",
+                reason: "contains a NUL byte (protobuf-c strings are C strings)")
         ) { try message.encoded() }
     }
 
@@ -128,7 +132,8 @@ struct CodecTests {
 
     @Test("WireError descriptions say what failed and where")
     func errorText() {
-        let e = WireError.zmq(operation: "bind", socket: .router, endpoint: "tcp://1.2.3.4:5", errno: 98, text: "Address in use")
+        let e = WireError.zmq(
+            operation: "bind", socket: .router, endpoint: "tcp://1.2.3.4:5", errno: 98, text: "Address in use")
         #expect(e.description == "zmq_bind failed on ROUTER (tcp://1.2.3.4:5): Address in use [errno 98]")
         #expect(WireError.hostUnreachable(socket: .router, identity: [0xAB, 0x01]).description.contains("0xab01"))
     }
@@ -160,7 +165,9 @@ struct TensorHeaderTests {
 
     @Test("Activations need shape[0] equal to the rows' token count")
     func activationRows() throws {
-        let rows = [BatchRow(sequenceID: 1, startPosition: 0, count: 3), BatchRow(sequenceID: 2, startPosition: 9, count: 1)]
+        let rows = [
+            BatchRow(sequenceID: 1, startPosition: 0, count: 3), BatchRow(sequenceID: 2, startPosition: 9, count: 1),
+        ]
         let good = WireMessage.activations(
             Activations(epoch: 1, microBatchID: 1, rows: rows, tensor: TensorHeader(dtype: .f32, shape: [4, 8])))
         try good.validateTensor(frameBytes: 128)
@@ -173,10 +180,12 @@ struct TensorHeaderTests {
         }
     }
 
-    @Test("f16 widening is exact", arguments: [
-        (UInt16(0x0000), Float(0)), (0x3C00, 1), (0xC000, -2), (0x7BFF, 65504), (0x0001, 5.9604645e-08),
-        (0x03FF, 6.097555e-05), (0x7C00, .infinity), (0xFC00, -.infinity), (0x3555, 0.33325195),
-    ])
+    @Test(
+        "f16 widening is exact",
+        arguments: [
+            (UInt16(0x0000), Float(0)), (0x3C00, 1), (0xC000, -2), (0x7BFF, 65504), (0x0001, 5.9604645e-08),
+            (0x03FF, 6.097555e-05), (0x7C00, .infinity), (0xFC00, -.infinity), (0x3555, 0.33325195),
+        ])
     func half(_ bits: UInt16, _ expected: Float) {
         #expect(floatFromHalf(bits) == expected)
     }

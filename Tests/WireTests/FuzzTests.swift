@@ -59,7 +59,9 @@ struct FuzzTests {
             let count = Int.random(in: 0...200, using: &rng)
             var bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
             if i % 2 == 0 {
-                let field = UInt8([10, 11, 12, 13, 14, 15, 16, 20, 21, 22, 23, 24, 25, 26, 30, 31, 32].randomElement(using: &rng) ?? 10)
+                let field = UInt8(
+                    [10, 11, 12, 13, 14, 15, 16, 20, 21, 22, 23, 24, 25, 26, 30, 31, 32].randomElement(using: &rng)
+                        ?? 10)
                 bytes = [0x08, 0x01, field << 3 | 2, UInt8(min(count, 127))] + bytes
             }
             Self.exercise(bytes, &tally)

@@ -69,7 +69,8 @@ struct GeneratedCodeTests {
 
     /// One line per file that differs, is missing from `generated`, or is extra in it.
     static func compare(committed: URL, generated: URL) throws -> [String] {
-        let old = try files(in: committed), new = try files(in: generated)
+        let old = try files(in: committed)
+        let new = try files(in: generated)
         var differences: [String] = []
         for path in old.subtracting(new).sorted() { differences.append("\(path): committed but not generated") }
         for path in new.subtracting(old).sorted() { differences.append("\(path): generated but not committed") }

@@ -52,7 +52,8 @@ struct SocketTests {
         var rng = SplitMix64(seed: 7)
         var sent: [[UInt8]] = []
         for i in 0..<3 {
-            let payload = (0..<(1 << 20) + i).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            let words = (0..<(1 << 17) + 1).map { _ in rng.next() }
+            let payload = Array(words.withUnsafeBytes { $0.prefix((1 << 20) + i) })
             sent.append(payload)
             let owner = CountedBuffer(bytes: payload, counter: counter)
             var parts = Multipart()
@@ -95,8 +96,11 @@ struct SocketTests {
         try push.connect(endpoint)
 
         let values: [Float] = (0..<12).map { Float($0) * 0.5 - 2 }
-        let rows = [BatchRow(sequenceID: 1, startPosition: 0, count: 2), BatchRow(sequenceID: 2, startPosition: 7, count: 1)]
-        let header = Activations(epoch: 5, microBatchID: 9, rows: rows, tensor: TensorHeader(dtype: .f32, shape: [3, 4]))
+        let rows = [
+            BatchRow(sequenceID: 1, startPosition: 0, count: 2), BatchRow(sequenceID: 2, startPosition: 7, count: 1),
+        ]
+        let header = Activations(
+            epoch: 5, microBatchID: 9, rows: rows, tensor: TensorHeader(dtype: .f32, shape: [3, 4]))
         let buffer = TensorBuffer(floats: values)
         #expect(try push.send(.activations(header), tensor: Message(zeroCopy: buffer)) == .sent)
 
@@ -173,7 +177,8 @@ struct SocketTests {
         default: Issue.record("expected a rejection")
         }
         // A tensor frame after a message without a header, and a missing frame, are refused too.
-        #expect(try push.send(frames: [try WireMessage.cancel(Cancel(requestID: "r")).encoded(), [1, 2, 3, 4]]) == .sent)
+        #expect(
+            try push.send(frames: [try WireMessage.cancel(Cancel(requestID: "r")).encoded(), [1, 2, 3, 4]]) == .sent)
         guard case .rejected(_, .tensorMismatch) = try pull.receiveMessage() else {
             Issue.record("expected a tensorMismatch rejection")
             return
@@ -257,8 +262,10 @@ struct SocketTests {
 
     @Test("poll returns nothing when its timeout passes, and reports the ready socket")
     func poll() throws {
-        let first = uniqueInproc("poll-1"), second = uniqueInproc("poll-2")
-        let a = try Socket(context, .pull), b = try Socket(context, .pull)
+        let first = uniqueInproc("poll-1")
+        let second = uniqueInproc("poll-2")
+        let a = try Socket(context, .pull)
+        let b = try Socket(context, .pull)
         try a.bind(first)
         try b.bind(second)
         var poller = Poller()
@@ -355,7 +362,9 @@ struct SocketTests {
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let status = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         try #require(status == 0)
         let junk = [UInt8](repeating: 0x42, count: 64)
@@ -404,7 +413,8 @@ struct SocketTests {
     func options() throws {
         let router = try Socket(context, .router)
         let all: [SocketOption] = [
-            .linger(.milliseconds(250)), .linger(nil), .linger(.zero), .sendHighWaterMark(10), .receiveHighWaterMark(20),
+            .linger(.milliseconds(250)), .linger(nil), .linger(.zero), .sendHighWaterMark(10),
+            .receiveHighWaterMark(20),
             .receiveTimeout(.milliseconds(1500)), .receiveTimeout(nil), .sendTimeout(.microseconds(1)),
             .routerMandatory(false), .maxMessageSize(1 << 20), .maxMessageSize(nil), .immediate(true),
             .heartbeatInterval(.seconds(1)), .heartbeatTimeout(.seconds(3)), .heartbeatTTL(.seconds(5)),

@@ -106,7 +106,9 @@ func sampleMessages() -> [WireMessage] {
             Finished(
                 requestID: "req-1", reason: .stopString,
                 usage: Usage(promptTokens: 12, completionTokens: 30, cachedPromptTokens: 4),
-                timings: Timings(queuedMicroseconds: 1, prefillMicroseconds: 2_000, decodeMicroseconds: .max, totalMicroseconds: 99))),
+                timings: Timings(
+                    queuedMicroseconds: 1, prefillMicroseconds: 2_000, decodeMicroseconds: .max, totalMicroseconds: 99))
+        ),
         .finished(Finished(requestID: "req-x", reason: Finished.Reason(rawValue: 1234))),
         .error(ErrorReply(requestID: "req-9", code: .overloaded, message: "no KV memory: 0 bytes free")),
         .error(ErrorReply(code: ErrorCode(rawValue: 77), message: "")),
@@ -122,7 +124,10 @@ func sampleMessages() -> [WireMessage] {
                         kvBytesFree: 4096, tokensPerSecond: 88.25, dataEndpoint: "tcp://10.0.0.1:5600", droppedStale: 2),
                     WorkerStatus(workerID: "w1", state: .lost),
                 ],
-                sequences: [SequenceStatus(requestID: "req-1", sequenceID: 5, state: .decode, promptTokens: 12, generatedTokens: 7)],
+                sequences: [
+                    SequenceStatus(
+                        requestID: "req-1", sequenceID: 5, state: .decode, promptTokens: 12, generatedTokens: 7)
+                ],
                 droppedStale: 11, droppedMalformed: 1)),
         .status(Status()),
         .register(
@@ -135,7 +140,8 @@ func sampleMessages() -> [WireMessage] {
             Assign(
                 epoch: 3, layers: LayerRange(start: 15, end: 30), nextStageEndpoint: "", isFirst: false, isLast: true,
                 cache: cache, maxInFlight: 4)),
-        .assign(Assign(epoch: .max, layers: LayerRange(start: 0, end: 1), nextStageEndpoint: "tcp://h:1", isFirst: true)),
+        .assign(
+            Assign(epoch: .max, layers: LayerRange(start: 0, end: 1), nextStageEndpoint: "tcp://h:1", isFirst: true)),
         .heartbeat(Heartbeat(epoch: 3, sequence: 100, sentUnixMs: 1_700_000_000_000, load: load)),
         .heartbeat(Heartbeat(epoch: 3, sequence: 101)),
         .releaseSequence(ReleaseSequence(epoch: 3, sequenceIDs: [1, 2, .max])),
@@ -152,7 +158,9 @@ func sampleMessages() -> [WireMessage] {
         .sampledTokens(
             SampledTokens(
                 epoch: 3, microBatchID: 77,
-                tokens: [SampledToken(sequenceID: 1, tokenID: 42, logprob: -1.5), SampledToken(sequenceID: .max, tokenID: 0)])),
+                tokens: [
+                    SampledToken(sequenceID: 1, tokenID: 42, logprob: -1.5), SampledToken(sequenceID: .max, tokenID: 0),
+                ])),
         .sampledTokens(SampledTokens(epoch: 3, microBatchID: 79, tokens: [])),
     ]
 }
