@@ -53,7 +53,7 @@ struct SocketTests {
         var sent: [[UInt8]] = []
         for i in 0..<3 {
             let words = (0..<(1 << 17) + 1).map { _ in rng.next() }
-            let payload = Array(words.withUnsafeBytes { $0.prefix((1 << 20) + i) })
+            let payload = words.withUnsafeBytes { Array($0.prefix((1 << 20) + i)) }
             sent.append(payload)
             let owner = CountedBuffer(bytes: payload, counter: counter)
             var parts = Multipart()
