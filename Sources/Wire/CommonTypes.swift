@@ -22,6 +22,7 @@ extension WireEnum {
 /// Token-level sampling knobs. Zero means "off" for every field except `temperature`, where
 /// zero means greedy decoding.
 public struct SamplerParams: Sendable, Hashable {
+    /// `squat.v1.SamplerParams.temperature`.
     public var temperature: Float
     /// 0: no top-k cut.
     public var topK: UInt32
@@ -36,6 +37,7 @@ public struct SamplerParams: Sendable, Hashable {
     /// nil: the coordinator picks a seed.
     public var seed: UInt64?
 
+    /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(
         temperature: Float = 0, topK: UInt32 = 0, topP: Float = 0, minP: Float = 0,
         repetitionPenalty: Float = 0, repetitionWindow: UInt32 = 0, seed: UInt64? = nil
@@ -52,9 +54,12 @@ public struct SamplerParams: Sendable, Hashable {
 
 /// Half-open range `[start, end)` of transformer layers.
 public struct LayerRange: Sendable, Hashable, CustomStringConvertible {
+    /// `squat.v1.LayerRange.start`.
     public var start: UInt32
+    /// `squat.v1.LayerRange.end`.
     public var end: UInt32
 
+    /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(start: UInt32 = 0, end: UInt32 = 0) {
         self.start = start
         self.end = end
@@ -69,6 +74,7 @@ public struct LayerRange: Sendable, Hashable, CustomStringConvertible {
 /// Which key/value cache a stage keeps.
 public struct CacheKind: WireEnum {
     public var rawValue: UInt32
+    /// The value numbered `rawValue` on the wire, named or not.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// The cluster's default.
@@ -82,24 +88,32 @@ public struct CacheKind: WireEnum {
     /// SQuat: KIVI plus query-subspace error compensation.
     public static let squat = CacheKind(rawValue: 4)
 
+    /// The names of the values this build knows.
     public static let names: [UInt32: String] = [0: "unspecified", 1: "f16", 2: "f32", 3: "kivi", 4: "squat"]
 }
 
 /// The cache configuration of a stage.
 public struct CacheConfig: Sendable, Hashable {
+    /// `squat.v1.CacheConfig.kind`.
     public var kind: CacheKind
+    /// `squat.v1.CacheConfig.key_bits`.
     public var keyBits: UInt32
+    /// `squat.v1.CacheConfig.value_bits`.
     public var valueBits: UInt32
+    /// `squat.v1.CacheConfig.group_size`.
     public var groupSize: UInt32
+    /// `squat.v1.CacheConfig.residual_length`.
     public var residualLength: UInt32
     /// SQuat channel block size.
     public var quantGroupSize: UInt32
     /// SQuat query-subspace rank.
     public var subspaceDim: UInt32
+    /// `squat.v1.CacheConfig.squat_lambda`.
     public var squatLambda: Float
     /// Per sequence; 0: the model's context length.
     public var maxContextTokens: UInt32
 
+    /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(
         kind: CacheKind = .unspecified, keyBits: UInt32 = 0, valueBits: UInt32 = 0, groupSize: UInt32 = 0,
         residualLength: UInt32 = 0, quantGroupSize: UInt32 = 0, subspaceDim: UInt32 = 0, squatLambda: Float = 0,
@@ -120,14 +134,17 @@ public struct CacheConfig: Sendable, Hashable {
 /// Element type of a raw tensor frame (little-endian, row-major).
 public struct DType: WireEnum {
     public var rawValue: UInt32
+    /// The value numbered `rawValue` on the wire, named or not.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
+    /// `DTYPE_UNSPECIFIED`.
     public static let unspecified = DType(rawValue: 0)
     /// IEEE 754 binary32.
     public static let f32 = DType(rawValue: 1)
     /// IEEE 754 binary16.
     public static let f16 = DType(rawValue: 2)
 
+    /// The names of the values this build knows.
     public static let names: [UInt32: String] = [0: "unspecified", 1: "f32", 2: "f16"]
 
     /// Bytes per element, or nil for a type that cannot travel in a tensor frame.
@@ -143,9 +160,12 @@ public struct DType: WireEnum {
 /// Describes the raw frame after a data-plane header: exactly `shape.product` elements of
 /// `dtype`, row-major.
 public struct TensorHeader: Sendable, Hashable, CustomStringConvertible {
+    /// `squat.v1.TensorHeader.dtype`.
     public var dtype: DType
+    /// `squat.v1.TensorHeader.shape`.
     public var shape: [UInt32]
 
+    /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(dtype: DType = .unspecified, shape: [UInt32] = []) {
         self.dtype = dtype
         self.shape = shape

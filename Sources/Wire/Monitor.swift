@@ -59,21 +59,36 @@ public struct MonitorEvent: Sendable, Equatable, CustomStringConvertible {
 /// Which monitor events to report.
 public struct MonitorEvents: OptionSet, Sendable, Hashable {
     public let rawValue: Int32
+    /// The set with these `ZMQ_EVENT_*` bits.
     public init(rawValue: Int32) { self.rawValue = rawValue }
 
+    /// `ZMQ_EVENT_CONNECTED`.
     public static let connected = MonitorEvents(rawValue: ZMQ_EVENT_CONNECTED)
+    /// `ZMQ_EVENT_CONNECT_DELAYED`.
     public static let connectDelayed = MonitorEvents(rawValue: ZMQ_EVENT_CONNECT_DELAYED)
+    /// `ZMQ_EVENT_CONNECT_RETRIED`.
     public static let connectRetried = MonitorEvents(rawValue: ZMQ_EVENT_CONNECT_RETRIED)
+    /// `ZMQ_EVENT_LISTENING`.
     public static let listening = MonitorEvents(rawValue: ZMQ_EVENT_LISTENING)
+    /// `ZMQ_EVENT_BIND_FAILED`.
     public static let bindFailed = MonitorEvents(rawValue: ZMQ_EVENT_BIND_FAILED)
+    /// `ZMQ_EVENT_ACCEPTED`.
     public static let accepted = MonitorEvents(rawValue: ZMQ_EVENT_ACCEPTED)
+    /// `ZMQ_EVENT_ACCEPT_FAILED`.
     public static let acceptFailed = MonitorEvents(rawValue: ZMQ_EVENT_ACCEPT_FAILED)
+    /// `ZMQ_EVENT_CLOSED`.
     public static let closed = MonitorEvents(rawValue: ZMQ_EVENT_CLOSED)
+    /// `ZMQ_EVENT_CLOSE_FAILED`.
     public static let closeFailed = MonitorEvents(rawValue: ZMQ_EVENT_CLOSE_FAILED)
+    /// `ZMQ_EVENT_DISCONNECTED`.
     public static let disconnected = MonitorEvents(rawValue: ZMQ_EVENT_DISCONNECTED)
+    /// `ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL`.
     public static let handshakeFailedNoDetail = MonitorEvents(rawValue: ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+    /// `ZMQ_EVENT_HANDSHAKE_SUCCEEDED`.
     public static let handshakeSucceeded = MonitorEvents(rawValue: ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+    /// `ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL`.
     public static let handshakeFailedProtocol = MonitorEvents(rawValue: ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+    /// `ZMQ_EVENT_HANDSHAKE_FAILED_AUTH`.
     public static let handshakeFailedAuth = MonitorEvents(rawValue: ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
     /// Every event.
     public static let all = MonitorEvents(rawValue: ZMQ_EVENT_ALL)
