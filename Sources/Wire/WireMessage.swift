@@ -30,8 +30,11 @@ public enum WireMessage: Sendable, Hashable {
     /// The protocol version this build speaks (`squat.v1.ProtocolVersion.PROTOCOL_VERSION_CURRENT`).
     public static let protocolVersion: UInt32 = 1
 
-    /// The default limit on an encoded envelope (tensors travel in their own frames).
-    public static let defaultMaxSize = 16 << 20
+    /// The default limit on an encoded envelope: 4 MiB, far above any legitimate header (a
+    /// 32k-token `StepBatch` is about 100 KB; tensors travel in their own frames). protobuf-c
+    /// allocates 30–40× a frame's size while unpacking a run of empty sub-messages (two bytes
+    /// each become a 56-byte struct plus a pointer), so this also bounds a hostile frame's memory.
+    public static let defaultMaxSize = 4 << 20
 
     /// The proto name of the body, for logs.
     public var name: String {

@@ -2,7 +2,7 @@ import Testing
 
 @testable import Wire
 
-@Suite("Envelope codec")
+@Suite("Envelope codec", .timeLimit(.minutes(1)))
 struct CodecTests {
     @Test("every message type survives encode → decode unchanged", arguments: sampleMessages())
     func roundTrip(_ message: WireMessage) throws {
@@ -139,7 +139,7 @@ struct CodecTests {
     }
 }
 
-@Suite("Tensor headers")
+@Suite("Tensor headers", .timeLimit(.minutes(1)))
 struct TensorHeaderTests {
     @Test("the frame size must equal shape × dtype")
     func sizes() throws {

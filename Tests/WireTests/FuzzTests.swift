@@ -2,7 +2,7 @@ import Testing
 
 @testable import Wire
 
-@Suite("Decoder robustness")
+@Suite("Decoder robustness", .timeLimit(.minutes(1)))
 struct FuzzTests {
     /// One decode: a message (which must then re-encode to a stable byte string) or a typed
     /// error. `decode` is `throws(WireError)`, so no other error type can come out; the test is

@@ -3,7 +3,7 @@ import Testing
 
 /// The protoc-c output committed in Sources/SquatProto must be exactly what
 /// scripts/gen-proto.sh makes from proto/ today.
-@Suite("Generated protobuf-c code")
+@Suite("Generated protobuf-c code", .timeLimit(.minutes(1)))
 struct GeneratedCodeTests {
     static let packageRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
