@@ -14,12 +14,13 @@ struct QuantizedCacheTests {
         let method: KeyQuantization
         let keyRope: RopePlacement
         let bits: Int
-        var description: String { "\(method)-\(keyRope)-\(bits)bit" }
+        var scales: FullPrecision = .f16
+        var description: String { "\(method)-\(keyRope)-\(bits)bit-\(scales)" }
     }
     static let cases = [
-        Case(method: .squat, keyRope: .pre, bits: 2), Case(method: .squat, keyRope: .pre, bits: 4),
+        Case(method: .squat, keyRope: .pre, bits: 2), Case(method: .squat, keyRope: .pre, bits: 4, scales: .f32),
         Case(method: .kivi, keyRope: .post, bits: 2), Case(method: .kivi, keyRope: .pre, bits: 4),
-        Case(method: .kivi, keyRope: .post, bits: 8),
+        Case(method: .kivi, keyRope: .post, bits: 8, scales: .f32),
     ]
 
     /// Double-precision attention of one rotated query row over token-major rotated keys/values.
@@ -43,7 +44,7 @@ struct QuantizedCacheTests {
     func packedMatchesDequantized(c: Case) {
         let s = Self.shape
         let params = QuantizationParameters(kBits: c.bits, vBits: c.bits, keyRope: c.keyRope)
-        let factory = QuantizedCacheFactory(method: c.method, params: params, contextLength: 2048)
+        let factory = QuantizedCacheFactory(method: c.method, params: params, contextLength: 2048, scales: c.scales)
         guard let cache = factory.makeCache(layers: 1, shape: s, rope: Self.rope) as? QuantizedCache else {
             Issue.record("not a QuantizedCache")
             return

@@ -80,8 +80,9 @@ public struct LlamaConfig: Sendable, Equatable {
     /// Per-pair inverse frequencies (headDim/2 of them), with Llama 3 scaling when configured.
     public func ropeInverseFrequencies(factors: [Float]? = nil) -> [Float] {
         let half = headDim / 2
+        // As Hugging Face computes it, in float32: 1 / base ** (float(2i) / D).
         var inv = (0..<half).map { i in
-            Float(1.0 / pow(Double(ropeTheta), Double(2 * i) / Double(headDim)))
+            Float(1) / powf(ropeTheta, Float(2 * i) / Float(headDim))
         }
         if let factors, factors.count == half {
             for i in 0..<half { inv[i] /= factors[i] }
