@@ -97,17 +97,31 @@ SQ_AVX2 static void rows_q4_1_q8_avx2(const void *w, size_t row_bytes, int64_t n
         const sq_block_q4_1 *blk = (const sq_block_q4_1 *)((const char *)w + (size_t)r * row_bytes);
         for (int64_t t = 0; t < ntok; t++) {
             const sq_block_q8a *xb = xq + t * nb;
-            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-            float macc[4] = {0, 0, 0, 0};
-            for (int64_t b = 0; b < nb; b++) {
-                __m128i raw = _mm_loadu_si128((const __m128i *)blk[b].qs);
-                __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), mask);
-                __m256i xs = _mm256_loadu_si256((const __m256i *)xb[b].qs);
-                __m256 p = _mm256_cvtepi32_ps(dot_u8_i8(q, xs));
-                __m256 d = _mm256_set1_ps(_cvtsh_ss(blk[b].d) * xb[b].d);
-                acc[b & 3] = _mm256_fmadd_ps(d, p, acc[b & 3]);
-                macc[b & 3] = fmaf(_cvtsh_ss(blk[b].m), xb[b].s, macc[b & 3]);
+            // Four accumulators in registers, block b feeding accumulator b % 4.
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+#define Q41_BLOCK(B, A, M)                                                                                  \
+    do {                                                                                                    \
+        __m128i raw = _mm_loadu_si128((const __m128i *)blk[B].qs);                                          \
+        __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), mask);                  \
+        __m256i xs = _mm256_loadu_si256((const __m256i *)xb[B].qs);                                         \
+        __m256 p = _mm256_cvtepi32_ps(dot_u8_i8(q, xs));                                                    \
+        A = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(blk[B].d) * xb[B].d), p, A);                            \
+        M = fmaf(_cvtsh_ss(blk[B].m), xb[B].s, M);                                                          \
+    } while (0)
+            int64_t b = 0;
+            for (; b + 4 <= nb; b += 4) {
+                Q41_BLOCK(b, a0, m0);
+                Q41_BLOCK(b + 1, a1, m1);
+                Q41_BLOCK(b + 2, a2, m2);
+                Q41_BLOCK(b + 3, a3, m3);
             }
+            if (b < nb) Q41_BLOCK(b, a0, m0);
+            if (b + 1 < nb) Q41_BLOCK(b + 1, a1, m1);
+            if (b + 2 < nb) Q41_BLOCK(b + 2, a2, m2);
+#undef Q41_BLOCK
+            __m256 acc[4] = {a0, a1, a2, a3};
+            float macc[4] = {m0, m1, m2, m3};
             y[t * ys + r] = hsum_lanes(acc) + ((macc[0] + macc[1]) + (macc[2] + macc[3]));
         }
     }
@@ -120,14 +134,26 @@ SQ_AVX2 static void rows_q8_0_q8_avx2(const void *w, size_t row_bytes, int64_t n
         const sq_block_q8_0 *blk = (const sq_block_q8_0 *)((const char *)w + (size_t)r * row_bytes);
         for (int64_t t = 0; t < ntok; t++) {
             const sq_block_q8a *xb = xq + t * nb;
-            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-            for (int64_t b = 0; b < nb; b++) {
-                __m256i q = _mm256_loadu_si256((const __m256i *)blk[b].qs);
-                __m256i xs = _mm256_loadu_si256((const __m256i *)xb[b].qs);
-                __m256 p = _mm256_cvtepi32_ps(dot_i8_i8(q, xs));
-                __m256 d = _mm256_set1_ps(_cvtsh_ss(blk[b].d) * xb[b].d);
-                acc[b & 3] = _mm256_fmadd_ps(d, p, acc[b & 3]);
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+#define Q80_BLOCK(B, A)                                                                                     \
+    do {                                                                                                    \
+        __m256i q = _mm256_loadu_si256((const __m256i *)blk[B].qs);                                         \
+        __m256i xs = _mm256_loadu_si256((const __m256i *)xb[B].qs);                                         \
+        __m256 p = _mm256_cvtepi32_ps(dot_i8_i8(q, xs));                                                    \
+        A = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(blk[B].d) * xb[B].d), p, A);                            \
+    } while (0)
+            int64_t b = 0;
+            for (; b + 4 <= nb; b += 4) {
+                Q80_BLOCK(b, a0);
+                Q80_BLOCK(b + 1, a1);
+                Q80_BLOCK(b + 2, a2);
+                Q80_BLOCK(b + 3, a3);
             }
+            if (b < nb) Q80_BLOCK(b, a0);
+            if (b + 1 < nb) Q80_BLOCK(b + 1, a1);
+            if (b + 2 < nb) Q80_BLOCK(b + 2, a2);
+#undef Q80_BLOCK
+            __m256 acc[4] = {a0, a1, a2, a3};
             y[t * ys + r] = hsum_lanes(acc);
         }
     }
