@@ -20,6 +20,9 @@ public struct CoordinatorOptions: Sendable {
     public var maxBatchRows: Int = 512
     /// Tokens generated when a request does not say.
     public var defaultMaxTokens: Int = 256
+    /// How long a pipeline worker may be silent while a micro-batch is in flight (it cannot
+    /// heartbeat during a forward pass).
+    public var busyLiveness: Duration = .seconds(30)
     /// A micro-batch not answered within this time fails its sequences.
     public var stepTimeout: Duration = .seconds(120)
     public var verbose = false
@@ -340,9 +343,14 @@ public final class Coordinator {
         lastHeartbeat = now
         heartbeatCount += 1
         let silence = options.heartbeatInterval * options.liveness
+        // A stage inside a long forward pass cannot heartbeat: while a micro-batch is in
+        // flight, pipeline workers get up to `busySilence` before they count as lost.
+        let busySilence = max(silence, options.busyLiveness)
+        let busy = inFlight != nil
         var lost: [WorkerEntry] = []
         workers.removeAll { w in
-            if now - w.lastHeard > silence {
+            let allowed = busy && pipeline.contains(w.identity) ? busySilence : silence
+            if now - w.lastHeard > allowed {
                 lost.append(w)
                 return true
             }

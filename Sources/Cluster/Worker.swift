@@ -138,13 +138,17 @@ public final class Worker {
                     }
                 }
             }
+            var worked = false
             if ready[1].contains(.readable) {
                 try receiveData()
+                worked = true
             }
             let now = Monotonic.now()
             if registered {
                 if now - lastSent >= options.heartbeatInterval { try sendHeartbeat() }
-                if now - lastHeard > silence {
+                // After a long forward pass the coordinator's heartbeats wait unread: read
+                // them (next turn, control first) before judging its silence.
+                if !worked && now - lastHeard > silence {
                     log.info("coordinator silent for \(now - lastHeard); leaving")
                     return .coordinatorLost
                 }

@@ -44,7 +44,9 @@ struct ClusterProcessTests {
 
     @Test("coordinator + 2 workers give the single-process tokens, all prompts at once", arguments: ["full", "squat"])
     func matchesGenerator(kv: String) throws {
-        let prompts = try goldenPrompts()
+        // The golden prompts, plus one long enough for two prefill chunks (> 512 tokens).
+        let long = String(repeating: "The quick brown fox jumps over the lazy dog while the cat watches. ", count: 45)
+        let prompts = try goldenPrompts() + [(name: "long", text: long + "What did the fox do?", tokens: 12)]
         let expected = try reference(kv, prompts: prompts)
         let procs = try Processes()
         defer { procs.stopAll() }
