@@ -107,6 +107,7 @@ public final class Coordinator {
     private var droppedStale: UInt64 = 0
     private var droppedMalformed: UInt64 = 0
     private var pipelineWasReady = false
+    private var pendingRelease: [UInt64] = []
 
     public init(options: CoordinatorOptions) throws {
         self.options = options
@@ -138,6 +139,8 @@ public final class Coordinator {
                 log.info("micro-batch \(f.id) unanswered for \(options.stepTimeout): failing its sequences")
                 inFlight = nil
                 for id in f.sequences { fail(id, code: .internalError, message: "the pipeline did not answer in time") }
+                release(pendingRelease)
+                pendingRelease = []
             }
             if inFlight == nil && pipelineReady { try step() }
         }
@@ -261,6 +264,8 @@ public final class Coordinator {
         }
         inFlight = nil
         for id in f.sequences { sequences[id]?.inFlight = false }
+        release(pendingRelease)
+        pendingRelease = []
         for t in s.tokens {
             guard let seq = sequences[t.sequenceID], f.sequences.contains(t.sequenceID) else {
                 droppedStale += 1
@@ -366,6 +371,7 @@ public final class Coordinator {
                 fail(id, code: .unavailable, message: "a worker of the pipeline was lost")
             }
             inFlight = nil
+            pendingRelease = []
             pipeline = []
             pipelineWasReady = false
             firstStage?.close()
@@ -485,8 +491,19 @@ public final class Coordinator {
                 to: seq.client)
         }
         if seq.prefilled > 0 {
-            for w in pipeline { send(.releaseSequence(ReleaseSequence(epoch: epoch, sequenceIDs: [id])), to: w) }
+            // A micro-batch still in the pipeline may hold rows of this sequence: a stage that
+            // freed its cache first would drop the whole batch. Release after the answer.
+            if let f = inFlight, f.sequences.contains(id) {
+                pendingRelease.append(id)
+            } else {
+                release([id])
+            }
         }
+    }
+
+    private func release(_ ids: [UInt64]) {
+        guard !ids.isEmpty else { return }
+        for w in pipeline { send(.releaseSequence(ReleaseSequence(epoch: epoch, sequenceIDs: ids)), to: w) }
     }
 
     // MARK: - Status

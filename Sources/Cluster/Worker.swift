@@ -130,6 +130,7 @@ public final class Worker {
                             caches[id] = nil
                             samplers[id] = nil
                         }
+                        try sendHeartbeat()  // the load report shows the freed KV memory now
                     case .drain(let d):
                         log.info("drained: \(d.reason)")
                         return .drained

@@ -97,9 +97,13 @@ struct ClusterProcessTests {
             let name = reason.map { $0 == .maxTokens ? "length" : $0 == .endOfSequence ? "stop" : "\($0)" }
             #expect(name == expected[i].1, "\(kv) \(p.name): finish reason")
         }
-        let after = try ClusterClient(endpoint: endpoint).status()
-        #expect(after.droppedMalformed >= 1)
+        let client = try ClusterClient(endpoint: endpoint)
+        #expect(try client.status().droppedMalformed >= 1)
+        // The stale StepBatch was counted by the worker and reported in its heartbeats.
+        #expect(Processes.wait(.seconds(5)) { (try? client.status().workers.map(\.droppedStale).reduce(0, +)) ?? 0 >= 1 })
+        let after = try client.status()
         #expect(after.workers.count == 2)
+        #expect(after.sequences.isEmpty)
     }
 
     @Test("squat submit prints byte for byte what squat generate prints")
@@ -120,6 +124,44 @@ struct ClusterProcessTests {
         let generated = text(procs.log("generate").components(separatedBy: "\n").filter { !$0.hasPrefix("loaded ") }.joined(separator: "\n"))
         #expect(!generated.isEmpty)
         #expect(text(procs.log("submit")) == generated, "\(procs.allLogs)")
+    }
+
+    @Test("a client that leaves mid-request does not disturb the others")
+    func abandonedRequest() throws {
+        let procs = try Processes()
+        defer { procs.stopAll() }
+        let endpoint = try procs.startCoordinator(["--workers", "2", "--kv", "full"])
+        for w in ["w1", "w2"] {
+            try procs.spawn(w, ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", w])
+        }
+        try procs.waitReady(endpoint, workers: 2)
+        func run(_ id: String, _ text: String, max: UInt32, abandonAfter: Int? = nil) -> [UInt32] {
+            var tokens: [UInt32] = []
+            struct Leave: Error {}
+            do {
+                let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(60))
+                try client.submit(
+                    Submit(requestID: id, prompt: .text(text), sampling: Sampling(sampler: SamplerParams(.greedy), maxTokens: max))
+                ) { event in
+                    if case .token(let t) = event { tokens.append(t.tokenID) }
+                    if let n = abandonAfter, tokens.count >= n { throw Leave() }
+                }
+            } catch {}
+            return tokens
+        }
+        let alone = run("b0", "Once upon a time", max: 40)
+        #expect(alone.count == 40)
+        let together = Mutex<[UInt32]>([])
+        let group = DispatchGroup()
+        group.enter()
+        Thread {
+            together.withLock { $0 = run("b1", "Once upon a time", max: 40) }
+            group.leave()
+        }.start()
+        _ = run("a1", "The capital of France is", max: 200, abandonAfter: 3)
+        #expect(group.wait(timeout: .now() + 120) == .success)
+        #expect(together.withLock { $0 } == alone, "\(procs.allLogs)")
+        #expect(Processes.wait(.seconds(10)) { (try? ClusterClient(endpoint: endpoint).status().sequences.isEmpty) ?? false })
     }
 
     @Test("a worker with another model file is refused with a clear message")
