@@ -135,7 +135,7 @@ struct ClusterProcessTests {
             try procs.spawn(w, ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", w])
         }
         try procs.waitReady(endpoint, workers: 2)
-        func run(_ id: String, _ text: String, max: UInt32, abandonAfter: Int? = nil) -> [UInt32] {
+        @Sendable func run(_ id: String, _ text: String, max: UInt32, abandonAfter: Int? = nil) -> [UInt32] {
             var tokens: [UInt32] = []
             struct Leave: Error {}
             do {
