@@ -115,15 +115,22 @@ struct ClusterProcessTests {
             try procs.spawn(w, ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", w])
         }
         try procs.waitReady(endpoint, workers: 2)
-        let request = ["--chat", "--temperature", "0", "--max-tokens", "40", "--stop", "Everest", "What is the tallest mountain in the world?"]
-        let submit = try procs.spawn("submit", ["submit", "--coordinator", endpoint] + request)
-        let generate = try procs.spawn("generate", ["generate", "--model", Paths.model, "--threads", "1"] + request)
-        #expect(Processes.wait(.seconds(120)) { !submit.isRunning && !generate.isRunning })
-        #expect(submit.terminationStatus == 0)
-        func text(_ log: String) -> String { String(log.split(separator: "\n[", omittingEmptySubsequences: false).first ?? "") }
-        let generated = text(procs.log("generate").components(separatedBy: "\n").filter { !$0.hasPrefix("loaded ") }.joined(separator: "\n"))
-        #expect(!generated.isEmpty)
-        #expect(text(procs.log("submit")) == generated, "\(procs.allLogs)")
+        let requests = [
+            ["--chat", "--temperature", "0", "--max-tokens", "40", "--stop", "Everest", "What is the tallest mountain in the world?"],
+            // Sampled: the last stage's per-sequence sampler, seed and repetition penalty.
+            ["--temperature", "0.9", "--seed", "7", "--repeat-penalty", "1.2", "--max-tokens", "40", "Once upon a time"],
+        ]
+        for (i, request) in requests.enumerated() {
+            let submit = try procs.spawn("submit\(i)", ["submit", "--coordinator", endpoint] + request)
+            let generate = try procs.spawn("generate\(i)", ["generate", "--model", Paths.model, "--threads", "1"] + request)
+            #expect(Processes.wait(.seconds(120)) { !submit.isRunning && !generate.isRunning })
+            #expect(submit.terminationStatus == 0)
+            func text(_ log: String) -> String { String(log.split(separator: "\n[", omittingEmptySubsequences: false).first ?? "") }
+            let generated = text(
+                procs.log("generate\(i)").components(separatedBy: "\n").filter { !$0.hasPrefix("loaded ") }.joined(separator: "\n"))
+            #expect(!generated.isEmpty)
+            #expect(text(procs.log("submit\(i)")) == generated, "\(procs.allLogs)")
+        }
     }
 
     @Test("a client that leaves mid-request does not disturb the others")
