@@ -26,10 +26,11 @@ let package = Package(
         .target(name: "Wire", dependencies: ["CZeroMQ", "CProtobufC", "SquatProto"]),
         .target(name: "KVCache", dependencies: ["CKernels"]),
         .target(name: "LlamaModel", dependencies: ["CKernels", "KVCache"]),
+        .target(name: "Cluster", dependencies: ["Wire", "LlamaModel", "KVCache"]),
         .executableTarget(
             name: "squat",
             dependencies: [
-                "LlamaModel", "KVCache",
+                "LlamaModel", "KVCache", "Cluster", "Wire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -40,6 +41,8 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache", "CKernels"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZeroMQ", "CProtobufC"]),
+        .testTarget(
+            name: "ClusterTests", dependencies: ["Cluster", "Wire", "LlamaModel", "KVCache", "squat"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "CZeroMQ", "CProtobufC", "SquatProto"]),
     ],
     swiftLanguageModes: [.v6]

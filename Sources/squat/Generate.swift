@@ -3,7 +3,7 @@ import Foundation
 import KVCache
 import LlamaModel
 
-/// Sampling flags shared by `generate` and (later) `submit`.
+/// Sampling flags shared by `generate` and `submit`.
 struct SamplingOptions: ParsableArguments {
     @Option(help: "Temperature; 0 is greedy.") var temperature: Float = 0.8
     @Option(help: "Top-k (0 disables).") var topK: Int = 40

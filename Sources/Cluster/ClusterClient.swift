@@ -1,0 +1,105 @@
+import Foundation
+import Wire
+
+/// What a client sees of one request.
+public enum ClientEvent: Sendable, Equatable {
+    case token(TokenEvent)
+    case finished(Finished)
+    case error(ErrorReply)
+}
+
+/// A client of the coordinator: a DEALER that submits requests and reads their events.
+///
+/// Blocking and single-threaded (`submit(_:onEvent:)`), or as an `AsyncThrowingStream`
+/// (`stream(_:)`, which runs the blocking call on a thread of its own).
+public final class ClusterClient {
+    public let endpoint: String
+    /// The longest silence tolerated from the coordinator while a request is live.
+    public var timeout: Duration
+    private let context: Context
+    private let socket: Socket
+
+    public init(endpoint: String, timeout: Duration = .seconds(120)) throws {
+        self.endpoint = endpoint
+        self.timeout = timeout
+        context = try Context()
+        socket = try Socket(context, .dealer, options: [.linger(.zero)])
+        try socket.connect(endpoint)
+    }
+
+    /// Sends `submit` and calls `onEvent` for each event until the request finishes. An
+    /// `ErrorReply` is followed by `Finished(error)` for admitted requests; a refused request
+    /// ends with the error alone.
+    @discardableResult
+    public func submit(_ submit: Submit, onEvent: (ClientEvent) throws -> Void) throws -> Finished? {
+        _ = try socket.send(.submit(submit))
+        var deadline = Monotonic.now() + timeout
+        var poller = Poller()
+        poller.add(socket)
+        while true {
+            let left = deadline - Monotonic.now()
+            guard left > .zero else {
+                throw ClusterError("no answer from the coordinator at \(endpoint) for \(timeout)")
+            }
+            let ready = try poller.poll(timeout: min(left, .milliseconds(200)))
+            guard ready[0].contains(.readable) else { continue }
+            let inbound = try socket.receiveMessage(dontWait: true)
+            switch consume inbound {
+            case .timeout: continue
+            case .rejected(_, let error): throw ClusterError("malformed answer from the coordinator: \(error)")
+            case .message(let incoming):
+                deadline = Monotonic.now() + timeout
+                switch incoming.message {
+                case .tokenEvent(let t) where t.requestID == submit.requestID:
+                    try onEvent(.token(t))
+                case .finished(let f) where f.requestID == submit.requestID:
+                    try onEvent(.finished(f))
+                    return f
+                case .error(let e) where e.requestID == submit.requestID || e.requestID.isEmpty:
+                    try onEvent(.error(e))
+                    // An admitted request's Finished(error) follows; a refused one ends here.
+                    if e.code != .unavailable && e.code != .internalError { return nil }
+                default:
+                    continue
+                }
+            }
+        }
+    }
+
+    /// Asks for the cluster's status.
+    public func status(includeSequences: Bool = true) throws -> Status {
+        _ = try socket.send(.statusRequest(StatusRequest(includeSequences: includeSequences)))
+        var poller = Poller()
+        poller.add(socket)
+        let deadline = Monotonic.now() + min(timeout, .seconds(5))
+        while Monotonic.now() < deadline {
+            let ready = try poller.poll(timeout: .milliseconds(200))
+            guard ready[0].contains(.readable) else { continue }
+            let inbound = try socket.receiveMessage(dontWait: true)
+            if case .message(let incoming) = consume inbound,
+                case .status(let s) = incoming.message
+            {
+                return s
+            }
+        }
+        throw ClusterError("no status from the coordinator at \(endpoint)")
+    }
+
+    /// The events of one request as an async stream (a new connection on a thread of its own).
+    public static func stream(endpoint: String, submit: Submit, timeout: Duration = .seconds(120))
+        -> AsyncThrowingStream<ClientEvent, Error>
+    {
+        AsyncThrowingStream { continuation in
+            let thread = Thread {
+                do {
+                    let client = try ClusterClient(endpoint: endpoint, timeout: timeout)
+                    try client.submit(submit) { continuation.yield($0) }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            thread.start()
+        }
+    }
+}

@@ -1,0 +1,529 @@
+import Foundation
+import KVCache
+import LlamaModel
+import Wire
+
+/// How the coordinator is set up (the `squat coordinator` flags).
+public struct CoordinatorOptions: Sendable {
+    /// One ROUTER for clients and workers.
+    public var bind: String
+    public var modelPath: String
+    /// Workers to wait for before planning the pipeline.
+    public var minWorkers: Int = 1
+    /// The cache every stage keeps (sent in Assign).
+    public var cache: CacheConfig = CacheConfig()
+    public var heartbeatInterval: Duration = .seconds(1)
+    public var liveness: Int = 4
+    /// Prompt rows per forward call of one sequence (the single-process generator's chunk).
+    public var prefillChunk: Int = 512
+    /// Rows per micro-batch beyond which no further prefill chunk joins it.
+    public var maxBatchRows: Int = 512
+    /// Tokens generated when a request does not say.
+    public var defaultMaxTokens: Int = 256
+    /// How long a pipeline worker may be silent while a micro-batch is in flight (it cannot
+    /// heartbeat during a forward pass).
+    public var busyLiveness: Duration = .seconds(30)
+    /// A micro-batch not answered within this time fails its sequences.
+    public var stepTimeout: Duration = .seconds(120)
+    public var verbose = false
+
+    public init(bind: String, modelPath: String) {
+        self.bind = bind
+        self.modelPath = modelPath
+    }
+}
+
+/// Owns requests and the pipeline: registers workers, plans their layer ranges, admits and
+/// tokenizes requests, schedules micro-batches (continuous batching: every live sequence gets a
+/// prefill chunk or one decode row per step), detokenizes, applies stop rules and streams
+/// events back. Single-threaded around one ROUTER socket.
+public final class Coordinator {
+    public let options: CoordinatorOptions
+    let log: ClusterLog
+    let files: LoadedModelFiles
+    let tokenizer: Tokenizer
+    public let fingerprint: String
+    private let modelBytes: UInt64
+
+    private let context: Context
+    private let router: Socket
+    public private(set) var endpoint = ""
+
+    struct WorkerEntry {
+        var id: String
+        var identity: [UInt8]
+        var register: Register
+        var lastHeard: ContinuousClock.Instant
+        var load: WorkerLoad?
+        var heartbeatEpoch: UInt64 = 0
+        var layers = LayerRange()
+    }
+
+    final class Sequence {
+        let id: UInt64
+        let client: [UInt8]
+        let requestID: String
+        let prompt: [Int32]
+        var history: [Int32]
+        var generated: [Int32] = []
+        let sampler: SamplerParams
+        let maxTokens: Int
+        var decoder: StreamingDecoder
+        var stops: StopMatcher
+        var prefilled = 0
+        var inFlight = false
+        let submitted: ContinuousClock.Instant
+        var admitted: ContinuousClock.Instant?
+        var firstToken: ContinuousClock.Instant?
+
+        init(
+            id: UInt64, client: [UInt8], requestID: String, prompt: [Int32], sampler: SamplerParams, maxTokens: Int,
+            stops: [String], tokenizer: Tokenizer
+        ) {
+            self.id = id
+            self.client = client
+            self.requestID = requestID
+            self.prompt = prompt
+            self.history = prompt
+            self.sampler = sampler
+            self.maxTokens = maxTokens
+            self.decoder = StreamingDecoder(tokenizer: tokenizer)
+            self.stops = StopMatcher(stops: stops)
+            self.submitted = Monotonic.now()
+        }
+    }
+
+    private var workers: [WorkerEntry] = []  // registration order
+    private var epoch: UInt64 = 0
+    private var pipeline: [[UInt8]] = []  // identities of the stages, in order
+    private var firstStage: Socket?
+    private var sequences: [UInt64: Sequence] = [:]
+    private var order: [UInt64] = []  // admission order
+    private var nextSequenceID: UInt64 = 1
+    private var nextMicroBatch: UInt64 = 1
+    private var inFlight: (id: UInt64, sequences: [UInt64], sent: ContinuousClock.Instant)?
+    private var lastHeartbeat = Monotonic.now()
+    private var heartbeatCount: UInt64 = 0
+    private var droppedStale: UInt64 = 0
+    private var droppedMalformed: UInt64 = 0
+    private var pipelineWasReady = false
+    private var pendingRelease: [UInt64] = []
+
+    public init(options: CoordinatorOptions) throws {
+        self.options = options
+        log = ClusterLog("coordinator", verbose: options.verbose)
+        files = try ModelLoader.open(path: options.modelPath)
+        tokenizer = try files.tokenizer()
+        fingerprint = try ModelFingerprint.of(path: options.modelPath)
+        let attributes = try? FileManager.default.attributesOfItem(atPath: options.modelPath)
+        modelBytes = (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
+        context = try Context()
+        router = try Socket(context, .router, options: [.linger(.milliseconds(500))])
+        endpoint = try router.bind(options.bind)
+        log.info("listening on \(endpoint); model \(options.modelPath) (\(files.config.layerCount) layers, \(fingerprint)); waiting for \(options.minWorkers) worker(s)")
+    }
+
+    /// Serves until `shouldStop` returns true, then drains the workers.
+    public func run(shouldStop: () -> Bool = { false }) throws {
+        var poller = Poller()
+        poller.add(router)
+        while !shouldStop() {
+            let ready = try poller.poll(timeout: .milliseconds(20))
+            if ready[0].contains(.readable) {
+                while try receiveOne() {}
+            }
+            let now = Monotonic.now()
+            if now - lastHeartbeat >= options.heartbeatInterval { heartbeatAndReap(now) }
+            if pipeline.isEmpty && workers.count >= options.minWorkers { try plan() }
+            if let f = inFlight, now - f.sent > options.stepTimeout {
+                log.info("micro-batch \(f.id) unanswered for \(options.stepTimeout): failing its sequences")
+                inFlight = nil
+                for id in f.sequences { fail(id, code: .internalError, message: "the pipeline did not answer in time") }
+                release(pendingRelease)
+                pendingRelease = []
+            }
+            if inFlight == nil && pipelineReady { try step() }
+        }
+        log.info("shutting down: draining \(workers.count) worker(s)")
+        for s in order { fail(s, code: .unavailable, message: "the coordinator is shutting down") }
+        for w in workers {
+            _ = try? router.send(.drain(Drain(epoch: epoch, reason: "coordinator shutting down")), to: w.identity, dontWait: true)
+        }
+        firstStage?.close()
+        router.close()
+    }
+
+    private var pipelineReady: Bool {
+        guard !pipeline.isEmpty else { return false }
+        let ready = pipeline.allSatisfy { id in
+            workers.first { $0.identity == id }.map { $0.heartbeatEpoch == epoch && $0.load?.state == .ready } ?? false
+        }
+        if ready && !pipelineWasReady {
+            pipelineWasReady = true
+            log.info("pipeline ready (epoch \(epoch)): " + pipeline.compactMap { id in
+                workers.first { $0.identity == id }.map { "\($0.id) \($0.layers)" }
+            }.joined(separator: " → "))
+        }
+        return ready
+    }
+
+    // MARK: - Receiving
+
+    /// Handles one waiting message; false when none was waiting.
+    private func receiveOne() throws -> Bool {
+        let inbound = try router.receiveMessage(dontWait: true)
+        switch consume inbound {
+        case .timeout:
+            return false
+        case .rejected(let identity, let error):
+            droppedMalformed += 1
+            log.debug("dropped a malformed frame: \(error)")
+            if let identity, !isWorker(identity) {
+                send(.error(ErrorReply(code: .malformedMessage, message: "\(error)")), to: identity)
+            }
+            return true
+        case .message(let incoming):
+            let identity = incoming.identity ?? []
+            let message = incoming.message
+            if let i = workers.firstIndex(where: { $0.identity == identity }) { workers[i].lastHeard = Monotonic.now() }
+            switch message {
+            case .register(let r): handleRegister(r, from: identity)
+            case .heartbeat(let h): handleHeartbeat(h, from: identity)
+            case .sampledTokens(let s): handleSampled(s, from: identity)
+            case .submit(let s): handleSubmit(s, from: identity)
+            case .cancel(let c):
+                if let seq = sequences.values.first(where: { $0.client == identity && $0.requestID == c.requestID }) {
+                    finish(seq.id, reason: .cancelled)
+                } else {
+                    send(.error(ErrorReply(requestID: c.requestID, code: .unknownRequest, message: "no such live request")), to: identity)
+                }
+            case .statusRequest(let r): send(.status(status(includeSequences: r.includeSequences)), to: identity)
+            default:
+                droppedMalformed += 1
+            }
+            return true
+        }
+    }
+
+    private func isWorker(_ identity: [UInt8]) -> Bool { workers.contains { $0.identity == identity } }
+
+    private func send(_ message: WireMessage, to identity: [UInt8]) {
+        do {
+            _ = try router.send(message, to: identity, dontWait: true)
+        } catch {
+            log.debug("cannot send \(message.name): \(error)")
+            if case .hostUnreachable = error {
+                for s in sequences.values where s.client == identity { finish(s.id, reason: .cancelled, notify: false) }
+            }
+        }
+    }
+
+    private func handleRegister(_ r: Register, from identity: [UInt8]) {
+        guard r.modelFingerprint == fingerprint else {
+            log.info("refused worker \(r.workerID): model fingerprint \(r.modelFingerprint) is not \(fingerprint)")
+            send(
+                .refuse(Refuse(
+                    reason: .modelMismatch,
+                    message: "model mismatch: the worker's model has fingerprint \(r.modelFingerprint), the coordinator serves \(fingerprint) (\(options.modelPath))")),
+                to: identity)
+            return
+        }
+        if let existing = workers.firstIndex(where: { $0.id == r.workerID }) {
+            guard workers[existing].identity == identity else {
+                send(.refuse(Refuse(reason: .duplicateWorkerID, message: "worker id '\(r.workerID)' is already registered")), to: identity)
+                return
+            }
+            return
+        }
+        workers.append(WorkerEntry(id: r.workerID, identity: identity, register: r, lastHeard: Monotonic.now()))
+        log.info("worker \(r.workerID) registered (\(r.threads) threads, data \(r.dataEndpoint)); \(workers.count) known")
+        send(
+            .registerReply(RegisterReply(
+                workerID: r.workerID, heartbeatIntervalMs: UInt32(options.heartbeatInterval.components.seconds * 1000),
+                heartbeatLiveness: UInt32(options.liveness))),
+            to: identity)
+    }
+
+    private func handleHeartbeat(_ h: Heartbeat, from identity: [UInt8]) {
+        guard let i = workers.firstIndex(where: { $0.identity == identity }) else {
+            droppedMalformed += 1
+            return
+        }
+        workers[i].heartbeatEpoch = h.epoch
+        workers[i].load = h.load
+    }
+
+    private func handleSampled(_ s: SampledTokens, from identity: [UInt8]) {
+        guard s.epoch == epoch, identity == pipeline.last else {
+            droppedStale += 1
+            return
+        }
+        guard let f = inFlight, f.id == s.microBatchID else {
+            droppedStale += 1
+            return
+        }
+        inFlight = nil
+        for id in f.sequences { sequences[id]?.inFlight = false }
+        release(pendingRelease)
+        pendingRelease = []
+        for t in s.tokens {
+            guard let seq = sequences[t.sequenceID], f.sequences.contains(t.sequenceID) else {
+                droppedStale += 1
+                continue
+            }
+            accept(Int32(bitPattern: t.tokenID), logprob: t.logprob, for: seq)
+        }
+    }
+
+    /// The generator's rules, token by token: end-of-generation, stop strings, context, length.
+    private func accept(_ token: Int32, logprob: Float, for seq: Sequence) {
+        if seq.firstToken == nil { seq.firstToken = Monotonic.now() }
+        if tokenizer.isEndOfGeneration(token) {
+            finish(seq.id, reason: .endOfSequence)
+            return
+        }
+        seq.generated.append(token)
+        seq.history.append(token)
+        send(
+            .tokenEvent(TokenEvent(
+                requestID: seq.requestID, index: UInt32(seq.generated.count - 1), tokenID: UInt32(bitPattern: token),
+                piece: tokenizer.pieceBytes(token), logprob: logprob)),
+            to: seq.client)
+        guard sequences[seq.id] != nil else { return }  // the client is gone
+        if seq.stops.feed(seq.decoder.append(token)).stopped {
+            finish(seq.id, reason: .stopString)
+        } else if seq.history.count >= files.config.contextLength {
+            finish(seq.id, reason: .contextFull)
+        } else if seq.generated.count >= seq.maxTokens {
+            finish(seq.id, reason: .maxTokens)
+        }
+    }
+
+    private func handleSubmit(_ s: Submit, from identity: [UInt8]) {
+        func refuse(_ code: ErrorCode, _ message: String) {
+            send(.error(ErrorReply(requestID: s.requestID, code: code, message: message)), to: identity)
+        }
+        if sequences.values.contains(where: { $0.client == identity && $0.requestID == s.requestID }) {
+            return refuse(.duplicateRequest, "request '\(s.requestID)' is already live")
+        }
+        let prompt: [Int32]
+        switch s.prompt {
+        case .text(let t): prompt = tokenizer.encode(t)
+        case .chat(let messages):
+            do {
+                let text = try tokenizer.applyChatTemplate(
+                    messages.map { ChatMessage(role: $0.role, content: $0.content) }, addGenerationPrompt: true)
+                prompt = tokenizer.encode(text)
+            } catch {
+                return refuse(.invalidRequest, "chat template: \(error)")
+            }
+        case .tokens(let ids): prompt = ids.map { Int32(bitPattern: $0) }
+        }
+        let config = files.config
+        guard !prompt.isEmpty else { return refuse(.invalidRequest, "the prompt is empty (no tokens)") }
+        guard prompt.count < config.contextLength else {
+            return refuse(.promptTooLong, "the prompt has \(prompt.count) tokens; the context holds \(config.contextLength)")
+        }
+        if let bad = prompt.first(where: { $0 < 0 || Int($0) >= config.vocabularySize }) {
+            return refuse(.invalidRequest, "prompt token id \(bad) is outside the vocabulary (0..<\(config.vocabularySize))")
+        }
+        do { try s.sampling.sampler.engineParameters.validate() } catch {
+            return refuse(.invalidRequest, error.description)
+        }
+        var sampler = s.sampling.sampler
+        if sampler.seed == nil { sampler.seed = 0 }
+        let maxTokens = s.sampling.maxTokens == 0 ? options.defaultMaxTokens : Int(s.sampling.maxTokens)
+        let seq = Sequence(
+            id: nextSequenceID, client: identity, requestID: s.requestID, prompt: prompt, sampler: sampler,
+            maxTokens: maxTokens, stops: s.sampling.stop, tokenizer: tokenizer)
+        nextSequenceID += 1
+        sequences[seq.id] = seq
+        order.append(seq.id)
+        log.debug("request \(s.requestID): sequence \(seq.id), \(prompt.count) prompt tokens")
+    }
+
+    // MARK: - Membership
+
+    private func heartbeatAndReap(_ now: ContinuousClock.Instant) {
+        lastHeartbeat = now
+        heartbeatCount += 1
+        let silence = options.heartbeatInterval * options.liveness
+        // A stage inside a long forward pass cannot heartbeat: while a micro-batch is in
+        // flight, pipeline workers get up to `busySilence` before they count as lost.
+        let busySilence = max(silence, options.busyLiveness)
+        let busy = inFlight != nil
+        var lost: [WorkerEntry] = []
+        workers.removeAll { w in
+            let allowed = busy && pipeline.contains(w.identity) ? busySilence : silence
+            if now - w.lastHeard > allowed {
+                lost.append(w)
+                return true
+            }
+            return false
+        }
+        for w in workers {
+            send(.heartbeat(Heartbeat(epoch: epoch, sequence: heartbeatCount, sentUnixMs: unixMilliseconds())), to: w.identity)
+        }
+        guard !lost.isEmpty else { return }
+        for w in lost { log.info("worker \(w.id) lost (silent for more than \(silence))") }
+        if lost.contains(where: { pipeline.contains($0.identity) }) {
+            for id in order where sequences[id]?.prefilled ?? 0 > 0 {
+                fail(id, code: .unavailable, message: "a worker of the pipeline was lost")
+            }
+            inFlight = nil
+            pendingRelease = []
+            pipeline = []
+            pipelineWasReady = false
+            firstStage?.close()
+            firstStage = nil
+        }
+    }
+
+    /// Splits the layers over the known workers and sends each its Assign (a new epoch).
+    private func plan() throws {
+        let config = files.config
+        let capacities = workers.map { WorkerCapacity(threads: Int($0.register.threads), memoryBudgetBytes: $0.register.memoryBudgetBytes) }
+        let perLayer = modelBytes / UInt64(max(1, config.layerCount))
+        guard let ranges = PartitionPlanner.plan(layers: config.layerCount, workers: capacities, bytesPerLayer: perLayer) else {
+            log.info("cannot plan: the workers' memory budgets do not hold the model")
+            return
+        }
+        epoch += 1
+        let used = ranges.indices.filter { !ranges[$0].isEmpty }
+        pipeline = used.map { workers[$0].identity }
+        for (n, i) in ranges.indices.enumerated() {
+            let r = ranges[i]
+            let isLast = n == used.count - 1
+            workers[i].layers = LayerRange(start: UInt32(r.lowerBound), end: UInt32(r.upperBound))
+            let nextEndpoint = !r.isEmpty && !isLast ? workers[used[n + 1]].register.dataEndpoint : ""
+            send(
+                .assign(Assign(
+                    epoch: epoch, layers: workers[i].layers, nextStageEndpoint: nextEndpoint, isFirst: n == 0 && !r.isEmpty,
+                    isLast: isLast && !r.isEmpty, cache: options.cache, maxInFlight: 1)),
+                to: workers[i].identity)
+        }
+        let push = try Socket(context, .push, options: [.linger(.zero), .sendTimeout(.seconds(5))])
+        try push.connect(workers[used[0]].register.dataEndpoint)
+        firstStage?.close()
+        firstStage = push
+        pipelineWasReady = false
+        log.info("epoch \(epoch): planned " + used.map { "\(workers[$0].id) \(workers[$0].layers)" }.joined(separator: ", "))
+    }
+
+    // MARK: - Scheduling
+
+    /// One micro-batch: a prefill chunk for sequences still reading their prompt, one row for
+    /// each decoding sequence.
+    private func step() throws {
+        guard let firstStage else { return }
+        var rows: [BatchRow] = []
+        var tokens: [UInt32] = []
+        var members: [UInt64] = []
+        var total = 0
+        for id in order {
+            guard let seq = sequences[id], !seq.inFlight else { continue }
+            let row: BatchRow
+            if seq.prefilled < seq.prompt.count {
+                let n = min(options.prefillChunk, seq.prompt.count - seq.prefilled)
+                if total > 0 && total + n > options.maxBatchRows { continue }
+                let ends = seq.prefilled + n == seq.prompt.count
+                row = BatchRow(
+                    sequenceID: id, startPosition: UInt32(seq.prefilled), count: UInt32(n),
+                    flags: ends ? [.promptEnds, .needLogits] : [], sampling: ends ? rowSampling(seq) : nil)
+                tokens += seq.prompt[seq.prefilled..<seq.prefilled + n].map { UInt32(bitPattern: $0) }
+                if seq.admitted == nil { seq.admitted = Monotonic.now() }
+            } else {
+                row = BatchRow(
+                    sequenceID: id, startPosition: UInt32(seq.history.count - 1), count: 1, flags: [.needLogits],
+                    sampling: rowSampling(seq))
+                tokens.append(UInt32(bitPattern: seq.history.last!))
+            }
+            rows.append(row)
+            members.append(id)
+            total += Int(row.count)
+        }
+        guard !rows.isEmpty else { return }
+        let id = nextMicroBatch
+        nextMicroBatch += 1
+        let result = try firstStage.send(.stepBatch(StepBatch(epoch: epoch, microBatchID: id, rows: rows, tokenIDs: tokens)))
+        guard result == .sent else {
+            log.info("the first stage did not take micro-batch \(id); retrying")
+            return
+        }
+        for (row, m) in zip(rows, members) {
+            let seq = sequences[m]!
+            seq.inFlight = true
+            if seq.prefilled < seq.prompt.count { seq.prefilled += Int(row.count) }
+        }
+        inFlight = (id, members, Monotonic.now())
+    }
+
+    private func rowSampling(_ seq: Sequence) -> RowSampling {
+        let p = seq.sampler.engineParameters
+        let penalty = p.repetitionPenalty != 1 ? seq.history.suffix(p.repetitionWindow).map { UInt32(bitPattern: $0) } : []
+        return RowSampling(sampler: seq.sampler, drawIndex: UInt32(seq.generated.count), penaltyTokens: penalty)
+    }
+
+    // MARK: - Ending
+
+    private func fail(_ id: UInt64, code: ErrorCode, message: String) {
+        guard let seq = sequences[id] else { return }
+        send(.error(ErrorReply(requestID: seq.requestID, code: code, message: message)), to: seq.client)
+        finish(id, reason: .error)
+    }
+
+    private func finish(_ id: UInt64, reason: Finished.Reason, notify: Bool = true) {
+        guard let seq = sequences.removeValue(forKey: id) else { return }
+        order.removeAll { $0 == id }
+        let now = Monotonic.now()
+        let admitted = seq.admitted ?? now
+        let first = seq.firstToken ?? now
+        if notify {
+            send(
+                .finished(Finished(
+                    requestID: seq.requestID, reason: reason,
+                    usage: Usage(promptTokens: UInt32(seq.prompt.count), completionTokens: UInt32(seq.generated.count)),
+                    timings: Timings(
+                        queuedMicroseconds: Monotonic.microseconds(admitted - seq.submitted),
+                        prefillMicroseconds: Monotonic.microseconds(first - admitted),
+                        decodeMicroseconds: Monotonic.microseconds(now - first),
+                        totalMicroseconds: Monotonic.microseconds(now - seq.submitted)))),
+                to: seq.client)
+        }
+        if seq.prefilled > 0 {
+            // A micro-batch still in the pipeline may hold rows of this sequence: a stage that
+            // freed its cache first would drop the whole batch. Release after the answer.
+            if let f = inFlight, f.sequences.contains(id) {
+                pendingRelease.append(id)
+            } else {
+                release([id])
+            }
+        }
+    }
+
+    private func release(_ ids: [UInt64]) {
+        guard !ids.isEmpty else { return }
+        for w in pipeline { send(.releaseSequence(ReleaseSequence(epoch: epoch, sequenceIDs: ids)), to: w) }
+    }
+
+    // MARK: - Status
+
+    private func status(includeSequences: Bool) -> Status {
+        let ws = workers.map { w in
+            WorkerStatus(
+                workerID: w.id, layers: w.layers, state: w.load?.state ?? .registered, kvBytesUsed: w.load?.kvBytesUsed ?? 0,
+                kvBytesFree: w.load?.kvBytesFree ?? 0, tokensPerSecond: w.load?.tokensPerSecond ?? 0,
+                dataEndpoint: w.register.dataEndpoint, droppedStale: w.load?.droppedStale ?? 0)
+        }
+        let ss: [SequenceStatus] = order.compactMap { id in
+            guard let s = sequences[id] else { return nil }
+            let state: SequenceState = s.prefilled == 0 ? .queued : s.prefilled < s.prompt.count || s.generated.isEmpty ? .prefill : .decode
+            return SequenceStatus(
+                requestID: s.requestID, sequenceID: id, state: state, promptTokens: UInt32(s.prompt.count),
+                generatedTokens: UInt32(s.generated.count))
+        }
+        return Status(
+            epoch: epoch, modelFingerprint: fingerprint, workers: ws, sequences: includeSequences ? ss : [],
+            droppedStale: droppedStale, droppedMalformed: droppedMalformed)
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import LlamaModel
+import Wire
+
+/// Diagnostics to stderr, one line each, prefixed with the role ("coordinator", "worker w1").
+public struct ClusterLog: Sendable {
+    public let prefix: String
+    public let verbose: Bool
+    public init(_ prefix: String, verbose: Bool = false) {
+        self.prefix = prefix
+        self.verbose = verbose
+    }
+    public func info(_ s: String) {
+        FileHandle.standardError.write(Data("[\(prefix)] \(s)\n".utf8))
+    }
+    public func debug(_ s: String) {
+        if verbose { info(s) }
+    }
+}
+
+/// Monotonic time.
+public enum Monotonic {
+    public static func now() -> ContinuousClock.Instant { ContinuousClock.now }
+    public static func microseconds(_ d: Duration) -> UInt64 {
+        let (s, attos) = d.components
+        return UInt64(max(0, s)) * 1_000_000 + UInt64(max(0, attos / 1_000_000_000_000))
+    }
+}
+
+/// Milliseconds since the Unix epoch, for heartbeats.
+func unixMilliseconds() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+
+extension SamplerParams {
+    /// The wire form of engine sampling parameters.
+    public init(_ p: SamplingParameters) {
+        self.init(
+            temperature: p.temperature, topK: UInt32(max(0, p.topK)), topP: p.topP, minP: p.minP,
+            repetitionPenalty: p.repetitionPenalty, repetitionWindow: UInt32(max(0, p.repetitionWindow)), seed: p.seed)
+    }
+
+    /// The engine parameters; wire zeros mean "off" (top-p 1, penalty 1), a zero window the
+    /// default 64, an unset seed 0.
+    public var engineParameters: SamplingParameters {
+        var p = SamplingParameters()
+        p.temperature = temperature
+        p.topK = Int(topK)
+        p.topP = topP == 0 ? 1 : topP
+        p.minP = minP
+        p.repetitionPenalty = repetitionPenalty == 0 ? 1 : repetitionPenalty
+        p.repetitionWindow = repetitionWindow == 0 ? 64 : Int(repetitionWindow)
+        p.seed = seed ?? 0
+        return p
+    }
+}
+
+/// Rebuilds streamed text from raw token bytes exactly as `Generator` prints it: whole UTF-8
+/// characters only, text that may begin a stop string held back, nothing after a stop.
+public struct TextAssembler: Sendable {
+    private var pending: [UInt8] = []
+    private var stops: StopMatcher
+    public private(set) var stopped = false
+
+    public init(stops: [String]) { self.stops = StopMatcher(stops: stops) }
+
+    /// Adds one token's bytes; returns the text now safe to print.
+    public mutating func append(_ bytes: [UInt8]) -> String {
+        guard !stopped else { return "" }
+        pending.append(contentsOf: bytes)
+        let keep = Self.incompleteSuffixLength(pending)
+        let ready = pending.count - keep
+        guard ready > 0 else { return "" }
+        let text = String(decoding: pending[..<ready], as: UTF8.self)
+        pending.removeFirst(ready)
+        let (out, hit) = stops.feed(text)
+        if hit { stopped = true }
+        return out
+    }
+
+    /// The text held back, at the end of a generation that did not end on a stop string.
+    public mutating func finish() -> String {
+        guard !stopped else { return "" }
+        let text = String(decoding: pending, as: UTF8.self)
+        pending.removeAll()
+        let (out, hit) = stops.feed(text)
+        if hit {
+            stopped = true
+            return out
+        }
+        return out + stops.flush()
+    }
+
+    /// Same rule as `StreamingDecoder`: the length of a valid but unfinished UTF-8 tail.
+    static func incompleteSuffixLength(_ b: [UInt8]) -> Int {
+        let n = b.count
+        var i = n - 1
+        while i >= 0, i >= n - 3 {
+            let c = b[i]
+            if c & 0xC0 != 0x80 {
+                let need: Int
+                switch c {
+                case 0xC2...0xDF: need = 2
+                case 0xE0...0xEF: need = 3
+                case 0xF0...0xF4: need = 4
+                default: return 0
+                }
+                let have = n - i
+                guard have < need else { return 0 }
+                if have >= 2 {
+                    let s = b[i + 1]
+                    let ok: Bool
+                    switch c {
+                    case 0xE0: ok = (0xA0...0xBF).contains(s)
+                    case 0xED: ok = (0x80...0x9F).contains(s)
+                    case 0xF0: ok = (0x90...0xBF).contains(s)
+                    case 0xF4: ok = (0x80...0x8F).contains(s)
+                    default: ok = (0x80...0xBF).contains(s)
+                    }
+                    if !ok { return 0 }
+                }
+                return have
+            }
+            i -= 1
+        }
+        return 0
+    }
+}

@@ -1,0 +1,329 @@
+import Foundation
+import KVCache
+import LlamaModel
+import Wire
+
+/// How a worker process is set up (the `squat worker` flags).
+public struct WorkerOptions: Sendable {
+    /// The coordinator's control endpoint (its ROUTER).
+    public var coordinator: String
+    public var modelPath: String
+    /// Where this worker's PULL socket for activations binds; port 0 picks a free port.
+    public var dataBind: String = "tcp://127.0.0.1:0"
+    public var workerID: String
+    public var threads: Int
+    public var memoryBudgetBytes: UInt64 = 0
+    public var activations: ActivationPrecision = .f32
+    /// Paranoid Pirate heartbeat: one message at least this often both ways…
+    public var heartbeatInterval: Duration = .seconds(1)
+    /// …and a peer silent for this many intervals is dead.
+    public var liveness: Int = 4
+    /// How long to wait for the coordinator's answer to Register.
+    public var registerTimeout: Duration = .seconds(30)
+    public var verbose = false
+    /// Builds the KV cache factory for an Assign's cache configuration (the CLI merges its own flags).
+    public var makeCacheFactory: @Sendable (CacheConfig, LlamaConfig) throws -> any KVCacheFactory
+
+    public init(
+        coordinator: String, modelPath: String, workerID: String, threads: Int,
+        makeCacheFactory: @escaping @Sendable (CacheConfig, LlamaConfig) throws -> any KVCacheFactory
+    ) {
+        self.coordinator = coordinator
+        self.modelPath = modelPath
+        self.workerID = workerID
+        self.threads = threads
+        self.makeCacheFactory = makeCacheFactory
+    }
+}
+
+/// Why a worker's run ended.
+public enum WorkerOutcome: Sendable, Equatable {
+    /// The coordinator sent Drain.
+    case drained
+    /// The coordinator stopped answering (no message for `liveness` heartbeat intervals).
+    case coordinatorLost
+    /// The coordinator refused the registration (model mismatch, duplicate id, …).
+    case refused(String)
+}
+
+/// One pipeline stage: registers with the coordinator, loads the layers it is assigned, keeps
+/// the KV caches of those layers for every live sequence, and runs micro-batches as they
+/// arrive on its data socket, passing hidden states on (or sampled tokens back, when last).
+///
+/// Single-threaded: one loop polls the control DEALER and the data PULL; sockets never leave it.
+public final class Worker {
+    public let options: WorkerOptions
+    let log: ClusterLog
+    let files: LoadedModelFiles
+    public let fingerprint: String
+
+    private let context: Context
+    private let control: Socket
+    private let data: Socket
+    public private(set) var dataEndpoint = ""
+    private var next: Socket?
+
+    private var epoch: UInt64 = 0
+    private var assignment: Assign?
+    private var stage: LlamaStage?
+    private var factory: (any KVCacheFactory)?
+    private var caches: [UInt64: any SequenceKVCache] = [:]
+    private var samplers: [UInt64: Sampler] = [:]
+
+    private var droppedStale: UInt64 = 0
+    private var droppedMalformed: UInt64 = 0
+    private var droppedUnknownSequence: UInt64 = 0
+    private var heartbeatsSent: UInt64 = 0
+    private var lastHeard = Monotonic.now()
+    private var lastSent = Monotonic.now()
+    private var tokensDone = 0
+    private var busySeconds = 0.0
+
+    public init(options: WorkerOptions) throws {
+        self.options = options
+        log = ClusterLog("worker \(options.workerID)", verbose: options.verbose)
+        files = try ModelLoader.open(path: options.modelPath)
+        fingerprint = try ModelFingerprint.of(path: options.modelPath)
+        context = try Context()
+        control = try Socket(context, .dealer, options: [.linger(.milliseconds(200))])
+        data = try Socket(context, .pull, options: [.linger(.zero)])
+    }
+
+    /// Registers, then serves until the coordinator drains or loses this worker.
+    public func run(shouldStop: () -> Bool = { false }) throws -> WorkerOutcome {
+        dataEndpoint = try data.bind(options.dataBind)
+        try control.connect(options.coordinator)
+        let register = Register(
+            workerID: options.workerID, modelFingerprint: fingerprint, memoryBudgetBytes: options.memoryBudgetBytes,
+            threads: UInt32(options.threads), dataEndpoint: dataEndpoint)
+        _ = try control.send(.register(register))
+        log.info("registering with \(options.coordinator) (data \(dataEndpoint), model \(fingerprint))")
+        var registered = false
+        let started = Monotonic.now()
+        let silence = options.heartbeatInterval * options.liveness
+        var poller = Poller()
+        poller.add(control)
+        poller.add(data)
+        while true {
+            if shouldStop() { return .drained }
+            let ready = try poller.poll(timeout: .milliseconds(100))
+            if ready[0].contains(.readable) {
+                // Control first: an Assign or Release must apply before the next batch.
+                while case .message(let incoming) = try control.receiveMessage(dontWait: true) {
+                    lastHeard = Monotonic.now()
+                    switch incoming.message {
+                    case .registerReply:
+                        registered = true
+                        log.info("registered")
+                    case .refuse(let r):
+                        return .refused("\(r.reason): \(r.message)")
+                    case .assign(let a):
+                        try apply(a)
+                    case .heartbeat:
+                        break
+                    case .releaseSequence(let r):
+                        guard r.epoch == epoch else {
+                            droppedStale += 1
+                            break
+                        }
+                        for id in r.sequenceIDs {
+                            caches[id] = nil
+                            samplers[id] = nil
+                        }
+                        try sendHeartbeat()  // the load report shows the freed KV memory now
+                    case .drain(let d):
+                        log.info("drained: \(d.reason)")
+                        return .drained
+                    default:
+                        droppedMalformed += 1
+                    }
+                }
+            }
+            var worked = false
+            if ready[1].contains(.readable) {
+                try receiveData()
+                worked = true
+            }
+            let now = Monotonic.now()
+            if registered {
+                if now - lastSent >= options.heartbeatInterval { try sendHeartbeat() }
+                // After a long forward pass the coordinator's heartbeats wait unread: read
+                // them (next turn, control first) before judging its silence.
+                if !worked && now - lastHeard > silence {
+                    log.info("coordinator silent for \(now - lastHeard); leaving")
+                    return .coordinatorLost
+                }
+            } else if now - started > options.registerTimeout {
+                log.info("no answer from \(options.coordinator) within \(options.registerTimeout); leaving")
+                return .coordinatorLost
+            }
+        }
+    }
+
+    // MARK: - Control
+
+    private func apply(_ a: Assign) throws {
+        guard a.epoch > epoch else {
+            droppedStale += 1
+            return
+        }
+        let config = files.config
+        guard a.layers.end <= UInt32(config.layerCount), a.layers.start <= a.layers.end else {
+            droppedMalformed += 1
+            log.info("ignoring Assign with layers \(a.layers) for a \(config.layerCount)-layer model")
+            return
+        }
+        epoch = a.epoch
+        assignment = a
+        caches.removeAll()
+        samplers.removeAll()
+        next?.close()
+        next = nil
+        stage = nil
+        if a.layers.count > 0 {
+            let t0 = Monotonic.now()
+            let weights = try files.weights(layers: Int(a.layers.start)..<Int(a.layers.end))
+            stage = LlamaStage(weights: weights, threads: options.threads, activations: options.activations)
+            factory = try options.makeCacheFactory(a.cache, config)
+            if !a.isLast {
+                let push = try Socket(context, .push, options: [.linger(.zero), .sendTimeout(.seconds(5))])
+                try push.connect(a.nextStageEndpoint)
+                next = push
+            }
+            log.info(
+                "epoch \(a.epoch): layers \(a.layers)\(a.isFirst ? " +embedding" : "")\(a.isLast ? " +head" : " → \(a.nextStageEndpoint)")"
+                    + ", cache \(factory?.name ?? "?"), loaded in \(Monotonic.now() - t0)")
+        } else {
+            log.info("epoch \(a.epoch): standby (no layers)")
+        }
+        try sendHeartbeat()
+    }
+
+    private func sendHeartbeat() throws {
+        heartbeatsSent += 1
+        let load = WorkerLoad(
+            state: assignment == nil ? .registered : .ready, layers: assignment?.layers ?? LayerRange(),
+            kvBytesUsed: UInt64(caches.values.reduce(0) { $0 + $1.byteCount }),
+            kvBytesFree: 0, tokensPerSecond: busySeconds > 0 ? Float(Double(tokensDone) / busySeconds) : 0,
+            liveSequences: UInt32(caches.count), droppedStale: droppedStale)
+        _ = try control.send(
+            .heartbeat(Heartbeat(epoch: epoch, sequence: heartbeatsSent, sentUnixMs: unixMilliseconds(), load: load)),
+            dontWait: true)
+        lastSent = Monotonic.now()
+    }
+
+    // MARK: - Data
+
+    private func receiveData() throws {
+        let inbound = try data.receiveMessage(dontWait: true)
+        switch consume inbound {
+        case .timeout:
+            return
+        case .rejected(_, let error):
+            droppedMalformed += 1
+            log.debug("dropped a malformed data frame: \(error)")
+        case .message(let incoming):
+            switch incoming.message {
+            case .stepBatch(let b):
+                process(
+                    epoch: b.epoch, microBatch: b.microBatchID, rows: b.rows,
+                    input: .tokens(b.tokenIDs.map { Int32(bitPattern: $0) }), tokenCount: b.tokenIDs.count)
+            case .activations(let a):
+                let floats = incoming.withTensor { $0.floats() } ?? []
+                process(epoch: a.epoch, microBatch: a.microBatchID, rows: a.rows, input: .hidden(floats), tokenCount: nil)
+            default:
+                droppedMalformed += 1
+            }
+        }
+    }
+
+    /// Checks a micro-batch against this stage's state; runs it only if every row fits.
+    private func process(epoch e: UInt64, microBatch: UInt64, rows: [BatchRow], input: StageInput, tokenCount: Int?) {
+        guard e == epoch else {
+            droppedStale += 1
+            return
+        }
+        guard let stage, let factory, let assignment else {
+            droppedMalformed += 1
+            return
+        }
+        let config = files.config
+        let total = rows.reduce(0) { $0 + Int($1.count) }
+        var valid = !rows.isEmpty && rows.allSatisfy { $0.count > 0 } && total <= 1 << 16
+        if case .tokens = input {
+            valid = valid && assignment.isFirst && tokenCount == total
+        } else {
+            valid = valid && !assignment.isFirst
+        }
+        guard valid, Set(rows.map(\.sequenceID)).count == rows.count else {
+            droppedMalformed += 1
+            log.debug("dropped malformed micro-batch \(microBatch)")
+            return
+        }
+        for row in rows {
+            let known = caches[row.sequenceID]
+            let fits = Int(row.startPosition) + Int(row.count) <= config.contextLength
+            let consistent = row.startPosition == 0 || known?.count == Int(row.startPosition)
+            if !fits || !consistent {
+                droppedUnknownSequence += 1
+                log.info("dropped micro-batch \(microBatch): sequence \(row.sequenceID) at \(row.startPosition) does not continue its cache (\(known.map { "\($0.count)" } ?? "none"))")
+                return
+            }
+        }
+        var segments: [StageSegment] = []
+        var logitRows: [Int] = []
+        var row0 = 0
+        for row in rows {
+            if row.startPosition == 0 { caches[row.sequenceID] = stage.makeCache(factory) }
+            segments.append(StageSegment(cache: caches[row.sequenceID]!, rows: Int(row.count)))
+            if assignment.isLast && row.flags.contains(.needLogits) { logitRows.append(row0 + Int(row.count) - 1) }
+            row0 += Int(row.count)
+        }
+        let t0 = Monotonic.now()
+        let out = stage.forward(input, segments: segments, logitRows: logitRows)
+        let elapsed = Monotonic.now() - t0
+        busySeconds += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        tokensDone += total
+        if assignment.isLast {
+            let vocab = config.vocabularySize
+            var sampled: [SampledToken] = []
+            var i = 0
+            for row in rows where row.flags.contains(.needLogits) {
+                let logits = Array(out[i * vocab..<(i + 1) * vocab])
+                i += 1
+                let rs = row.sampling ?? RowSampling()
+                if rs.drawIndex == 0 || samplers[row.sequenceID] == nil {
+                    samplers[row.sequenceID] = Sampler(rs.sampler.engineParameters)
+                }
+                let token = samplers[row.sequenceID]!.sample(
+                    logits: logits, history: rs.penaltyTokens.map { Int32(bitPattern: $0) })
+                sampled.append(
+                    SampledToken(sequenceID: row.sequenceID, tokenID: UInt32(bitPattern: token), logprob: logProbability(logits, Int(token))))
+            }
+            do {
+                _ = try control.send(.sampledTokens(SampledTokens(epoch: epoch, microBatchID: microBatch, tokens: sampled)))
+            } catch {
+                log.info("cannot return sampled tokens: \(error)")
+            }
+        } else if let next {
+            let buffer = TensorBuffer(floats: out)
+            let header = TensorHeader(dtype: .f32, shape: [UInt32(total), UInt32(config.hiddenSize)])
+            do {
+                let frame = try Message(zeroCopy: UnsafeRawBufferPointer(buffer.bytes), owner: buffer)
+                let result = try next.send(
+                    .activations(Activations(epoch: epoch, microBatchID: microBatch, rows: rows, tensor: header)), tensor: frame)
+                if result == .timeout { log.info("next stage did not take micro-batch \(microBatch) within 5 s; dropped") }
+            } catch {
+                log.info("cannot pass micro-batch \(microBatch) on: \(error)")
+            }
+        }
+    }
+
+    /// log softmax(logits)[token], within one row.
+    private func logProbability(_ logits: [Float], _ token: Int) -> Float {
+        guard logits.indices.contains(token), let m = logits.max() else { return 0 }
+        var sum = 0.0
+        for l in logits { sum += exp(Double(l - m)) }
+        return Float(Double(logits[token] - m) - Foundation.log(sum))
+    }
+}

@@ -1,0 +1,36 @@
+import ArgumentParser
+import Cluster
+import Foundation
+import LlamaModel
+
+/// `squat coordinator`: accept workers and clients, plan the pipeline, schedule requests.
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator", abstract: "Run the coordinator: workers register, clients submit prompts.")
+
+    @Option(help: "Endpoint for clients and workers.") var bind = "tcp://127.0.0.1:5555"
+    @OptionGroup var model: ModelOptions
+    @Option(help: "Workers to wait for before planning the pipeline.") var workers: Int = 1
+    @Option(help: "Tokens generated when a request does not say.") var defaultMaxTokens: Int = 256
+    @Flag(help: "Log every dropped frame and admitted request.") var verbose = false
+    @OptionGroup var cacheOptions: CacheOptions
+
+    func validate() throws {
+        guard workers >= 1 else { throw ValidationError("--workers must be ≥ 1") }
+    }
+
+    func run() throws {
+        Signals.install()
+        let path = model.resolvedPath
+        let files = try ModelLoader.open(path: path)
+        // Check the cache flags here, where a mistake is reported, rather than in every worker.
+        _ = try cacheOptions.factory(headDim: files.config.headDim, contextLength: files.config.contextLength)
+        var options = CoordinatorOptions(bind: bind, modelPath: path)
+        options.minWorkers = workers
+        options.cache = try cacheOptions.wireConfig(headDim: files.config.headDim)
+        options.defaultMaxTokens = defaultMaxTokens
+        options.verbose = verbose
+        let coordinator = try Coordinator(options: options)
+        try coordinator.run(shouldStop: { Signals.stop })
+    }
+}

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Cluster
+import Foundation
+import LlamaModel
+import Wire
+
+/// `squat submit`: send a prompt to a coordinator and stream the answer.
+struct SubmitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit", abstract: "Send a prompt to a coordinator; the text streams to stdout.")
+
+    @Option(help: "The coordinator's endpoint.") var coordinator = "tcp://127.0.0.1:5555"
+    @OptionGroup var promptOptions: PromptOptions
+    @OptionGroup var sampling: SamplingOptions
+    @Flag(help: "Print one JSON event per line instead of text.") var json = false
+    @Option(help: "Seconds of silence from the coordinator before giving up.") var timeout: Int = 120
+
+    func validate() throws {
+        if sampling.ignoreEos { throw ValidationError("--ignore-eos is not available through the cluster yet") }
+        guard sampling.maxTokens >= 1 else { throw ValidationError("--max-tokens must be ≥ 1 through the cluster") }
+    }
+
+    func run() throws {
+        let text = try promptOptions.text()
+        let prompt: Prompt
+        if promptOptions.chat {
+            var messages: [Prompt.Message] = []
+            if let system = promptOptions.system { messages.append(Prompt.Message(role: "system", content: system)) }
+            messages.append(Prompt.Message(role: "user", content: text))
+            prompt = .chat(messages)
+        } else {
+            prompt = .text(text)
+        }
+        let submit = Submit(
+            requestID: UUID().uuidString, prompt: prompt,
+            sampling: Sampling(
+                sampler: SamplerParams(sampling.parameters), maxTokens: UInt32(sampling.maxTokens), stop: sampling.stop))
+        let client = try ClusterClient(endpoint: coordinator, timeout: .seconds(timeout))
+        let out = FileHandle.standardOutput
+        var assembler = TextAssembler(stops: sampling.stop)
+        var failure: ErrorReply?
+        let finished = try client.submit(submit) { event in
+            switch event {
+            case .token(let t):
+                if json {
+                    let piece = String(decoding: t.piece, as: UTF8.self)
+                    out.write(Data((jsonLine([
+                        "event": "token", "index": Int(t.index), "token_id": Int(t.tokenID), "piece": piece,
+                        "logprob": Double(t.logprob),
+                    ]) + "\n").utf8))
+                } else {
+                    out.write(Data(assembler.append(t.piece).utf8))
+                }
+            case .finished(let f):
+                if json {
+                    out.write(Data((jsonLine([
+                        "event": "finished", "reason": f.reason.generateName, "prompt_tokens": Int(f.usage.promptTokens),
+                        "completion_tokens": Int(f.usage.completionTokens), "prefill_us": Int(f.timings.prefillMicroseconds),
+                        "decode_us": Int(f.timings.decodeMicroseconds), "total_us": Int(f.timings.totalMicroseconds),
+                    ]) + "\n").utf8))
+                } else if f.reason != .stopString {
+                    out.write(Data(assembler.finish().utf8))
+                }
+            case .error(let e):
+                failure = e
+                if json {
+                    out.write(Data((jsonLine(["event": "error", "code": "\(e.code)", "message": e.message]) + "\n").utf8))
+                }
+            }
+        }
+        if let f = finished, !json {
+            let prefill = Double(f.timings.prefillMicroseconds) / 1e6
+            let decode = Double(f.timings.decodeMicroseconds) / 1e6
+            let generated = Int(f.usage.completionTokens)
+            StandardError.write(
+                String(
+                    format: "\n[%d prompt tokens, prefill %.1f tok/s; %d generated, decode %.1f tok/s; finish: %@]\n",
+                    Int(f.usage.promptTokens), prefill > 0 ? Double(f.usage.promptTokens) / prefill : 0, generated,
+                    decode > 0 ? Double(max(generated - 1, 0)) / decode : 0, f.reason.generateName))
+        }
+        if let failure {
+            StandardError.write("error (\(failure.code)): \(failure.message)\n")
+            throw ExitCode(1)
+        }
+    }
+
+    private func jsonLine(_ object: [String: Any]) -> String {
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// `squat status`: the cluster as the coordinator sees it.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Print the coordinator's workers, layer ranges and live sequences.")
+
+    @Option(help: "The coordinator's endpoint.") var coordinator = "tcp://127.0.0.1:5555"
+
+    func run() throws {
+        let client = try ClusterClient(endpoint: coordinator, timeout: .seconds(5))
+        let s = try client.status()
+        print("epoch \(s.epoch), model \(s.modelFingerprint), dropped: \(s.droppedStale) stale, \(s.droppedMalformed) malformed")
+        print("worker\tlayers\tstate\tkv bytes\ttok/s\tdata endpoint")
+        for w in s.workers {
+            print("\(w.workerID)\t\(w.layers)\t\(w.state)\t\(w.kvBytesUsed)\t\(String(format: "%.1f", w.tokensPerSecond))\t\(w.dataEndpoint)")
+        }
+        print("\(s.sequences.count) live sequence(s)")
+        for q in s.sequences {
+            print("  \(q.requestID)\tseq \(q.sequenceID)\t\(q.state)\t\(q.promptTokens) prompt\t\(q.generatedTokens) generated")
+        }
+    }
+}

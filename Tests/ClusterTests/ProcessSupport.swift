@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+import Wire
+
+@testable import Cluster
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Paths of the package, its model and shared references, and of the built `squat` binary.
+enum Paths {
+    static let packageRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let model = packageRoot.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+    static let golden = packageRoot.deletingLastPathComponent()
+        .appendingPathComponent("shared/golden/llamacpp_smollm2_q4_1.json").path
+
+    /// The `squat` executable of this build: the test target depends on it, so SwiftPM puts it
+    /// beside the test bundle (`<scratch>/<config>/`). `SQUAT_BINARY` overrides.
+    static func squat() throws -> String {
+        if let env = ProcessInfo.processInfo.environment["SQUAT_BINARY"] { return env }
+        var dirs: [URL] = [URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()]
+        dirs.append(Bundle.main.bundleURL.deletingLastPathComponent())
+        dirs += Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
+        var tried: [String] = []
+        for start in dirs {
+            var dir = start
+            for _ in 0..<4 {
+                let candidate = dir.appendingPathComponent("squat").path
+                tried.append(candidate)
+                var isDir: ObjCBool = false
+                if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDir), !isDir.boolValue,
+                    FileManager.default.isExecutableFile(atPath: candidate)
+                {
+                    return candidate
+                }
+                dir = dir.deletingLastPathComponent()
+            }
+        }
+        throw ClusterError("no squat binary near the test bundle (tried \(tried.joined(separator: ", "))); set SQUAT_BINARY")
+    }
+}
+
+/// Child processes of one test, always stopped at the end (SIGTERM, then SIGKILL).
+final class Processes: @unchecked Sendable {
+    let binary: String
+    let directory: URL
+    private(set) var children: [(name: String, process: Process, log: URL)] = []
+
+    init() throws {
+        binary = try Paths.squat()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("squat-cluster-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    deinit { stopAll() }
+
+    /// Starts `squat args…` with stdout and stderr in `<name>.log`.
+    @discardableResult
+    func spawn(_ name: String, _ args: [String]) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        let log = directory.appendingPathComponent("\(name).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        children.append((name, p, log))
+        return p
+    }
+
+    func log(_ name: String) -> String {
+        guard let c = children.first(where: { $0.name == name }), let d = FileManager.default.contents(atPath: c.log.path)
+        else { return "" }
+        return String(decoding: d, as: UTF8.self)
+    }
+
+    var allLogs: String {
+        children.map { "--- \($0.name) ---\n" + log($0.name) }.joined(separator: "\n")
+    }
+
+    /// Waits (bounded) for `condition`; false on timeout.
+    static func wait(_ timeout: Duration, every: Duration = .milliseconds(100), _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try condition() { return true }
+            Thread.sleep(forTimeInterval: Double(every.components.attoseconds) * 1e-18 + Double(every.components.seconds))
+        }
+        return try condition()
+    }
+
+    /// Starts a coordinator on a free port and returns its endpoint (read from its log).
+    func startCoordinator(_ extra: [String]) throws -> String {
+        try spawn("coordinator", ["coordinator", "--model", Paths.model, "--bind", "tcp://127.0.0.1:0"] + extra)
+        var endpoint: String?
+        _ = Processes.wait(.seconds(30)) {
+            let log = self.log("coordinator")
+            if let r = log.range(of: "listening on ") {
+                endpoint = log[r.upperBound...].split(separator: ";").first.map(String.init)
+            }
+            return endpoint != nil
+        }
+        guard let endpoint else { throw ClusterError("the coordinator did not start:\n\(allLogs)") }
+        return endpoint
+    }
+
+    /// Waits until the coordinator reports `count` ready workers.
+    func waitReady(_ endpoint: String, workers count: Int) throws {
+        let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(2))
+        let ok = Processes.wait(.seconds(60), every: .milliseconds(300)) {
+            guard let s = try? client.status() else { return false }
+            return s.workers.filter { $0.state == .ready }.count >= count
+        }
+        if !ok { throw ClusterError("the pipeline did not become ready:\n\(allLogs)") }
+    }
+
+    func stopAll() {
+        for c in children where c.process.isRunning { c.process.terminate() }
+        _ = Processes.wait(.seconds(5)) { children.allSatisfy { !$0.process.isRunning } }
+        for c in children where c.process.isRunning { kill(c.process.processIdentifier, SIGKILL) }
+        for c in children { c.process.waitUntilExit() }
+    }
+}
