@@ -1,3 +1,4 @@
+import KVCache
 import Foundation
 
 /// A model's identity as the cluster compares it: workers must serve the coordinator's model.

@@ -1,3 +1,4 @@
+import KVCache
 import Testing
 
 @testable import Cluster
