@@ -157,8 +157,37 @@ void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, i
     }
 }
 
+#if SQ_X86
+SQ_AVX2 static void scores_f32_avx2(const float *q, int g, int D, const float *keys, int64_t n, float scale, float *scores,
+                                    int64_t score_stride) {
+    for (int64_t t = 0; t < n; t++)
+        for (int j = 0; j < g; j++) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int i = 0; i < D; i += 8)
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + j * D + i), _mm256_loadu_ps(keys + t * D + i), acc);
+            scores[j * score_stride + t] = hsum8(acc) * scale;
+        }
+}
+SQ_AVX2 static void values_f32_avx2(const float *p, int64_t p_stride, int g, int D, const float *values, int64_t n,
+                                    float *out) {
+    for (int j = 0; j < g; j++)
+        for (int64_t t = 0; t < n; t++) {
+            __m256 w = _mm256_set1_ps(p[j * p_stride + t]);
+            for (int i = 0; i < D; i += 8)
+                _mm256_storeu_ps(out + j * D + i,
+                                 _mm256_fmadd_ps(w, _mm256_loadu_ps(values + t * D + i), _mm256_loadu_ps(out + j * D + i)));
+        }
+}
+#endif
+
 void sq_scores_f32_keys(const float *q, int g, int D, const float *keys, int64_t n, float scale, float *scores,
                         int64_t score_stride) {
+#if SQ_X86
+    if (sq_use_avx2() && D % 8 == 0) {
+        scores_f32_avx2(q, g, D, keys, n, scale, scores, score_stride);
+        return;
+    }
+#endif
     for (int64_t t = 0; t < n; t++)
         for (int j = 0; j < g; j++) scores[j * score_stride + t] = dot_scalar8(q + j * D, keys + t * D, D) * scale;
 }
@@ -169,22 +198,30 @@ SQ_AVX2 static void values_packed_avx2(const float *p, int64_t p_stride, int g, 
     const int pb = D * bits / 8;
     const int ng = D / value_group;
     const int per = value_group / 8;  // ymm per channel group
-    for (int j = 0; j < g; j++) {
-        __m256 o[32];
-        for (int v = 0; v < D / 8; v++) o[v] = _mm256_loadu_ps(out + j * D + v * 8);
-        const float *pj = p + j * p_stride;
-        for (int64_t t = 0; t < n; t++) {
-            __m256 c[32];
-            unpack_avx2(codes + t * pb, D, bits, c);
-            for (int gi = 0; gi < ng; gi++) {
-                float sc = scale_f32 ? ((const float *)vscale)[t * ng + gi] : _cvtsh_ss(((const uint16_t *)vscale)[t * ng + gi]);
-                float mn = scale_f32 ? ((const float *)vmin)[t * ng + gi] : _cvtsh_ss(((const uint16_t *)vmin)[t * ng + gi]);
-                __m256 w = _mm256_set1_ps(pj[t] * sc), u = _mm256_set1_ps(pj[t] * mn);
-                for (int v = gi * per; v < (gi + 1) * per; v++) o[v] = _mm256_add_ps(_mm256_fmadd_ps(w, c[v], u), o[v]);
+    float mterm[8 * 32];              // [j][group]: sum_t p * min, added once at the end
+    for (int i = 0; i < g * ng; i++) mterm[i] = 0;
+    for (int64_t t = 0; t < n; t++) {
+        __m256 c[32];
+        unpack_avx2(codes + t * pb, D, bits, c);  // once per token, shared by the g query heads
+        for (int gi = 0; gi < ng; gi++) {
+            float sc = scale_f32 ? ((const float *)vscale)[t * ng + gi] : _cvtsh_ss(((const uint16_t *)vscale)[t * ng + gi]);
+            float mn = scale_f32 ? ((const float *)vmin)[t * ng + gi] : _cvtsh_ss(((const uint16_t *)vmin)[t * ng + gi]);
+            for (int j = 0; j < g; j++) {
+                float pt = p[j * p_stride + t];
+                __m256 w = _mm256_set1_ps(pt * sc);
+                float *o = out + j * D;
+                for (int v = gi * per; v < (gi + 1) * per; v++)
+                    _mm256_storeu_ps(o + v * 8, _mm256_fmadd_ps(w, c[v], _mm256_loadu_ps(o + v * 8)));
+                mterm[j * ng + gi] = fmaf(pt, mn, mterm[j * ng + gi]);
             }
         }
-        for (int v = 0; v < D / 8; v++) _mm256_storeu_ps(out + j * D + v * 8, o[v]);
     }
+    for (int j = 0; j < g; j++)
+        for (int gi = 0; gi < ng; gi++) {
+            __m256 u = _mm256_set1_ps(mterm[j * ng + gi]);
+            float *o = out + j * D;
+            for (int v = gi * per; v < (gi + 1) * per; v++) _mm256_storeu_ps(o + v * 8, _mm256_add_ps(_mm256_loadu_ps(o + v * 8), u));
+        }
 }
 #endif
 
@@ -193,7 +230,8 @@ void sq_accumulate_packed_values(const float *p, int64_t p_stride, int g, int D,
     const int pb = D * bits / 8;
     const int ng = D / value_group;
 #if SQ_X86
-    if (sq_use_avx2() && (bits == 2 || bits == 4) && D % 32 == 0 && D <= 256 && value_group % 8 == 0) {
+    if (sq_use_avx2() && (bits == 2 || bits == 4) && D % 32 == 0 && D <= 256 && value_group % 8 == 0 &&
+        g * (D / value_group) <= 256) {
         values_packed_avx2(p, p_stride, g, D, codes, bits, vscale, vmin, scale_f32, value_group, n, out);
         return;
     }
@@ -213,6 +251,12 @@ void sq_accumulate_packed_values(const float *p, int64_t p_stride, int g, int D,
 
 void sq_accumulate_f32_values(const float *p, int64_t p_stride, int g, int D, const float *values, int64_t n,
                               float *out) {
+#if SQ_X86
+    if (sq_use_avx2() && D % 8 == 0) {
+        values_f32_avx2(p, p_stride, g, D, values, n, out);
+        return;
+    }
+#endif
     for (int j = 0; j < g; j++)
         for (int64_t t = 0; t < n; t++) {
             float pt = p[j * p_stride + t];
