@@ -250,10 +250,12 @@ public final class Worker {
         let config = files.config
         let total = rows.reduce(0) { $0 + Int($1.count) }
         var valid = !rows.isEmpty && rows.allSatisfy { $0.count > 0 } && total <= 1 << 16
-        if case .tokens = input {
+        switch input {
+        case .tokens:
             valid = valid && assignment.isFirst && tokenCount == total
-        } else {
-            valid = valid && !assignment.isFirst
+        case .hidden(let h):
+            // The forward pass requires exactly rows × hidden floats: never let a peer trip it.
+            valid = valid && !assignment.isFirst && h.count == total * config.hiddenSize
         }
         guard valid, Set(rows.map(\.sequenceID)).count == rows.count else {
             droppedMalformed += 1
