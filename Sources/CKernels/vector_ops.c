@@ -1,4 +1,4 @@
-// Small vector operations of the forward pass: RMSNorm, SwiGLU, residual add, softmax.
+// Small vector operations of the forward pass: RMSNorm, SwiGLU, residual add.
 #include <math.h>
 #include "sq_internal.h"
 
@@ -18,17 +18,4 @@ void sq_swiglu(float *a, const float *b, int64_t n) {
 
 void sq_add(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
-}
-
-void sq_softmax(float *x, int64_t n) {
-    if (n <= 0) return;
-    float mx = x[0];
-    for (int64_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }

@@ -84,9 +84,6 @@ void sq_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps
 void sq_swiglu(float *a, const float *b, int64_t n);
 /// y[i] += x[i]
 void sq_add(float *y, const float *x, int64_t n);
-/// In-place softmax over n elements: x[i] = exp(x[i] - max) / sum_j exp(x[j] - max).
-/// Returns nothing; n <= 0 leaves x untouched.
-void sq_softmax(float *x, int64_t n);
 
 // --- attention over a full-precision cache ---
 /// Keys are processed in chunks of this many positions (aligned to absolute positions), each

@@ -52,6 +52,8 @@ public final class LlamaStage {
     private var h1: UnsafeMutablePointer<Float>  // rows × intermediate
     private var h2: UnsafeMutablePointer<Float>  // rows × intermediate
     private let unpermute: [Int]?
+    /// One head of scratch for `unpermuteHeads`, allocated once (it runs twice per layer).
+    private let headScratch: UnsafeMutablePointer<Float>
 
     public init(weights: LlamaWeights, threads: Int, activations: ActivationPrecision = .f32) {
         self.weights = weights
@@ -68,6 +70,7 @@ public final class LlamaStage {
         } else {
             unpermute = nil
         }
+        headScratch = .allocate(capacity: c.headDim)
         x = .allocate(capacity: 0)
         xb = .allocate(capacity: 0)
         q = .allocate(capacity: 0)
@@ -82,6 +85,7 @@ public final class LlamaStage {
     deinit {
         for p in [x, xb, q, k, v, att, tmp, h1, h2] { p.deallocate() }
         xq.deallocate()
+        headScratch.deallocate()
     }
 
     private func reserve(rows: Int) {
@@ -138,12 +142,12 @@ public final class LlamaStage {
     private func unpermuteHeads(_ p: UnsafeMutablePointer<Float>, rows: Int, heads: Int) {
         guard let perm = unpermute else { return }
         let D = shape.headDim
-        var buf = [Float](repeating: 0, count: D)
+        let buf = headScratch
         for r in 0..<rows {
             for h in 0..<heads {
                 let base = p + (r * heads + h) * D
                 for j in 0..<D { buf[perm[j]] = base[j] }
-                buf.withUnsafeBufferPointer { base.update(from: $0.baseAddress!, count: D) }
+                base.update(from: buf, count: D)
             }
         }
     }
