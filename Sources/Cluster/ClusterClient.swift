@@ -19,11 +19,12 @@ public final class ClusterClient {
     private let context: Context
     private let socket: Socket
 
-    public init(endpoint: String, timeout: Duration = .seconds(120)) throws {
+    /// Connects to `endpoint`; pass the cluster's `context` to reach an `inproc://` endpoint.
+    public init(endpoint: String, timeout: Duration = .seconds(120), context: Context? = nil) throws {
         self.endpoint = endpoint
         self.timeout = timeout
-        context = try Context()
-        socket = try Socket(context, .dealer, options: [.linger(.zero)])
+        if let context { self.context = context } else { self.context = try Context() }
+        socket = try Socket(self.context, .dealer, options: [.linger(.zero)])
         try socket.connect(endpoint)
     }
 
@@ -64,6 +65,12 @@ public final class ClusterClient {
                 }
             }
         }
+    }
+
+    /// Asks the coordinator to stop a live request of this client; it answers `Finished(cancelled)`
+    /// (read by the `submit` in progress) or, for an unknown id, an error.
+    public func cancel(_ requestID: String) throws {
+        _ = try socket.send(.cancel(Cancel(requestID: requestID)))
     }
 
     /// Asks for the cluster's status.

@@ -25,7 +25,14 @@ public struct CoordinatorOptions: Sendable {
     public var busyLiveness: Duration = .seconds(30)
     /// A micro-batch not answered within this time fails its sequences.
     public var stepTimeout: Duration = .seconds(120)
+    /// Credit: micro-batches the pipeline may hold at once (nil: one per stage, so that every
+    /// stage has work). A sequence is in at most one micro-batch at a time.
+    public var maxInFlight: Int?
     public var verbose = false
+    /// Only errors on stderr (the in-process cluster of `squat generate --stages`).
+    public var quiet = false
+    /// The ZeroMQ context to use (a shared one makes `inproc://` endpoints reachable); nil: a new one.
+    public var context: Context?
 
     public init(bind: String, modelPath: String) {
         self.bind = bind
@@ -68,6 +75,7 @@ public final class Coordinator {
         var generated: [Int32] = []
         let sampler: SamplerParams
         let maxTokens: Int
+        let ignoreEndOfGeneration: Bool
         var decoder: StreamingDecoder
         var stops: StopMatcher
         var prefilled = 0
@@ -78,8 +86,9 @@ public final class Coordinator {
 
         init(
             id: UInt64, client: [UInt8], requestID: String, prompt: [Int32], sampler: SamplerParams, maxTokens: Int,
-            stops: [String], tokenizer: Tokenizer
+            ignoreEndOfGeneration: Bool, stops: [String], tokenizer: Tokenizer
         ) {
+            self.ignoreEndOfGeneration = ignoreEndOfGeneration
             self.id = id
             self.client = client
             self.requestID = requestID
@@ -101,23 +110,33 @@ public final class Coordinator {
     private var order: [UInt64] = []  // admission order
     private var nextSequenceID: UInt64 = 1
     private var nextMicroBatch: UInt64 = 1
-    private var inFlight: (id: UInt64, sequences: [UInt64], sent: ContinuousClock.Instant)?
+    /// A micro-batch sent to the first stage and not yet answered by the last.
+    struct InFlightBatch {
+        var sequences: [UInt64]
+        var rows: Int
+        var tokens: Int
+        var sent: ContinuousClock.Instant
+        /// Sequences that finished while this batch held them: their caches are released when
+        /// it is answered (a stage that freed a cache first would drop the whole batch).
+        var release: [UInt64] = []
+    }
+    private var inFlight: [UInt64: InFlightBatch] = [:]
+    private var stats = PipelineStats()
     private var lastHeartbeat = Monotonic.now()
     private var heartbeatCount: UInt64 = 0
     private var droppedStale: UInt64 = 0
     private var droppedMalformed: UInt64 = 0
     private var pipelineWasReady = false
-    private var pendingRelease: [UInt64] = []
 
     public init(options: CoordinatorOptions) throws {
         self.options = options
-        log = ClusterLog("coordinator", verbose: options.verbose)
+        log = ClusterLog("coordinator", verbose: options.verbose, quiet: options.quiet)
         files = try ModelLoader.open(path: options.modelPath)
         tokenizer = try files.tokenizer()
         fingerprint = try ModelFingerprint.of(path: options.modelPath)
         let attributes = try? FileManager.default.attributesOfItem(atPath: options.modelPath)
         modelBytes = (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
-        context = try Context()
+        if let shared = options.context { context = shared } else { context = try Context() }
         router = try Socket(context, .router, options: [.linger(.milliseconds(500))])
         endpoint = try router.bind(options.bind)
         log.info("listening on \(endpoint); model \(options.modelPath) (\(files.config.layerCount) layers, \(fingerprint)); waiting for \(options.minWorkers) worker(s)")
@@ -135,14 +154,18 @@ public final class Coordinator {
             let now = Monotonic.now()
             if now - lastHeartbeat >= options.heartbeatInterval { heartbeatAndReap(now) }
             if pipeline.isEmpty && workers.count >= options.minWorkers { try plan() }
-            if let f = inFlight, now - f.sent > options.stepTimeout {
-                log.info("micro-batch \(f.id) unanswered for \(options.stepTimeout): failing its sequences")
-                inFlight = nil
-                for id in f.sequences { fail(id, code: .internalError, message: "the pipeline did not answer in time") }
-                release(pendingRelease)
-                pendingRelease = []
+            for (id, f) in inFlight where now - f.sent > options.stepTimeout {
+                log.info("micro-batch \(id) unanswered for \(options.stepTimeout): failing its sequences")
+                inFlight[id] = nil
+                for s in f.sequences {
+                    sequences[s]?.inFlight = false
+                    fail(s, code: .internalError, message: "the pipeline did not answer in time")
+                }
+                release(f.release)
             }
-            if inFlight == nil && pipelineReady { try step() }
+            if pipelineReady {
+                while inFlight.count < credit, try step() {}
+            }
         }
         log.info("shutting down: draining \(workers.count) worker(s)")
         for s in order { fail(s, code: .unavailable, message: "the coordinator is shutting down") }
@@ -152,6 +175,9 @@ public final class Coordinator {
         firstStage?.close()
         router.close()
     }
+
+    /// Micro-batches the pipeline may hold at once.
+    private var credit: Int { max(1, options.maxInFlight ?? pipeline.count) }
 
     private var pipelineReady: Bool {
         guard !pipeline.isEmpty else { return false }
@@ -258,14 +284,21 @@ public final class Coordinator {
             droppedStale += 1
             return
         }
-        guard let f = inFlight, f.id == s.microBatchID else {
+        guard let f = inFlight.removeValue(forKey: s.microBatchID) else {
             droppedStale += 1
             return
         }
-        inFlight = nil
         for id in f.sequences { sequences[id]?.inFlight = false }
-        release(pendingRelease)
-        pendingRelease = []
+        release(f.release)
+        stats.microBatches += 1
+        stats.rows += UInt64(f.rows)
+        stats.tokensIn += UInt64(f.tokens)
+        stats.tokensOut += UInt64(s.tokens.count)
+        stats.roundTripMicroseconds += Monotonic.microseconds(Monotonic.now() - f.sent)
+        if stats.stageBusyMicroseconds.count != s.stageBusyMicroseconds.count {
+            stats.stageBusyMicroseconds = Array(repeating: 0, count: s.stageBusyMicroseconds.count)
+        }
+        for (i, us) in s.stageBusyMicroseconds.enumerated() { stats.stageBusyMicroseconds[i] += us }
         for t in s.tokens {
             guard let seq = sequences[t.sequenceID], f.sequences.contains(t.sequenceID) else {
                 droppedStale += 1
@@ -278,7 +311,7 @@ public final class Coordinator {
     /// The generator's rules, token by token: end-of-generation, stop strings, context, length.
     private func accept(_ token: Int32, logprob: Float, for seq: Sequence) {
         if seq.firstToken == nil { seq.firstToken = Monotonic.now() }
-        if tokenizer.isEndOfGeneration(token) {
+        if !seq.ignoreEndOfGeneration && tokenizer.isEndOfGeneration(token) {
             finish(seq.id, reason: .endOfSequence)
             return
         }
@@ -335,7 +368,8 @@ public final class Coordinator {
         let maxTokens = s.sampling.maxTokens == 0 ? options.defaultMaxTokens : Int(s.sampling.maxTokens)
         let seq = Sequence(
             id: nextSequenceID, client: identity, requestID: s.requestID, prompt: prompt, sampler: sampler,
-            maxTokens: maxTokens, stops: s.sampling.stop, tokenizer: tokenizer)
+            maxTokens: maxTokens, ignoreEndOfGeneration: s.sampling.ignoreEndOfGeneration, stops: s.sampling.stop,
+            tokenizer: tokenizer)
         nextSequenceID += 1
         sequences[seq.id] = seq
         order.append(seq.id)
@@ -351,7 +385,7 @@ public final class Coordinator {
         // A stage inside a long forward pass cannot heartbeat: while a micro-batch is in
         // flight, pipeline workers get up to `busySilence` before they count as lost.
         let busySilence = max(silence, options.busyLiveness)
-        let busy = inFlight != nil
+        let busy = !inFlight.isEmpty
         var lost: [WorkerEntry] = []
         workers.removeAll { w in
             let allowed = busy && pipeline.contains(w.identity) ? busySilence : silence
@@ -370,8 +404,7 @@ public final class Coordinator {
             for id in order where sequences[id]?.prefilled ?? 0 > 0 {
                 fail(id, code: .unavailable, message: "a worker of the pipeline was lost")
             }
-            inFlight = nil
-            pendingRelease = []
+            inFlight.removeAll()
             pipeline = []
             pipelineWasReady = false
             firstStage?.close()
@@ -399,7 +432,7 @@ public final class Coordinator {
             send(
                 .assign(Assign(
                     epoch: epoch, layers: workers[i].layers, nextStageEndpoint: nextEndpoint, isFirst: n == 0 && !r.isEmpty,
-                    isLast: isLast && !r.isEmpty, cache: options.cache, maxInFlight: 1)),
+                    isLast: isLast && !r.isEmpty, cache: options.cache, maxInFlight: UInt32(max(1, options.maxInFlight ?? used.count)))),
                 to: workers[i].identity)
         }
         let push = try Socket(context, .push, options: [.linger(.zero), .sendTimeout(.seconds(5))])
@@ -412,15 +445,19 @@ public final class Coordinator {
 
     // MARK: - Scheduling
 
-    /// One micro-batch: a prefill chunk for sequences still reading their prompt, one row for
-    /// each decoding sequence.
-    private func step() throws {
-        guard let firstStage else { return }
+    /// Sends one micro-batch: a prefill chunk for sequences still reading their prompt, one row
+    /// for each decoding sequence, among the sequences not already in flight. The live
+    /// sequences are spread over the credit's micro-batches so that every stage has work.
+    /// False when nothing was sent.
+    private func step() throws -> Bool {
+        guard let firstStage else { return false }
         var rows: [BatchRow] = []
         var tokens: [UInt32] = []
         var members: [UInt64] = []
         var total = 0
+        let perBatch = max(1, (order.count + credit - 1) / credit)
         for id in order {
+            guard members.count < perBatch else { break }
             guard let seq = sequences[id], !seq.inFlight else { continue }
             let row: BatchRow
             if seq.prefilled < seq.prompt.count {
@@ -442,20 +479,22 @@ public final class Coordinator {
             members.append(id)
             total += Int(row.count)
         }
-        guard !rows.isEmpty else { return }
+        guard !rows.isEmpty else { return false }
         let id = nextMicroBatch
         nextMicroBatch += 1
         let result = try firstStage.send(.stepBatch(StepBatch(epoch: epoch, microBatchID: id, rows: rows, tokenIDs: tokens)))
         guard result == .sent else {
             log.info("the first stage did not take micro-batch \(id); retrying")
-            return
+            return false
         }
         for (row, m) in zip(rows, members) {
             let seq = sequences[m]!
             seq.inFlight = true
             if seq.prefilled < seq.prompt.count { seq.prefilled += Int(row.count) }
         }
-        inFlight = (id, members, Monotonic.now())
+        inFlight[id] = InFlightBatch(sequences: members, rows: rows.count, tokens: tokens.count, sent: Monotonic.now())
+        stats.peakInFlight = max(stats.peakInFlight, UInt32(inFlight.count))
+        return true
     }
 
     private func rowSampling(_ seq: Sequence) -> RowSampling {
@@ -493,8 +532,8 @@ public final class Coordinator {
         if seq.prefilled > 0 {
             // A micro-batch still in the pipeline may hold rows of this sequence: a stage that
             // freed its cache first would drop the whole batch. Release after the answer.
-            if let f = inFlight, f.sequences.contains(id) {
-                pendingRelease.append(id)
+            if let b = inFlight.first(where: { $0.value.sequences.contains(id) })?.key {
+                inFlight[b]?.release.append(id)
             } else {
                 release([id])
             }
@@ -507,6 +546,12 @@ public final class Coordinator {
     }
 
     // MARK: - Status
+
+    private var pipelineStats: PipelineStats {
+        var s = stats
+        s.maxInFlight = UInt32(pipeline.isEmpty ? 0 : credit)
+        return s
+    }
 
     private func status(includeSequences: Bool) -> Status {
         let ws = workers.map { w in
@@ -524,6 +569,6 @@ public final class Coordinator {
         }
         return Status(
             epoch: epoch, modelFingerprint: fingerprint, workers: ws, sequences: includeSequences ? ss : [],
-            droppedStale: droppedStale, droppedMalformed: droppedMalformed)
+            droppedStale: droppedStale, droppedMalformed: droppedMalformed, pipeline: pipelineStats)
     }
 }

@@ -6,15 +6,24 @@ import Wire
 public struct ClusterLog: Sendable {
     public let prefix: String
     public let verbose: Bool
-    public init(_ prefix: String, verbose: Bool = false) {
+    public let quiet: Bool
+    public init(_ prefix: String, verbose: Bool = false, quiet: Bool = false) {
         self.prefix = prefix
         self.verbose = verbose
+        self.quiet = quiet
     }
+    /// Progress and membership news (silent when quiet).
     public func info(_ s: String) {
-        FileHandle.standardError.write(Data("[\(prefix)] \(s)\n".utf8))
+        if !quiet { write(s) }
     }
+    /// Every dropped frame and admitted request (only when verbose).
     public func debug(_ s: String) {
-        if verbose { info(s) }
+        if verbose { write(s) }
+    }
+    /// Failures: always printed.
+    public func error(_ s: String) { write(s) }
+    private func write(_ s: String) {
+        FileHandle.standardError.write(Data("[\(prefix)] \(s)\n".utf8))
     }
 }
 

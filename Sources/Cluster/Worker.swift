@@ -21,6 +21,10 @@ public struct WorkerOptions: Sendable {
     /// How long to wait for the coordinator's answer to Register.
     public var registerTimeout: Duration = .seconds(30)
     public var verbose = false
+    /// Only errors on stderr (the in-process cluster of `squat generate --stages`).
+    public var quiet = false
+    /// The ZeroMQ context to use (a shared one makes `inproc://` endpoints reachable); nil: a new one.
+    public var context: Context?
     /// Builds the KV cache factory for an Assign's cache configuration (the CLI merges its own flags).
     public var makeCacheFactory: @Sendable (CacheConfig, LlamaConfig) throws -> any KVCacheFactory
 
@@ -81,10 +85,10 @@ public final class Worker {
 
     public init(options: WorkerOptions) throws {
         self.options = options
-        log = ClusterLog("worker \(options.workerID)", verbose: options.verbose)
+        log = ClusterLog("worker \(options.workerID)", verbose: options.verbose, quiet: options.quiet)
         files = try ModelLoader.open(path: options.modelPath)
         fingerprint = try ModelFingerprint.of(path: options.modelPath)
-        context = try Context()
+        if let shared = options.context { context = shared } else { context = try Context() }
         control = try Socket(context, .dealer, options: [.linger(.milliseconds(200))])
         data = try Socket(context, .pull, options: [.linger(.zero)])
     }
@@ -227,10 +231,12 @@ public final class Worker {
             case .stepBatch(let b):
                 process(
                     epoch: b.epoch, microBatch: b.microBatchID, rows: b.rows,
-                    input: .tokens(b.tokenIDs.map { Int32(bitPattern: $0) }), tokenCount: b.tokenIDs.count)
+                    input: .tokens(b.tokenIDs.map { Int32(bitPattern: $0) }), tokenCount: b.tokenIDs.count, busyBefore: [])
             case .activations(let a):
                 let floats = incoming.withTensor { $0.floats() } ?? []
-                process(epoch: a.epoch, microBatch: a.microBatchID, rows: a.rows, input: .hidden(floats), tokenCount: nil)
+                process(
+                    epoch: a.epoch, microBatch: a.microBatchID, rows: a.rows, input: .hidden(floats), tokenCount: nil,
+                    busyBefore: a.stageBusyMicroseconds)
             default:
                 droppedMalformed += 1
             }
@@ -238,7 +244,9 @@ public final class Worker {
     }
 
     /// Checks a micro-batch against this stage's state; runs it only if every row fits.
-    private func process(epoch e: UInt64, microBatch: UInt64, rows: [BatchRow], input: StageInput, tokenCount: Int?) {
+    private func process(
+        epoch e: UInt64, microBatch: UInt64, rows: [BatchRow], input: StageInput, tokenCount: Int?, busyBefore: [UInt64]
+    ) {
         guard e == epoch else {
             droppedStale += 1
             return
@@ -286,6 +294,7 @@ public final class Worker {
         let elapsed = Monotonic.now() - t0
         busySeconds += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
         tokensDone += total
+        let busy = busyBefore.suffix(64) + [Monotonic.microseconds(elapsed)]
         if assignment.isLast {
             let vocab = config.vocabularySize
             var sampled: [SampledToken] = []
@@ -303,7 +312,7 @@ public final class Worker {
                     SampledToken(sequenceID: row.sequenceID, tokenID: UInt32(bitPattern: token), logprob: logProbability(logits, Int(token))))
             }
             do {
-                _ = try control.send(.sampledTokens(SampledTokens(epoch: epoch, microBatchID: microBatch, tokens: sampled)))
+                _ = try control.send(.sampledTokens(SampledTokens(epoch: epoch, microBatchID: microBatch, tokens: sampled, stageBusyMicroseconds: Array(busy))))
             } catch {
                 log.info("cannot return sampled tokens: \(error)")
             }
@@ -313,7 +322,10 @@ public final class Worker {
             do {
                 let frame = try Message(zeroCopy: UnsafeRawBufferPointer(buffer.bytes), owner: buffer)
                 let result = try next.send(
-                    .activations(Activations(epoch: epoch, microBatchID: microBatch, rows: rows, tensor: header)), tensor: frame)
+                    .activations(
+                        Activations(
+                            epoch: epoch, microBatchID: microBatch, rows: rows, tensor: header,
+                            stageBusyMicroseconds: Array(busy))), tensor: frame)
                 if result == .timeout { log.info("next stage did not take micro-batch \(microBatch) within 5 s; dropped") }
             } catch {
                 log.info("cannot pass micro-batch \(microBatch) on: \(error)")

@@ -682,6 +682,51 @@ void   squat__v1__sequence_status__free_unpacked
   assert(message->base.descriptor == &squat__v1__sequence_status__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   squat__v1__pipeline_stats__init
+                     (Squat__V1__PipelineStats         *message)
+{
+  static const Squat__V1__PipelineStats init_value = SQUAT__V1__PIPELINE_STATS__INIT;
+  *message = init_value;
+}
+size_t squat__v1__pipeline_stats__get_packed_size
+                     (const Squat__V1__PipelineStats *message)
+{
+  assert(message->base.descriptor == &squat__v1__pipeline_stats__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t squat__v1__pipeline_stats__pack
+                     (const Squat__V1__PipelineStats *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &squat__v1__pipeline_stats__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t squat__v1__pipeline_stats__pack_to_buffer
+                     (const Squat__V1__PipelineStats *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &squat__v1__pipeline_stats__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Squat__V1__PipelineStats *
+       squat__v1__pipeline_stats__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Squat__V1__PipelineStats *)
+     protobuf_c_message_unpack (&squat__v1__pipeline_stats__descriptor,
+                                allocator, len, data);
+}
+void   squat__v1__pipeline_stats__free_unpacked
+                     (Squat__V1__PipelineStats *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &squat__v1__pipeline_stats__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   squat__v1__status__init
                      (Squat__V1__Status         *message)
 {
@@ -854,7 +899,7 @@ const ProtobufCMessageDescriptor squat__v1__token_ids__descriptor =
   (ProtobufCMessageInit) squat__v1__token_ids__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__sampling__field_descriptors[3] =
+static const ProtobufCFieldDescriptor squat__v1__sampling__field_descriptors[4] =
 {
   {
     "sampler",
@@ -892,8 +937,21 @@ static const ProtobufCFieldDescriptor squat__v1__sampling__field_descriptors[3] 
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "ignore_eos",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__Sampling, ignore_eos),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__sampling__field_indices_by_name[] = {
+  3,   /* field[3] = ignore_eos */
   1,   /* field[1] = max_tokens */
   0,   /* field[0] = sampler */
   2,   /* field[2] = stop */
@@ -901,7 +959,7 @@ static const unsigned squat__v1__sampling__field_indices_by_name[] = {
 static const ProtobufCIntRange squat__v1__sampling__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor squat__v1__sampling__descriptor =
 {
@@ -911,7 +969,7 @@ const ProtobufCMessageDescriptor squat__v1__sampling__descriptor =
   "Squat__V1__Sampling",
   "squat.v1",
   sizeof(Squat__V1__Sampling),
-  3,
+  4,
   squat__v1__sampling__field_descriptors,
   squat__v1__sampling__field_indices_by_name,
   1,  squat__v1__sampling__number_ranges,
@@ -1765,7 +1823,136 @@ const ProtobufCMessageDescriptor squat__v1__sequence_status__descriptor =
   (ProtobufCMessageInit) squat__v1__sequence_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__status__field_descriptors[6] =
+static const ProtobufCFieldDescriptor squat__v1__pipeline_stats__field_descriptors[8] =
+{
+  {
+    "micro_batches",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, micro_batches),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tokens_in",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, tokens_in),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tokens_out",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, tokens_out),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "round_trip_us",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, round_trip_us),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stage_busy_us",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Squat__V1__PipelineStats, n_stage_busy_us),
+    offsetof(Squat__V1__PipelineStats, stage_busy_us),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_in_flight",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, max_in_flight),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "peak_in_flight",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, peak_in_flight),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned squat__v1__pipeline_stats__field_indices_by_name[] = {
+  6,   /* field[6] = max_in_flight */
+  0,   /* field[0] = micro_batches */
+  7,   /* field[7] = peak_in_flight */
+  4,   /* field[4] = round_trip_us */
+  1,   /* field[1] = rows */
+  5,   /* field[5] = stage_busy_us */
+  2,   /* field[2] = tokens_in */
+  3,   /* field[3] = tokens_out */
+};
+static const ProtobufCIntRange squat__v1__pipeline_stats__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor squat__v1__pipeline_stats__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "squat.v1.PipelineStats",
+  "PipelineStats",
+  "Squat__V1__PipelineStats",
+  "squat.v1",
+  sizeof(Squat__V1__PipelineStats),
+  8,
+  squat__v1__pipeline_stats__field_descriptors,
+  squat__v1__pipeline_stats__field_indices_by_name,
+  1,  squat__v1__pipeline_stats__number_ranges,
+  (ProtobufCMessageInit) squat__v1__pipeline_stats__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor squat__v1__status__field_descriptors[7] =
 {
   {
     "epoch",
@@ -1839,19 +2026,32 @@ static const ProtobufCFieldDescriptor squat__v1__status__field_descriptors[6] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "pipeline",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__Status, pipeline),
+    &squat__v1__pipeline_stats__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__status__field_indices_by_name[] = {
   5,   /* field[5] = dropped_malformed */
   4,   /* field[4] = dropped_stale */
   0,   /* field[0] = epoch */
   1,   /* field[1] = model_fingerprint */
+  6,   /* field[6] = pipeline */
   3,   /* field[3] = sequences */
   2,   /* field[2] = workers */
 };
 static const ProtobufCIntRange squat__v1__status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor squat__v1__status__descriptor =
 {
@@ -1861,7 +2061,7 @@ const ProtobufCMessageDescriptor squat__v1__status__descriptor =
   "Squat__V1__Status",
   "squat.v1",
   sizeof(Squat__V1__Status),
-  6,
+  7,
   squat__v1__status__field_descriptors,
   squat__v1__status__field_indices_by_name,
   1,  squat__v1__status__number_ranges,

@@ -521,7 +521,7 @@ const ProtobufCMessageDescriptor squat__v1__step_batch__descriptor =
   (ProtobufCMessageInit) squat__v1__step_batch__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__activations__field_descriptors[4] =
+static const ProtobufCFieldDescriptor squat__v1__activations__field_descriptors[5] =
 {
   {
     "epoch",
@@ -571,17 +571,30 @@ static const ProtobufCFieldDescriptor squat__v1__activations__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stage_busy_us",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Squat__V1__Activations, n_stage_busy_us),
+    offsetof(Squat__V1__Activations, stage_busy_us),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__activations__field_indices_by_name[] = {
   0,   /* field[0] = epoch */
   1,   /* field[1] = micro_batch_id */
   2,   /* field[2] = rows */
+  4,   /* field[4] = stage_busy_us */
   3,   /* field[3] = tensor */
 };
 static const ProtobufCIntRange squat__v1__activations__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor squat__v1__activations__descriptor =
 {
@@ -591,7 +604,7 @@ const ProtobufCMessageDescriptor squat__v1__activations__descriptor =
   "Squat__V1__Activations",
   "squat.v1",
   sizeof(Squat__V1__Activations),
-  4,
+  5,
   squat__v1__activations__field_descriptors,
   squat__v1__activations__field_indices_by_name,
   1,  squat__v1__activations__number_ranges,
@@ -662,7 +675,7 @@ const ProtobufCMessageDescriptor squat__v1__sampled_token__descriptor =
   (ProtobufCMessageInit) squat__v1__sampled_token__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__sampled_tokens__field_descriptors[3] =
+static const ProtobufCFieldDescriptor squat__v1__sampled_tokens__field_descriptors[4] =
 {
   {
     "epoch",
@@ -700,16 +713,29 @@ static const ProtobufCFieldDescriptor squat__v1__sampled_tokens__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stage_busy_us",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Squat__V1__SampledTokens, n_stage_busy_us),
+    offsetof(Squat__V1__SampledTokens, stage_busy_us),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__sampled_tokens__field_indices_by_name[] = {
   0,   /* field[0] = epoch */
   1,   /* field[1] = micro_batch_id */
+  3,   /* field[3] = stage_busy_us */
   2,   /* field[2] = tokens */
 };
 static const ProtobufCIntRange squat__v1__sampled_tokens__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor squat__v1__sampled_tokens__descriptor =
 {
@@ -719,7 +745,7 @@ const ProtobufCMessageDescriptor squat__v1__sampled_tokens__descriptor =
   "Squat__V1__SampledTokens",
   "squat.v1",
   sizeof(Squat__V1__SampledTokens),
-  3,
+  4,
   squat__v1__sampled_tokens__field_descriptors,
   squat__v1__sampled_tokens__field_indices_by_name,
   1,  squat__v1__sampled_tokens__number_ranges,

@@ -32,12 +32,18 @@ public struct Sampling: Sendable, Hashable {
     public var maxTokens: UInt32
     /// Stop strings, matched on the detokenized text.
     public var stop: [String]
+    /// Keep going past end-of-generation tokens (for benchmarks, like llama.cpp's --ignore-eos).
+    public var ignoreEndOfGeneration: Bool
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
-    public init(sampler: SamplerParams = SamplerParams(), maxTokens: UInt32 = 0, stop: [String] = []) {
+    public init(
+        sampler: SamplerParams = SamplerParams(), maxTokens: UInt32 = 0, stop: [String] = [],
+        ignoreEndOfGeneration: Bool = false
+    ) {
         self.sampler = sampler
         self.maxTokens = maxTokens
         self.stop = stop
+        self.ignoreEndOfGeneration = ignoreEndOfGeneration
     }
 }
 
@@ -387,11 +393,14 @@ public struct Status: Sendable, Hashable {
     public var droppedStale: UInt64
     /// Frames that failed to decode.
     public var droppedMalformed: UInt64
+    /// Pipeline totals since the coordinator started.
+    public var pipeline: PipelineStats
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(
         epoch: UInt64 = 0, modelFingerprint: String = "", workers: [WorkerStatus] = [],
-        sequences: [SequenceStatus] = [], droppedStale: UInt64 = 0, droppedMalformed: UInt64 = 0
+        sequences: [SequenceStatus] = [], droppedStale: UInt64 = 0, droppedMalformed: UInt64 = 0,
+        pipeline: PipelineStats = PipelineStats()
     ) {
         self.epoch = epoch
         self.modelFingerprint = modelFingerprint
@@ -399,5 +408,50 @@ public struct Status: Sendable, Hashable {
         self.sequences = sequences
         self.droppedStale = droppedStale
         self.droppedMalformed = droppedMalformed
+        self.pipeline = pipeline
+    }
+}
+
+/// Totals over the micro-batches the pipeline answered (`squat.v1.PipelineStats`).
+public struct PipelineStats: Sendable, Hashable {
+    public var microBatches: UInt64
+    /// Sequence rows: prefill chunks and decode rows.
+    public var rows: UInt64
+    /// Tokens run through the pipeline.
+    public var tokensIn: UInt64
+    /// Tokens sampled.
+    public var tokensOut: UInt64
+    /// Coordinator send → sampled tokens back, summed.
+    public var roundTripMicroseconds: UInt64
+    /// Compute time per stage, in pipeline order, summed.
+    public var stageBusyMicroseconds: [UInt64]
+    /// The credit: micro-batches the pipeline may hold at once.
+    public var maxInFlight: UInt32
+    /// The most micro-batches the pipeline held at once so far.
+    public var peakInFlight: UInt32
+
+    /// Memberwise; defaulted parameters are the proto3 zero values.
+    public init(
+        microBatches: UInt64 = 0, rows: UInt64 = 0, tokensIn: UInt64 = 0, tokensOut: UInt64 = 0,
+        roundTripMicroseconds: UInt64 = 0, stageBusyMicroseconds: [UInt64] = [], maxInFlight: UInt32 = 0,
+        peakInFlight: UInt32 = 0
+    ) {
+        self.peakInFlight = peakInFlight
+        self.microBatches = microBatches
+        self.rows = rows
+        self.tokensIn = tokensIn
+        self.tokensOut = tokensOut
+        self.roundTripMicroseconds = roundTripMicroseconds
+        self.stageBusyMicroseconds = stageBusyMicroseconds
+        self.maxInFlight = maxInFlight
+    }
+
+    /// Mean time per hop outside the stages' compute: (round trip − compute) over
+    /// micro-batches × (stages + 1) hops. Includes queueing when several batches are in flight.
+    public var meanHopMicroseconds: Double {
+        guard microBatches > 0 else { return 0 }
+        let busy = stageBusyMicroseconds.reduce(0, +)
+        let outside = Double(roundTripMicroseconds) - Double(busy)
+        return max(0, outside) / Double(microBatches) / Double(stageBusyMicroseconds.count + 1)
     }
 }

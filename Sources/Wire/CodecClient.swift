@@ -63,12 +63,13 @@ extension Sampling: CMirror {
         c.sampler = try arena.message(sampler)
         c.max_tokens = maxTokens
         (c.n_stop, c.stop) = try arena.strings(stop, Self.protoName, "stop")
+        c.ignore_eos = ignoreEndOfGeneration ? 1 : 0
     }
 
     init(c: Squat__V1__Sampling) throws(WireError) {
         self.init(
             sampler: try CRead.message(c.sampler, default: SamplerParams()), maxTokens: c.max_tokens,
-            stop: try CRead.strings(c.n_stop, c.stop, Self.protoName, "stop"))
+            stop: try CRead.strings(c.n_stop, c.stop, Self.protoName, "stop"), ignoreEndOfGeneration: c.ignore_eos != 0)
     }
 }
 
@@ -302,6 +303,7 @@ extension Status: CMirror {
         (c.n_sequences, c.sequences) = try arena.messages(sequences)
         c.dropped_stale = droppedStale
         c.dropped_malformed = droppedMalformed
+        c.pipeline = try arena.message(pipeline)
     }
 
     init(c: Squat__V1__Status) throws(WireError) {
@@ -310,6 +312,31 @@ extension Status: CMirror {
             modelFingerprint: try CRead.string(c.model_fingerprint, Self.protoName, "model_fingerprint"),
             workers: try CRead.messages(c.n_workers, c.workers, Self.protoName, "workers"),
             sequences: try CRead.messages(c.n_sequences, c.sequences, Self.protoName, "sequences"),
-            droppedStale: c.dropped_stale, droppedMalformed: c.dropped_malformed)
+            droppedStale: c.dropped_stale, droppedMalformed: c.dropped_malformed,
+            pipeline: try CRead.message(c.pipeline, default: PipelineStats()))
+    }
+}
+
+extension PipelineStats: CMirror {
+    static let protoName = "squat.v1.PipelineStats"
+    static var cInit: (UnsafeMutablePointer<Squat__V1__PipelineStats>?) -> Void { squat__v1__pipeline_stats__init }
+
+    func fill(_ c: inout Squat__V1__PipelineStats, _ arena: Arena) throws(WireError) {
+        c.micro_batches = microBatches
+        c.rows = rows
+        c.tokens_in = tokensIn
+        c.tokens_out = tokensOut
+        c.round_trip_us = roundTripMicroseconds
+        (c.n_stage_busy_us, c.stage_busy_us) = arena.scalars(stageBusyMicroseconds)
+        c.max_in_flight = maxInFlight
+        c.peak_in_flight = peakInFlight
+    }
+
+    init(c: Squat__V1__PipelineStats) throws(WireError) {
+        self.init(
+            microBatches: c.micro_batches, rows: c.rows, tokensIn: c.tokens_in, tokensOut: c.tokens_out,
+            roundTripMicroseconds: c.round_trip_us,
+            stageBusyMicroseconds: try CRead.scalars(c.n_stage_busy_us, c.stage_busy_us, Self.protoName, "stage_busy_us"),
+            maxInFlight: c.max_in_flight, peakInFlight: c.peak_in_flight)
     }
 }

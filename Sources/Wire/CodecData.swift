@@ -69,13 +69,15 @@ extension Activations: CMirror {
         c.micro_batch_id = microBatchID
         (c.n_rows, c.rows) = try arena.messages(rows)
         c.tensor = try arena.message(tensor)
+        (c.n_stage_busy_us, c.stage_busy_us) = arena.scalars(stageBusyMicroseconds)
     }
 
     init(c: Squat__V1__Activations) throws(WireError) {
         self.init(
             epoch: c.epoch, microBatchID: c.micro_batch_id,
             rows: try CRead.messages(c.n_rows, c.rows, Self.protoName, "rows"),
-            tensor: try CRead.required(c.tensor, Self.protoName, "tensor"))
+            tensor: try CRead.required(c.tensor, Self.protoName, "tensor"),
+            stageBusyMicroseconds: try CRead.scalars(c.n_stage_busy_us, c.stage_busy_us, Self.protoName, "stage_busy_us"))
     }
 }
 
@@ -102,11 +104,13 @@ extension SampledTokens: CMirror {
         c.epoch = epoch
         c.micro_batch_id = microBatchID
         (c.n_tokens, c.tokens) = try arena.messages(tokens)
+        (c.n_stage_busy_us, c.stage_busy_us) = arena.scalars(stageBusyMicroseconds)
     }
 
     init(c: Squat__V1__SampledTokens) throws(WireError) {
         self.init(
             epoch: c.epoch, microBatchID: c.micro_batch_id,
-            tokens: try CRead.messages(c.n_tokens, c.tokens, Self.protoName, "tokens"))
+            tokens: try CRead.messages(c.n_tokens, c.tokens, Self.protoName, "tokens"),
+            stageBusyMicroseconds: try CRead.scalars(c.n_stage_busy_us, c.stage_busy_us, Self.protoName, "stage_busy_us"))
     }
 }

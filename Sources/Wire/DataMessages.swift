@@ -96,13 +96,18 @@ public struct Activations: Sendable, Hashable {
     public var rows: [BatchRow]
     /// `squat.v1.Activations.tensor`.
     public var tensor: TensorHeader
+    /// Compute microseconds of each stage so far, in pipeline order.
+    public var stageBusyMicroseconds: [UInt64]
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
-    public init(epoch: UInt64, microBatchID: UInt64, rows: [BatchRow], tensor: TensorHeader) {
+    public init(
+        epoch: UInt64, microBatchID: UInt64, rows: [BatchRow], tensor: TensorHeader, stageBusyMicroseconds: [UInt64] = []
+    ) {
         self.epoch = epoch
         self.microBatchID = microBatchID
         self.rows = rows
         self.tensor = tensor
+        self.stageBusyMicroseconds = stageBusyMicroseconds
     }
 }
 
@@ -131,11 +136,14 @@ public struct SampledTokens: Sendable, Hashable {
     public var microBatchID: UInt64
     /// `squat.v1.SampledTokens.tokens`.
     public var tokens: [SampledToken]
+    /// Compute microseconds of every stage for this micro-batch, in pipeline order.
+    public var stageBusyMicroseconds: [UInt64]
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
-    public init(epoch: UInt64, microBatchID: UInt64, tokens: [SampledToken]) {
+    public init(epoch: UInt64, microBatchID: UInt64, tokens: [SampledToken], stageBusyMicroseconds: [UInt64] = []) {
         self.epoch = epoch
         self.microBatchID = microBatchID
         self.tokens = tokens
+        self.stageBusyMicroseconds = stageBusyMicroseconds
     }
 }

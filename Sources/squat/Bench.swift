@@ -19,6 +19,11 @@ struct Bench: ParsableCommand {
     var context: Int?
     @Option(help: "Activation precision in matrix products: f32 or q8.") var activations: String = "f32"
     @Option(help: "Write the results as JSON to this file.") var json: String?
+    @Option(help: "Benchmark a local cluster of N worker processes (coordinator + workers on loopback TCP) instead of one process.")
+    var cluster: Int?
+    @Option(parsing: .upToNextOption, help: "With --cluster: concurrent requests to measure.") var concurrency: [Int] = [1, 8]
+    @Option(help: "With --cluster: compute threads per worker.") var workerThreads = 1
+    @Option(help: "With --cluster: prompt tokens per request.") var clusterPromptTokens = 32
 
     struct Row: Codable {
         var test: String
@@ -30,6 +35,17 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        if let cluster {
+            guard cluster >= 1, workerThreads >= 1, concurrency.allSatisfy({ $0 >= 1 }) else {
+                throw ValidationError("--cluster, --worker-threads and --concurrency must be ≥ 1")
+            }
+            try ClusterBench(
+                modelPath: model.resolvedPath, workers: cluster, workerThreads: workerThreads, concurrency: concurrency,
+                promptTokens: clusterPromptTokens, decodeTokens: decodeTokens, repeats: repeats,
+                cacheFlags: cacheOptions.commandLineFlags, workerFlags: ["--activations", activations]
+            ).run(json: json)
+            return
+        }
         guard let act = ActivationPrecision(rawValue: activations) else {
             throw ValidationError("--activations must be f32 or q8, got '\(activations)'")
         }

@@ -85,3 +85,17 @@ struct CacheOptions: ParsableArguments {
         guard FullPrecision(rawValue: cache) != nil else { throw ValidationError("--cache must be f16 or f32, got '\(cache)'") }
     }
 }
+
+extension CacheOptions {
+    /// These options as command-line flags (to start cluster processes with the same cache).
+    var commandLineFlags: [String] {
+        var f = [
+            "--kv", kv, "--cache", cache, "--k-bits", "\(kBits)", "--v-bits", "\(vBits)", "--group-size", "\(groupSize)",
+            "--residual-length", "\(residualLength)", "--subspace-dim", "\(subspaceDim)", "--squat-lambda", "\(squatLambda)",
+            "--subspace-rope", subspaceRope, "--kv-scales", kvScales,
+        ]
+        if let quantGroupSize { f += ["--quant-group-size", "\(quantGroupSize)"] }
+        if let keyRope { f += ["--key-rope", keyRope] }
+        return f
+    }
+}

@@ -1,7 +1,9 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import KVCache
 import LlamaModel
+import Wire
 
 /// Sampling flags shared by `generate` and `submit`.
 struct SamplingOptions: ParsableArguments {
@@ -89,8 +91,19 @@ struct Generate: ParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var engine: EngineOptions
     @OptionGroup var cacheOptions: CacheOptions
+    @Option(
+        help: ArgumentHelp(
+            "Run the model as a pipeline of N stages in this process: a coordinator and N workers over inproc://, the cluster's own code (0: the plain generator).",
+            valueName: "N"))
+    var stages = 0
+
+    func validate() throws {
+        guard stages >= 0 else { throw ValidationError("--stages must be ≥ 0, got \(stages)") }
+        if stages > 0 && sampling.maxTokens < 1 { throw ValidationError("--max-tokens must be ≥ 1 with --stages") }
+    }
 
     func run() throws {
+        if stages > 0 { return try runStages() }
         let loaded = try LoadedModel.load(path: model.resolvedPath)
         let factory = try cacheOptions.factory(headDim: loaded.config.headDim, contextLength: loaded.config.contextLength)
         let tokens = try promptOptions.tokens(loaded.tokenizer)
@@ -108,6 +121,45 @@ struct Generate: ParsableCommand {
                 format: "\n[%d prompt tokens, prefill %.1f tok/s; %d generated, decode %.1f tok/s; finish: %@]\n",
                 result.promptTokens, result.prefillTokensPerSecond, result.tokens.count, result.decodeTokensPerSecond,
                 result.finishReason.rawValue))
+    }
+}
+
+extension Generate {
+    /// The same request through an in-process cluster of `stages` pipeline stages.
+    func runStages() throws {
+        let path = model.resolvedPath
+        let files = try ModelLoader.open(path: path)
+        let config = files.config
+        guard stages <= config.layerCount else {
+            throw ValidationError("--stages \(stages) exceeds the model's \(config.layerCount) layers")
+        }
+        _ = try cacheOptions.factory(headDim: config.headDim, contextLength: config.contextLength)
+        let prompt = try promptOptions.tokens(try files.tokenizer())
+        var coordinator = CoordinatorOptions(bind: "", modelPath: path)
+        coordinator.cache = try cacheOptions.wireConfig(headDim: config.headDim)
+        coordinator.quiet = true
+        let flags = cacheOptions
+        let workers = (0..<stages).map { i in
+            var w = WorkerOptions(
+                coordinator: "", modelPath: path, workerID: "stage\(i)", threads: max(1, engine.threads / stages)
+            ) { config, llama in
+                try flags.applying(config).factory(headDim: llama.headDim, contextLength: llama.contextLength)
+            }
+            w.activations = engine.activationPrecision
+            w.quiet = true
+            return w
+        }
+        let cluster = try LocalCluster(coordinator: coordinator, workers: workers)
+        defer { cluster.shutdown() }
+        let client = try ClusterClient(endpoint: cluster.endpoint, context: cluster.context)
+        let submit = Submit(
+            requestID: "generate", prompt: .tokens(prompt.map { UInt32(bitPattern: $0) }),
+            sampling: Sampling(
+                sampler: SamplerParams(sampling.parameters), maxTokens: UInt32(sampling.maxTokens), stop: sampling.stop,
+                ignoreEndOfGeneration: sampling.ignoreEos))
+        var printer = EventPrinter(json: false, stops: sampling.stop)
+        let finished = try client.submit(submit) { printer.handle($0) }
+        try printer.finish(finished)
     }
 }
 

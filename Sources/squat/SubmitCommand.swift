@@ -16,7 +16,6 @@ struct SubmitCommand: ParsableCommand {
     @Option(help: "Seconds of silence from the coordinator before giving up.") var timeout: Int = 120
 
     func validate() throws {
-        if sampling.ignoreEos { throw ValidationError("--ignore-eos is not available through the cluster yet") }
         guard sampling.maxTokens >= 1 else { throw ValidationError("--max-tokens must be ≥ 1 through the cluster") }
     }
 
@@ -34,40 +33,58 @@ struct SubmitCommand: ParsableCommand {
         let submit = Submit(
             requestID: UUID().uuidString, prompt: prompt,
             sampling: Sampling(
-                sampler: SamplerParams(sampling.parameters), maxTokens: UInt32(sampling.maxTokens), stop: sampling.stop))
+                sampler: SamplerParams(sampling.parameters), maxTokens: UInt32(sampling.maxTokens), stop: sampling.stop,
+                ignoreEndOfGeneration: sampling.ignoreEos))
         let client = try ClusterClient(endpoint: coordinator, timeout: .seconds(timeout))
-        let out = FileHandle.standardOutput
-        var assembler = TextAssembler(stops: sampling.stop)
-        var failure: ErrorReply?
-        let finished = try client.submit(submit) { event in
-            switch event {
-            case .token(let t):
-                if json {
-                    let piece = String(decoding: t.piece, as: UTF8.self)
-                    out.write(Data((jsonLine([
-                        "event": "token", "index": Int(t.index), "token_id": Int(t.tokenID), "piece": piece,
-                        "logprob": Double(t.logprob),
-                    ]) + "\n").utf8))
-                } else {
-                    out.write(Data(assembler.append(t.piece).utf8))
-                }
-            case .finished(let f):
-                if json {
-                    out.write(Data((jsonLine([
-                        "event": "finished", "reason": f.reason.generateName, "prompt_tokens": Int(f.usage.promptTokens),
-                        "completion_tokens": Int(f.usage.completionTokens), "prefill_us": Int(f.timings.prefillMicroseconds),
-                        "decode_us": Int(f.timings.decodeMicroseconds), "total_us": Int(f.timings.totalMicroseconds),
-                    ]) + "\n").utf8))
-                } else if f.reason != .stopString {
-                    out.write(Data(assembler.finish().utf8))
-                }
-            case .error(let e):
-                failure = e
-                if json {
-                    out.write(Data((jsonLine(["event": "error", "code": "\(e.code)", "message": e.message]) + "\n").utf8))
-                }
+        var printer = EventPrinter(json: json, stops: sampling.stop)
+        let finished = try client.submit(submit) { printer.handle($0) }
+        try printer.finish(finished)
+    }
+}
+
+/// Prints a request's events the way `squat generate` prints a generation: the text streamed to
+/// stdout, statistics to stderr; or one JSON object per event and line.
+struct EventPrinter {
+    let json: Bool
+    private var assembler: TextAssembler
+    private var failure: ErrorReply?
+    private let out = FileHandle.standardOutput
+
+    init(json: Bool, stops: [String]) {
+        self.json = json
+        assembler = TextAssembler(stops: stops)
+    }
+
+    mutating func handle(_ event: ClientEvent) {
+        switch event {
+        case .token(let t):
+            if json {
+                let piece = String(decoding: t.piece, as: UTF8.self)
+                write(jsonLine([
+                    "event": "token", "index": Int(t.index), "token_id": Int(t.tokenID), "piece": piece,
+                    "logprob": Double(t.logprob),
+                ]))
+            } else {
+                out.write(Data(assembler.append(t.piece).utf8))
             }
+        case .finished(let f):
+            if json {
+                write(jsonLine([
+                    "event": "finished", "reason": f.reason.generateName, "prompt_tokens": Int(f.usage.promptTokens),
+                    "completion_tokens": Int(f.usage.completionTokens), "prefill_us": Int(f.timings.prefillMicroseconds),
+                    "decode_us": Int(f.timings.decodeMicroseconds), "total_us": Int(f.timings.totalMicroseconds),
+                ]))
+            } else if f.reason != .stopString {
+                out.write(Data(assembler.finish().utf8))
+            }
+        case .error(let e):
+            failure = e
+            if json { write(jsonLine(["event": "error", "code": "\(e.code)", "message": e.message])) }
         }
+    }
+
+    /// The statistics line (text mode) and the exit status: 1 after an error.
+    func finish(_ finished: Finished?) throws {
         if let f = finished, !json {
             let prefill = Double(f.timings.prefillMicroseconds) / 1e6
             let decode = Double(f.timings.decodeMicroseconds) / 1e6
@@ -83,6 +100,8 @@ struct SubmitCommand: ParsableCommand {
             throw ExitCode(1)
         }
     }
+
+    private func write(_ line: String) { out.write(Data((line + "\n").utf8)) }
 
     private func jsonLine(_ object: [String: Any]) -> String {
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }

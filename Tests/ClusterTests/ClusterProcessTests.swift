@@ -42,32 +42,56 @@ struct ClusterProcessTests {
         }
     }
 
-    @Test("coordinator + 2 workers give the single-process tokens, all prompts at once", arguments: ["full", "squat"])
-    func matchesGenerator(kv: String) throws {
-        // The golden prompts, plus one long enough for two prefill chunks (> 512 tokens).
-        let long = String(repeating: "The quick brown fox jumps over the lazy dog while the cat watches. ", count: 45)
-        let prompts = try goldenPrompts() + [(name: "long", text: long + "What did the fox do?", tokens: 12)]
-        let expected = try reference(kv, prompts: prompts)
+    /// Eight prompts of different lengths (3 to 600+ tokens: one needs two prefill chunks).
+    static func mixedPrompts() throws -> [(name: String, text: String, tokens: Int)] {
+        let golden = try goldenPrompts().prefix(5).map { (name: $0.name, text: $0.text, tokens: 12) }
+        let sentence = "The quick brown fox jumps over the lazy dog while the cat watches. "
+        return golden + [
+            (name: "medium", text: String(repeating: sentence, count: 12) + "What did the fox do?", tokens: 12),
+            (name: "long", text: String(repeating: sentence, count: 45) + "What did the cat do?", tokens: 12),
+            (name: "tiny", text: "Hi", tokens: 12),
+        ]
+    }
+
+    /// The generator's tokens per cache kind, computed once for all cluster shapes.
+    static let references = Mutex<[String: [([Int32], String)]]>([:])
+
+    func cachedReference(_ kv: String, prompts: [(name: String, text: String, tokens: Int)]) throws -> [([Int32], String)] {
+        if let r = Self.references.withLock({ $0[kv] }) { return r }
+        let r = try reference(kv, prompts: prompts)
+        Self.references.withLock { $0[kv] = r }
+        return r
+    }
+
+    @Test(
+        "1, 2 and 3 workers give the single-process tokens for 8 requests submitted at once",
+        arguments: [1, 2, 3], ["full", "kivi", "squat"])
+    func matchesGenerator(workers: Int, kv: String) throws {
+        let prompts = try Self.mixedPrompts()
+        let expected = try cachedReference(kv, prompts: prompts)
         let procs = try Processes()
         defer { procs.stopAll() }
-        let endpoint = try procs.startCoordinator(["--workers", "2", "--kv", kv])
-        for w in ["w1", "w2"] {
-            try procs.spawn(w, ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", w])
+        let endpoint = try procs.startCoordinator(["--workers", "\(workers)", "--kv", kv])
+        for w in 1...workers {
+            try procs.spawn("w\(w)", ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", "w\(w)", "--kv", kv])
         }
-        try procs.waitReady(endpoint, workers: 2)
+        try procs.waitReady(endpoint, workers: workers)
 
-        // Garbage from a peer is counted and dropped, never a crash.
-        let context = try Context()
-        let junk = try Socket(context, .dealer, options: [.linger(.zero)])
-        try junk.connect(endpoint)
-        _ = try junk.send(frames: [[0xFF, 0x00, 0x13]])
-        let status = try ClusterClient(endpoint: endpoint).status()
-        let push = try Socket(context, .push, options: [.linger(.zero)])
-        try push.connect(status.workers[1].dataEndpoint)
-        _ = try push.send(frames: [[1, 2, 3], [4]])
-        _ = try push.send(.stepBatch(StepBatch(epoch: 999, microBatchID: 1, rows: [BatchRow(sequenceID: 7, startPosition: 0, count: 1)], tokenIDs: [1])))
+        if workers == 2 && kv == "full" {
+            // Garbage from a peer is counted and dropped, never a crash.
+            let context = try Context()
+            let junk = try Socket(context, .dealer, options: [.linger(.zero)])
+            try junk.connect(endpoint)
+            _ = try junk.send(frames: [[0xFF, 0x00, 0x13]])
+            let status = try ClusterClient(endpoint: endpoint).status()
+            let push = try Socket(context, .push, options: [.linger(.zero)])
+            try push.connect(status.workers[1].dataEndpoint)
+            _ = try push.send(frames: [[1, 2, 3], [4]])
+            _ = try push.send(
+                .stepBatch(StepBatch(epoch: 999, microBatchID: 1, rows: [BatchRow(sequenceID: 7, startPosition: 0, count: 1)], tokenIDs: [1])))
+        }
 
-        // Every prompt submitted at once: continuous batching must not change any token.
+        // Every prompt submitted at once: continuous batching and pipelining must not change any token.
         let results = Mutex<[Int: ([Int32], Finished.Reason?)]>([:])
         let group = DispatchGroup()
         for (i, p) in prompts.enumerated() {
@@ -89,21 +113,89 @@ struct ClusterProcessTests {
                 results.withLock { $0[i] = (tokens, reason) }
             }.start()
         }
-        #expect(group.wait(timeout: .now() + 240) == .success, "requests did not finish:\n\(procs.allLogs)")
+        #expect(group.wait(timeout: .now() + 300) == .success, "requests did not finish:\n\(procs.allLogs)")
         let got = results.withLock { $0 }
         for (i, p) in prompts.enumerated() {
             let (tokens, reason) = got[i] ?? ([], nil)
-            #expect(tokens == expected[i].0, "\(kv) \(p.name): cluster tokens differ from the generator's")
+            #expect(tokens == expected[i].0, "\(workers) worker(s), \(kv), \(p.name): cluster tokens differ from the generator's")
             let name = reason.map { $0 == .maxTokens ? "length" : $0 == .endOfSequence ? "stop" : "\($0)" }
-            #expect(name == expected[i].1, "\(kv) \(p.name): finish reason")
+            #expect(name == expected[i].1, "\(workers) worker(s), \(kv), \(p.name): finish reason")
         }
         let client = try ClusterClient(endpoint: endpoint)
-        #expect(try client.status().droppedMalformed >= 1)
-        // The stale StepBatch was counted by the worker and reported in its heartbeats.
-        #expect(Processes.wait(.seconds(5)) { (try? client.status().workers.map(\.droppedStale).reduce(0, +)) ?? 0 >= 1 })
         let after = try client.status()
-        #expect(after.workers.count == 2)
+        #expect(after.workers.count == workers)
         #expect(after.sequences.isEmpty)
+        // Pipelining: one micro-batch per stage may be in flight, and with 8 sequences was.
+        #expect(after.pipeline.maxInFlight == UInt32(workers))
+        #expect(after.pipeline.peakInFlight == UInt32(workers), "peak micro-batches in flight")
+        #expect(after.pipeline.stageBusyMicroseconds.count == workers)
+        #expect(after.pipeline.tokensOut >= UInt64(prompts.count))
+        if workers == 2 && kv == "full" {
+            #expect(after.droppedMalformed >= 1)
+            // The stale StepBatch was counted by the worker and reported in its heartbeats.
+            #expect(Processes.wait(.seconds(5)) { (try? client.status().workers.map(\.droppedStale).reduce(0, +)) ?? 0 >= 1 })
+        }
+        // Every cache was released: the workers report no KV memory in use.
+        #expect(Processes.wait(.seconds(5)) { (try? client.status().workers.allSatisfy { $0.kvBytesUsed == 0 }) ?? false })
+    }
+
+    @Test("generate --stages N prints byte for byte what generate prints")
+    func stagesMatchGenerate() throws {
+        let procs = try Processes()
+        defer { procs.stopAll() }
+        let request = ["--chat", "--temperature", "0", "--max-tokens", "48", "Name three rivers in Europe."]
+        let plain = try procs.spawn("plain", ["generate", "--model", Paths.model, "--threads", "1"] + request)
+        let staged = try procs.spawn("staged", ["generate", "--model", Paths.model, "--threads", "3", "--stages", "3"] + request)
+        #expect(Processes.wait(.seconds(120)) { !plain.isRunning && !staged.isRunning })
+        #expect(plain.terminationStatus == 0 && staged.terminationStatus == 0, "\(procs.allLogs)")
+        func text(_ log: String) -> String {
+            let kept = log.components(separatedBy: "\n").filter { !$0.hasPrefix("loaded ") }.joined(separator: "\n")
+            return String(kept.split(separator: "\n[", omittingEmptySubsequences: false).first ?? "")
+        }
+        #expect(!text(procs.log("plain")).isEmpty)
+        #expect(text(procs.log("staged")) == text(procs.log("plain")), "\(procs.allLogs)")
+    }
+
+    @Test("a cancelled request ends with Finished(cancelled) and frees its caches")
+    func cancel() throws {
+        let procs = try Processes()
+        defer { procs.stopAll() }
+        let endpoint = try procs.startCoordinator(["--workers", "2"])
+        for w in ["w1", "w2"] {
+            try procs.spawn(w, ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", w])
+        }
+        try procs.waitReady(endpoint, workers: 2)
+        let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(60))
+        var tokens = 0
+        var sawKV = false
+        let finished = try client.submit(
+            Submit(requestID: "c1", prompt: .text("Write a long story about a dragon."), sampling: Sampling(maxTokens: 500, ignoreEndOfGeneration: true))
+        ) { event in
+            guard case .token = event else { return }
+            tokens += 1
+            if tokens == 5 {
+                sawKV = try ClusterClient(endpoint: endpoint).status().sequences.count == 1
+                try client.cancel("c1")
+            }
+        }
+        #expect(finished?.reason == .cancelled)
+        #expect(tokens >= 5 && tokens < 500)
+        #expect(sawKV)
+        #expect(Processes.wait(.seconds(10)) {
+            guard let s = try? ClusterClient(endpoint: endpoint).status() else { return false }
+            return s.sequences.isEmpty && s.workers.allSatisfy { $0.kvBytesUsed == 0 }
+        }, "caches not freed after cancel:\n\(procs.allLogs)")
+        // Cancelling an unknown request is an error naming it, not a crash.
+        let context = try Context()
+        let raw = try Socket(context, .dealer, options: [.linger(.zero), .receiveTimeout(.seconds(5))])
+        try raw.connect(endpoint)
+        _ = try raw.send(.cancel(Cancel(requestID: "nope")))
+        let reply = try raw.receiveMessage()
+        guard case .message(let incoming) = consume reply, case .error(let e) = incoming.message else {
+            Issue.record("no error reply to cancelling an unknown request")
+            return
+        }
+        #expect(e.code == .unknownRequest && e.requestID == "nope")
     }
 
     @Test("squat submit prints byte for byte what squat generate prints")
@@ -169,6 +261,10 @@ struct ClusterProcessTests {
         #expect(group.wait(timeout: .now() + 120) == .success)
         #expect(together.withLock { $0 } == alone, "\(procs.allLogs)")
         #expect(Processes.wait(.seconds(10)) { (try? ClusterClient(endpoint: endpoint).status().sequences.isEmpty) ?? false })
+        // The abandoned request's caches were freed on every worker.
+        #expect(Processes.wait(.seconds(10)) {
+            (try? ClusterClient(endpoint: endpoint).status().workers.allSatisfy { $0.kvBytesUsed == 0 }) ?? false
+        })
     }
 
     @Test("a worker with another model file is refused with a clear message")

@@ -31,6 +31,7 @@ typedef struct Squat__V1__Cancel Squat__V1__Cancel;
 typedef struct Squat__V1__StatusRequest Squat__V1__StatusRequest;
 typedef struct Squat__V1__WorkerStatus Squat__V1__WorkerStatus;
 typedef struct Squat__V1__SequenceStatus Squat__V1__SequenceStatus;
+typedef struct Squat__V1__PipelineStats Squat__V1__PipelineStats;
 typedef struct Squat__V1__Status Squat__V1__Status;
 
 
@@ -155,10 +156,14 @@ struct  Squat__V1__Sampling
    */
   size_t n_stop;
   char **stop;
+  /*
+   * keep going past end-of-generation tokens (benchmarks)
+   */
+  protobuf_c_boolean ignore_eos;
 };
 #define SQUAT__V1__SAMPLING__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__sampling__descriptor) \
-    , NULL, 0, 0,NULL }
+    , NULL, 0, 0,NULL, 0 }
 
 
 /*
@@ -361,6 +366,49 @@ struct  Squat__V1__SequenceStatus
 
 
 /*
+ * Totals since the coordinator started, over micro-batches answered by the pipeline.
+ * Per-hop overhead = (round_trip_us - sum(stage_busy_us)) / (micro_batches * (stages + 1)).
+ */
+struct  Squat__V1__PipelineStats
+{
+  ProtobufCMessage base;
+  uint64_t micro_batches;
+  /*
+   * sequence rows (prefill chunks and decode rows)
+   */
+  uint64_t rows;
+  /*
+   * tokens run through the pipeline
+   */
+  uint64_t tokens_in;
+  /*
+   * tokens sampled
+   */
+  uint64_t tokens_out;
+  /*
+   * coordinator send -> sampled tokens back
+   */
+  uint64_t round_trip_us;
+  /*
+   * per stage, in pipeline order
+   */
+  size_t n_stage_busy_us;
+  uint64_t *stage_busy_us;
+  /*
+   * the credit: micro-batches the pipeline may hold at once
+   */
+  uint32_t max_in_flight;
+  /*
+   * the most micro-batches it held at once so far
+   */
+  uint32_t peak_in_flight;
+};
+#define SQUAT__V1__PIPELINE_STATS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&squat__v1__pipeline_stats__descriptor) \
+    , 0, 0, 0, 0, 0, 0,NULL, 0, 0 }
+
+
+/*
  * Coordinator -> client: the cluster as the coordinator sees it.
  */
 struct  Squat__V1__Status
@@ -380,10 +428,11 @@ struct  Squat__V1__Status
    * frames that failed to decode
    */
   uint64_t dropped_malformed;
+  Squat__V1__PipelineStats *pipeline;
 };
 #define SQUAT__V1__STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__status__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, NULL }
 
 
 /* Squat__V1__ChatMessage methods */
@@ -671,6 +720,25 @@ Squat__V1__SequenceStatus *
 void   squat__v1__sequence_status__free_unpacked
                      (Squat__V1__SequenceStatus *message,
                       ProtobufCAllocator *allocator);
+/* Squat__V1__PipelineStats methods */
+void   squat__v1__pipeline_stats__init
+                     (Squat__V1__PipelineStats         *message);
+size_t squat__v1__pipeline_stats__get_packed_size
+                     (const Squat__V1__PipelineStats   *message);
+size_t squat__v1__pipeline_stats__pack
+                     (const Squat__V1__PipelineStats   *message,
+                      uint8_t             *out);
+size_t squat__v1__pipeline_stats__pack_to_buffer
+                     (const Squat__V1__PipelineStats   *message,
+                      ProtobufCBuffer     *buffer);
+Squat__V1__PipelineStats *
+       squat__v1__pipeline_stats__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   squat__v1__pipeline_stats__free_unpacked
+                     (Squat__V1__PipelineStats *message,
+                      ProtobufCAllocator *allocator);
 /* Squat__V1__Status methods */
 void   squat__v1__status__init
                      (Squat__V1__Status         *message);
@@ -737,6 +805,9 @@ typedef void (*Squat__V1__WorkerStatus_Closure)
 typedef void (*Squat__V1__SequenceStatus_Closure)
                  (const Squat__V1__SequenceStatus *message,
                   void *closure_data);
+typedef void (*Squat__V1__PipelineStats_Closure)
+                 (const Squat__V1__PipelineStats *message,
+                  void *closure_data);
 typedef void (*Squat__V1__Status_Closure)
                  (const Squat__V1__Status *message,
                   void *closure_data);
@@ -765,6 +836,7 @@ extern const ProtobufCMessageDescriptor squat__v1__cancel__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__status_request__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__worker_status__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__sequence_status__descriptor;
+extern const ProtobufCMessageDescriptor squat__v1__pipeline_stats__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__status__descriptor;
 
 PROTOBUF_C__END_DECLS

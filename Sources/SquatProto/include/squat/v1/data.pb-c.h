@@ -124,10 +124,15 @@ struct  Squat__V1__Activations
   size_t n_rows;
   Squat__V1__BatchRow **rows;
   Squat__V1__TensorHeader *tensor;
+  /*
+   * compute time of each stage so far, in pipeline order
+   */
+  size_t n_stage_busy_us;
+  uint64_t *stage_busy_us;
 };
 #define SQUAT__V1__ACTIVATIONS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__activations__descriptor) \
-    , 0, 0, 0,NULL, NULL }
+    , 0, 0, 0,NULL, NULL, 0,NULL }
 
 
 struct  Squat__V1__SampledToken
@@ -152,10 +157,15 @@ struct  Squat__V1__SampledTokens
   uint64_t micro_batch_id;
   size_t n_tokens;
   Squat__V1__SampledToken **tokens;
+  /*
+   * compute time of every stage for this micro-batch
+   */
+  size_t n_stage_busy_us;
+  uint64_t *stage_busy_us;
 };
 #define SQUAT__V1__SAMPLED_TOKENS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__sampled_tokens__descriptor) \
-    , 0, 0, 0,NULL }
+    , 0, 0, 0,NULL, 0,NULL }
 
 
 /* Squat__V1__RowSampling methods */
