@@ -16,8 +16,11 @@ Requirements: scripts/setup.sh installs them (protoc, pyzmq, protobuf).
 import argparse, codecs, subprocess, sys, tempfile, uuid
 from pathlib import Path
 
-import zmq
-from google.protobuf import descriptor_pb2, message_factory
+try:
+    import zmq
+    from google.protobuf import descriptor_pb2, message_factory
+except ImportError as e:
+    sys.exit(f"squat_client: {e}: run scripts/setup.sh")
 
 PROTOCOL_VERSION = 1
 PROTO_ROOT = Path(__file__).resolve().parents[2] / "proto"
@@ -28,8 +31,11 @@ def load_messages(proto_root=PROTO_ROOT):
     files = sorted(str(p.relative_to(proto_root)) for p in (proto_root / "squat" / "v1").glob("*.proto"))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "squat.desc"
-        subprocess.run(["protoc", f"-I{proto_root}", "--include_imports", f"--descriptor_set_out={out}", *files],
-                       check=True)
+        try:
+            subprocess.run(["protoc", f"-I{proto_root}", "--include_imports", f"--descriptor_set_out={out}", *files],
+                           check=True)
+        except FileNotFoundError:
+            sys.exit("squat_client: protoc not found: run scripts/setup.sh")
         fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
     return {name.removeprefix("squat.v1."): cls for name, cls in message_factory.GetMessages(fds.file).items()}
 
