@@ -28,7 +28,8 @@ struct PythonClientTests {
         )
 
         let endpoint = try procs.startCoordinator(["--workers", "1"])
-        try procs.spawn("w1", ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", "w1"])
+        try procs.spawn(
+            "w1", ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", "w1"])
         try procs.waitReady(endpoint, workers: 1)
 
         // Status from Python: the same worker line the Swift client's status gives.
@@ -37,12 +38,17 @@ struct PythonClientTests {
         #expect(Processes.wait(.seconds(30)) { !status.isRunning })
         #expect(status.terminationStatus == 0, "\(procs.log("python-status"))")
         let lines = String(decoding: procs.output("python-status"), as: UTF8.self).split(separator: "\n")
-        #expect(lines.contains("w1\t\(w.layers.start)..<\(w.layers.end)\tWORKER_STATE_READY\t\(w.dataEndpoint)"), "\(lines)")
+        #expect(
+            lines.contains("w1\t\(w.layers.start)..<\(w.layers.end)\tWORKER_STATE_READY\t\(w.dataEndpoint)"), "\(lines)"
+        )
         #expect(w.layers.end > w.layers.start)
 
         // Greedy requests, through Python and through `squat generate`: stdout bytes equal.
         let requests = [
-            ["--chat", "--temperature", "0", "--max-tokens", "40", "--stop", "Everest", "What is the tallest mountain in the world?"],
+            [
+                "--chat", "--temperature", "0", "--max-tokens", "40", "--stop", "Everest",
+                "What is the tallest mountain in the world?",
+            ],
             ["--temperature", "0", "--max-tokens", "32", "The capital of France is"],
         ]
         var generated: [Data] = []
@@ -59,12 +65,16 @@ struct PythonClientTests {
         }
 
         // The same prompt as token ids (from `squat tokenize`) gives the same text.
-        let tokenize = try procs.spawn("tokenize", ["tokenize", "--model", Paths.model, "The capital of France is"], separateOutput: true)
+        let tokenize = try procs.spawn(
+            "tokenize", ["tokenize", "--model", Paths.model, "The capital of France is"], separateOutput: true)
         #expect(Processes.wait(.seconds(60)) { !tokenize.isRunning })
         let ids = String(decoding: procs.output("tokenize"), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines.union(CharacterSet(charactersIn: "[]"))).replacingOccurrences(of: " ", with: "")
+            .trimmingCharacters(in: .whitespacesAndNewlines.union(CharacterSet(charactersIn: "[]")))
+            .replacingOccurrences(of: " ", with: "")
         #expect(!ids.isEmpty)
-        let byIDs = try python(procs, "python-ids", ["--coordinator", endpoint, "--tokens", ids, "--temperature", "0", "--max-tokens", "32"])
+        let byIDs = try python(
+            procs, "python-ids",
+            ["--coordinator", endpoint, "--tokens", ids, "--temperature", "0", "--max-tokens", "32"])
         #expect(Processes.wait(.seconds(120)) { !byIDs.isRunning })
         #expect(byIDs.terminationStatus == 0, "\(procs.log("python-ids"))")
         #expect(procs.output("python-ids") == generated[1], "\(procs.allLogs)")
