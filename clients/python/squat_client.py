@@ -78,11 +78,12 @@ class SquatClient:
         """Generates events for one request: ("token", TokenEvent) with the raw `piece` bytes,
         then ("finished", Finished) with `reason`, `usage`, `timings`; or ("error", Error).
         `prompt` is a str, a list of (role, content) chat messages, or a list of token ids.
-        Leaving the loop early cancels the request."""
+        The Submit goes out when the loop starts; leaving the loop early cancels the request."""
         submit = pb["Submit"](request_id=request_id or uuid.uuid4().hex)
         if isinstance(prompt, str):
             submit.text = prompt
         elif all(isinstance(p, int) for p in prompt):
+            submit.tokens.SetInParent()  # present even when empty
             submit.tokens.ids.extend(prompt)
         else:
             submit.chat.messages.extend(pb["ChatMessage"](role=r, content=c) for r, c in prompt)
