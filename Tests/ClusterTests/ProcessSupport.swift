@@ -56,20 +56,31 @@ final class Processes: @unchecked Sendable {
 
     deinit { stopAll() }
 
-    /// Starts `squat args…` with stdout and stderr in `<name>.log`.
+    /// Starts `squat args…` (or `executable args…`) with stderr in `<name>.log`, and stdout
+    /// there too or, with `separateOutput`, alone in `<name>.out` (see `output(_:)`).
     @discardableResult
-    func spawn(_ name: String, _ args: [String]) throws -> Process {
+    func spawn(_ name: String, executable: String? = nil, _ args: [String], separateOutput: Bool = false) throws
+        -> Process
+    {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
+        p.executableURL = URL(fileURLWithPath: executable ?? binary)
         p.arguments = args
+        func file(_ suffix: String) throws -> FileHandle {
+            let url = directory.appendingPathComponent("\(name).\(suffix)")
+            _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+            return try FileHandle(forWritingTo: url)
+        }
         let log = directory.appendingPathComponent("\(name).log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        p.standardOutput = handle
-        p.standardError = handle
+        p.standardError = try file("log")
+        p.standardOutput = separateOutput ? try file("out") : p.standardError
         try p.run()
         children.append((name, p, log))
         return p
+    }
+
+    /// The stdout bytes of a child started with `separateOutput`.
+    func output(_ name: String) -> Data {
+        FileManager.default.contents(atPath: directory.appendingPathComponent("\(name).out").path) ?? Data()
     }
 
     func log(_ name: String) -> String {
