@@ -12,11 +12,13 @@ struct CoordinatorCommand: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @Option(help: "Workers to wait for before planning the pipeline.") var workers: Int = 1
     @Option(help: "Tokens generated when a request does not say.") var defaultMaxTokens: Int = 256
+    @Option(help: "Micro-batches the pipeline may hold at once (default: one per stage).") var maxInFlight: Int?
     @Flag(help: "Log every dropped frame and admitted request.") var verbose = false
     @OptionGroup var cacheOptions: CacheOptions
 
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be ≥ 1") }
+        if let m = maxInFlight, m < 1 { throw ValidationError("--max-in-flight must be ≥ 1, got \(m)") }
     }
 
     func run() throws {
@@ -29,6 +31,7 @@ struct CoordinatorCommand: ParsableCommand {
         options.minWorkers = workers
         options.cache = try cacheOptions.wireConfig(headDim: files.config.headDim)
         options.defaultMaxTokens = defaultMaxTokens
+        options.maxInFlight = maxInFlight
         options.verbose = verbose
         let coordinator = try Coordinator(options: options)
         try coordinator.run(shouldStop: { Signals.stop })
