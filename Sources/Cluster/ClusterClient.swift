@@ -18,6 +18,9 @@ public final class ClusterClient {
     public var timeout: Duration
     private let context: Context
     private let socket: Socket
+    /// Connection events of `socket`: a coordinator that goes away while a request is live
+    /// ends the request with a clear error instead of a long silence.
+    private let monitor: SocketMonitor
 
     /// Connects to `endpoint`; pass the cluster's `context` to reach an `inproc://` endpoint.
     public init(endpoint: String, timeout: Duration = .seconds(120), context: Context? = nil) throws {
@@ -25,6 +28,7 @@ public final class ClusterClient {
         self.timeout = timeout
         if let context { self.context = context } else { self.context = try Context() }
         socket = try Socket(self.context, .dealer, options: [.linger(.zero)])
+        monitor = try socket.monitor(events: [.connected, .disconnected])
         try socket.connect(endpoint)
     }
 
@@ -43,7 +47,15 @@ public final class ClusterClient {
                 throw ClusterError("no answer from the coordinator at \(endpoint) for \(timeout)")
             }
             let ready = try poller.poll(timeout: min(left, .milliseconds(200)))
-            guard ready[0].contains(.readable) else { continue }
+            guard ready[0].contains(.readable) else {
+                while let event = try monitor.next(timeout: .zero) {
+                    if event.kind == .disconnected {
+                        throw ClusterError(
+                            "lost the connection to the coordinator at \(endpoint) while request '\(submit.requestID)' was live; it did not finish")
+                    }
+                }
+                continue
+            }
             let inbound = try socket.receiveMessage(dontWait: true)
             switch consume inbound {
             case .timeout: continue
@@ -73,9 +85,21 @@ public final class ClusterClient {
         _ = try socket.send(.cancel(Cancel(requestID: requestID)))
     }
 
+    /// Asks the coordinator to move a worker's layers to the others and let it go; returns the
+    /// cluster's status after the request was taken.
+    public func drain(workerID: String) throws -> Status {
+        _ = try socket.send(.drainRequest(DrainRequest(workerID: workerID)))
+        return try awaitStatus(orErrorFor: "")
+    }
+
     /// Asks for the cluster's status.
     public func status(includeSequences: Bool = true) throws -> Status {
         _ = try socket.send(.statusRequest(StatusRequest(includeSequences: includeSequences)))
+        return try awaitStatus(orErrorFor: nil)
+    }
+
+    /// The next Status (an Error with request id `errorID` fails instead).
+    private func awaitStatus(orErrorFor errorID: String?) throws -> Status {
         var poller = Poller()
         poller.add(socket)
         let deadline = Monotonic.now() + min(timeout, .seconds(5))
@@ -83,10 +107,13 @@ public final class ClusterClient {
             let ready = try poller.poll(timeout: .milliseconds(200))
             guard ready[0].contains(.readable) else { continue }
             let inbound = try socket.receiveMessage(dontWait: true)
-            if case .message(let incoming) = consume inbound,
-                case .status(let s) = incoming.message
-            {
-                return s
+            if case .message(let incoming) = consume inbound {
+                switch incoming.message {
+                case .status(let s): return s
+                case .error(let e) where errorID != nil && e.requestID == errorID:
+                    throw ClusterError("the coordinator refused: \(e.message)")
+                default: continue
+                }
             }
         }
         throw ClusterError("no status from the coordinator at \(endpoint)")

@@ -64,6 +64,8 @@ public final class Coordinator {
         var load: WorkerLoad?
         var heartbeatEpoch: UInt64 = 0
         var layers = LayerRange()
+        /// Asked to leave: planned without, then sent Drain.
+        var draining = false
     }
 
     final class Sequence {
@@ -78,7 +80,10 @@ public final class Coordinator {
         let ignoreEndOfGeneration: Bool
         var decoder: StreamingDecoder
         var stops: StopMatcher
-        var prefilled = 0
+        /// Tokens of `history` sent into the current epoch's pipeline (its caches hold them, or
+        /// will when the micro-batch in flight is done). A new epoch starts it again at 0:
+        /// the prompt and the generated tokens are replayed exactly as they were first fed.
+        var fed = 0
         var inFlight = false
         let submitted: ContinuousClock.Instant
         var admitted: ContinuousClock.Instant?
@@ -127,6 +132,17 @@ public final class Coordinator {
     private var droppedStale: UInt64 = 0
     private var droppedMalformed: UInt64 = 0
     private var pipelineWasReady = false
+    /// The first plan waits for `minWorkers`; later ones follow membership.
+    private var planned = false
+    private var needsPlan = false
+    /// Why nothing is served, when nothing is ("" while serving).
+    private var holdReason = "waiting for workers"
+    /// Workers a send found gone (ROUTER_MANDATORY's EHOSTUNREACH): reaped in the loop.
+    private var unreachable: Set<[UInt8]> = []
+    private var replans: UInt64 = 0
+    private var tokensReplayed: UInt64 = 0
+    /// When the pipeline last broke (a worker lost), for the recovery time in the log.
+    private var brokenSince: ContinuousClock.Instant?
 
     public init(options: CoordinatorOptions) throws {
         self.options = options
@@ -153,7 +169,8 @@ public final class Coordinator {
             }
             let now = Monotonic.now()
             if now - lastHeartbeat >= options.heartbeatInterval { heartbeatAndReap(now) }
-            if pipeline.isEmpty && workers.count >= options.minWorkers { try plan() }
+            if !unreachable.isEmpty { reapUnreachable() }
+            if needsPlan || (!planned && workers.count >= options.minWorkers) { try plan() }
             for (id, f) in inFlight where now - f.sent > options.stepTimeout {
                 log.info("micro-batch \(id) unanswered for \(options.stepTimeout): failing its sequences")
                 inFlight[id] = nil
@@ -186,9 +203,16 @@ public final class Coordinator {
         }
         if ready && !pipelineWasReady {
             pipelineWasReady = true
+            holdReason = ""
+            var recovered = ""
+            if let t = brokenSince {
+                recovered = "; recovered \(Monotonic.now() - t) after the loss"
+                brokenSince = nil
+            }
+            let replaying = order.compactMap { sequences[$0] }.filter { !$0.generated.isEmpty }.count
             log.info("pipeline ready (epoch \(epoch)): " + pipeline.compactMap { id in
                 workers.first { $0.identity == id }.map { "\($0.id) \($0.layers)" }
-            }.joined(separator: " → "))
+            }.joined(separator: " → ") + (replaying > 0 ? "; replaying \(replaying) live sequence(s)" : "") + recovered)
         }
         return ready
     }
@@ -224,6 +248,7 @@ public final class Coordinator {
                     send(.error(ErrorReply(requestID: c.requestID, code: .unknownRequest, message: "no such live request")), to: identity)
                 }
             case .statusRequest(let r): send(.status(status(includeSequences: r.includeSequences)), to: identity)
+            case .drainRequest(let d): handleDrainRequest(d, from: identity)
             default:
                 droppedMalformed += 1
             }
@@ -239,7 +264,11 @@ public final class Coordinator {
         } catch {
             log.debug("cannot send \(message.name): \(error)")
             if case .hostUnreachable = error {
-                for s in sequences.values where s.client == identity { finish(s.id, reason: .cancelled, notify: false) }
+                if isWorker(identity) {
+                    unreachable.insert(identity)
+                } else {
+                    for s in sequences.values where s.client == identity { finish(s.id, reason: .cancelled, notify: false) }
+                }
             }
         }
     }
@@ -255,14 +284,17 @@ public final class Coordinator {
             return
         }
         if let existing = workers.firstIndex(where: { $0.id == r.workerID }) {
-            guard workers[existing].identity == identity else {
-                send(.refuse(Refuse(reason: .duplicateWorkerID, message: "worker id '\(r.workerID)' is already registered")), to: identity)
-                return
-            }
-            return
+            guard workers[existing].identity != identity else { return }
+            // The same worker on a new connection (it lost ours and registered again): the old
+            // connection is dead; its layers are planned anew.
+            log.info("worker \(r.workerID) registered again on a new connection; replacing the old one")
+            let old = workers.remove(at: existing)
+            if pipeline.contains(old.identity) { pipelineBroken() }
         }
         workers.append(WorkerEntry(id: r.workerID, identity: identity, register: r, lastHeard: Monotonic.now()))
         log.info("worker \(r.workerID) registered (\(r.threads) threads, data \(r.dataEndpoint)); \(workers.count) known")
+        // A worker joining a serving cluster takes a share of the layers: plan anew.
+        if planned { needsPlan = true }
         send(
             .registerReply(RegisterReply(
                 workerID: r.workerID, heartbeatIntervalMs: UInt32(options.heartbeatInterval.components.seconds * 1000),
@@ -400,28 +432,83 @@ public final class Coordinator {
         }
         guard !lost.isEmpty else { return }
         for w in lost { log.info("worker \(w.id) lost (silent for more than \(silence))") }
-        if lost.contains(where: { pipeline.contains($0.identity) }) {
-            for id in order where sequences[id]?.prefilled ?? 0 > 0 {
-                fail(id, code: .unavailable, message: "a worker of the pipeline was lost")
+        if lost.contains(where: { pipeline.contains($0.identity) }) { pipelineBroken() }
+    }
+
+    /// Workers whose connection is gone (a send failed with EHOSTUNREACH): lost now, without
+    /// waiting for their heartbeats to lapse.
+    private func reapUnreachable() {
+        let gone = unreachable
+        unreachable = []
+        var broken = false
+        workers.removeAll { w in
+            guard gone.contains(w.identity) else { return false }
+            log.info("worker \(w.id) lost (its connection closed)")
+            if pipeline.contains(w.identity) { broken = true }
+            return true
+        }
+        if broken { pipelineBroken() }
+    }
+
+    /// A stage of the pipeline is gone: stop sending, plan among the others, replay.
+    private func pipelineBroken() {
+        if brokenSince == nil { brokenSince = Monotonic.now() }
+        pipeline = []
+        pipelineWasReady = false
+        firstStage?.close()
+        firstStage = nil
+        needsPlan = true
+    }
+
+    /// A client (or the worker itself) asks a worker to leave: plan without it, then Drain it.
+    private func handleDrainRequest(_ d: DrainRequest, from identity: [UInt8]) {
+        guard let i = workers.firstIndex(where: { $0.id == d.workerID }) else {
+            if !isWorker(identity) {
+                send(.error(ErrorReply(code: .invalidRequest, message: "no worker '\(d.workerID)' is registered")), to: identity)
             }
-            inFlight.removeAll()
+            return
+        }
+        log.info("draining worker \(d.workerID)")
+        workers[i].draining = true
+        needsPlan = true
+        if !isWorker(identity) { send(.status(status(includeSequences: false)), to: identity) }
+    }
+
+    /// Splits the layers over the workers (those not draining) and sends each its Assign: a new
+    /// epoch, in which every stage starts with empty caches and every live sequence is
+    /// replayed from its token history.
+    private func plan() throws {
+        needsPlan = false
+        planned = true
+        // Workers asked to leave get nothing; they are let go once the new plan is out.
+        let leaving = workers.filter(\.draining)
+        workers.removeAll(where: \.draining)
+        defer {
+            for w in leaving {
+                send(.drain(Drain(epoch: epoch, reason: "drained: its layers moved to the other workers")), to: w.identity)
+                log.info("worker \(w.id) drained")
+            }
+        }
+        let config = files.config
+        let capacities = workers.map { WorkerCapacity(threads: Int($0.register.threads), memoryBudgetBytes: $0.register.memoryBudgetBytes) }
+        let perLayer = modelBytes / UInt64(max(1, config.layerCount))
+        let ranges = workers.isEmpty ? nil : PartitionPlanner.plan(layers: config.layerCount, workers: capacities, bytesPerLayer: perLayer)
+        // Whatever happens next, the old pipeline's micro-batches are void.
+        restartSequences()
+        guard let ranges else {
+            holdReason =
+                workers.isEmpty
+                ? "no workers: \(order.count) request(s) held until one joins"
+                : "the workers' memory budgets do not hold the model: \(order.count) request(s) held until more join"
+            log.info("cannot plan: " + holdReason)
             pipeline = []
             pipelineWasReady = false
             firstStage?.close()
             firstStage = nil
-        }
-    }
-
-    /// Splits the layers over the known workers and sends each its Assign (a new epoch).
-    private func plan() throws {
-        let config = files.config
-        let capacities = workers.map { WorkerCapacity(threads: Int($0.register.threads), memoryBudgetBytes: $0.register.memoryBudgetBytes) }
-        let perLayer = modelBytes / UInt64(max(1, config.layerCount))
-        guard let ranges = PartitionPlanner.plan(layers: config.layerCount, workers: capacities, bytesPerLayer: perLayer) else {
-            log.info("cannot plan: the workers' memory budgets do not hold the model")
             return
         }
         epoch += 1
+        replans += 1
         let used = ranges.indices.filter { !ranges[$0].isEmpty }
         pipeline = used.map { workers[$0].identity }
         for (n, i) in ranges.indices.enumerated() {
@@ -440,7 +527,22 @@ public final class Coordinator {
         firstStage?.close()
         firstStage = push
         pipelineWasReady = false
+        holdReason = "epoch \(epoch): waiting for the workers to load their layers"
         log.info("epoch \(epoch): planned " + used.map { "\(workers[$0].id) \(workers[$0].layers)" }.joined(separator: ", "))
+    }
+
+    /// Voids every micro-batch in flight and rewinds every live sequence to position 0: the
+    /// next epoch's stages start empty, and replay rebuilds exactly the caches they had (the
+    /// same prompt chunks, then the generated tokens, in the same positions).
+    private func restartSequences() {
+        for (_, b) in inFlight { release(b.release) }
+        inFlight.removeAll()
+        for id in order {
+            guard let seq = sequences[id] else { continue }
+            tokensReplayed += UInt64(seq.fed)
+            seq.fed = 0
+            seq.inFlight = false
+        }
     }
 
     // MARK: - Scheduling
@@ -460,15 +562,25 @@ public final class Coordinator {
             guard members.count < perBatch else { break }
             guard let seq = sequences[id], !seq.inFlight else { continue }
             let row: BatchRow
-            if seq.prefilled < seq.prompt.count {
-                let n = min(options.prefillChunk, seq.prompt.count - seq.prefilled)
+            if seq.fed < seq.prompt.count {
+                let n = min(options.prefillChunk, seq.prompt.count - seq.fed)
                 if total > 0 && total + n > options.maxBatchRows { continue }
-                let ends = seq.prefilled + n == seq.prompt.count
+                let ends = seq.fed + n == seq.prompt.count
+                // A replayed prompt whose first token is already known is not sampled again.
+                let sample = ends && seq.generated.isEmpty
                 row = BatchRow(
-                    sequenceID: id, startPosition: UInt32(seq.prefilled), count: UInt32(n),
-                    flags: ends ? [.promptEnds, .needLogits] : [], sampling: ends ? rowSampling(seq) : nil)
-                tokens += seq.prompt[seq.prefilled..<seq.prefilled + n].map { UInt32(bitPattern: $0) }
+                    sequenceID: id, startPosition: UInt32(seq.fed), count: UInt32(n),
+                    flags: sample ? [.promptEnds, .needLogits] : ends ? [.promptEnds] : [],
+                    sampling: sample ? rowSampling(seq) : nil)
+                tokens += seq.prompt[seq.fed..<seq.fed + n].map { UInt32(bitPattern: $0) }
                 if seq.admitted == nil { seq.admitted = Monotonic.now() }
+            } else if seq.fed < seq.history.count - 1 {
+                // Replay of generated tokens after a new plan: into the caches, nothing sampled.
+                // Past the first chunk a cache takes rows one position at a time, exactly as decode did.
+                let n = min(options.prefillChunk, seq.history.count - 1 - seq.fed)
+                if total > 0 && total + n > options.maxBatchRows { continue }
+                row = BatchRow(sequenceID: id, startPosition: UInt32(seq.fed), count: UInt32(n))
+                tokens += seq.history[seq.fed..<seq.fed + n].map { UInt32(bitPattern: $0) }
             } else {
                 row = BatchRow(
                     sequenceID: id, startPosition: UInt32(seq.history.count - 1), count: 1, flags: [.needLogits],
@@ -488,9 +600,9 @@ public final class Coordinator {
             return false
         }
         for (row, m) in zip(rows, members) {
-            let seq = sequences[m]!
+            guard let seq = sequences[m] else { continue }
             seq.inFlight = true
-            if seq.prefilled < seq.prompt.count { seq.prefilled += Int(row.count) }
+            seq.fed = Int(row.startPosition) + Int(row.count)
         }
         inFlight[id] = InFlightBatch(sequences: members, rows: rows.count, tokens: tokens.count, sent: Monotonic.now())
         stats.peakInFlight = max(stats.peakInFlight, UInt32(inFlight.count))
@@ -529,7 +641,7 @@ public final class Coordinator {
                         totalMicroseconds: Monotonic.microseconds(now - seq.submitted)))),
                 to: seq.client)
         }
-        if seq.prefilled > 0 {
+        if seq.fed > 0 {
             // A micro-batch still in the pipeline may hold rows of this sequence: a stage that
             // freed its cache first would drop the whole batch. Release after the answer.
             if let b = inFlight.first(where: { $0.value.sequences.contains(id) })?.key {
@@ -550,6 +662,9 @@ public final class Coordinator {
     private var pipelineStats: PipelineStats {
         var s = stats
         s.maxInFlight = UInt32(pipeline.isEmpty ? 0 : credit)
+        s.replans = replans
+        s.tokensReplayed = tokensReplayed
+        s.holdReason = pipelineReady ? "" : holdReason
         return s
     }
 
@@ -562,7 +677,9 @@ public final class Coordinator {
         }
         let ss: [SequenceStatus] = order.compactMap { id in
             guard let s = sequences[id] else { return nil }
-            let state: SequenceState = s.prefilled == 0 ? .queued : s.prefilled < s.prompt.count || s.generated.isEmpty ? .prefill : .decode
+            let state: SequenceState =
+                !s.generated.isEmpty && s.fed < s.history.count - 1
+                ? .replay : s.fed == 0 ? .queued : s.fed < s.prompt.count || s.generated.isEmpty ? .prefill : .decode
             return SequenceStatus(
                 requestID: s.requestID, sequenceID: id, state: state, promptTokens: UInt32(s.prompt.count),
                 generatedTokens: UInt32(s.generated.count))

@@ -18,8 +18,14 @@ public struct WorkerOptions: Sendable {
     public var heartbeatInterval: Duration = .seconds(1)
     /// …and a peer silent for this many intervals is dead.
     public var liveness: Int = 4
-    /// How long to wait for the coordinator's answer to Register.
+    /// How long to wait for the coordinator's answer to Register (without `rejoin`).
     public var registerTimeout: Duration = .seconds(30)
+    /// When the coordinator goes silent (or is not there yet), register again with backoff
+    /// (1 s doubling to 10 s) instead of leaving.
+    public var rejoin = true
+    /// On a stop request (SIGTERM): how long to wait for the coordinator to move this worker's
+    /// layers away and send Drain before leaving anyway.
+    public var drainTimeout: Duration = .seconds(20)
     public var verbose = false
     /// Only errors on stderr (the in-process cluster of `squat generate --stages`).
     public var quiet = false
@@ -62,7 +68,7 @@ public final class Worker {
     public let fingerprint: String
 
     private let context: Context
-    private let control: Socket
+    private var control: Socket
     private let data: Socket
     public private(set) var dataEndpoint = ""
     private var next: Socket?
@@ -93,7 +99,8 @@ public final class Worker {
         data = try Socket(context, .pull, options: [.linger(.zero)])
     }
 
-    /// Registers, then serves until the coordinator drains or loses this worker.
+    /// Registers, then serves until the coordinator drains this worker (or, without `rejoin`,
+    /// loses it). A stop request asks the coordinator to move the layers away first.
     public func run(shouldStop: () -> Bool = { false }) throws -> WorkerOutcome {
         dataEndpoint = try data.bind(options.dataBind)
         try control.connect(options.coordinator)
@@ -103,13 +110,25 @@ public final class Worker {
         _ = try control.send(.register(register))
         log.info("registering with \(options.coordinator) (data \(dataEndpoint), model \(fingerprint))")
         var registered = false
-        let started = Monotonic.now()
+        var started = Monotonic.now()
+        var backoff = options.heartbeatInterval
+        var leavingSince: ContinuousClock.Instant?
         let silence = options.heartbeatInterval * options.liveness
         var poller = Poller()
         poller.add(control)
         poller.add(data)
         while true {
-            if shouldStop() { return .drained }
+            if leavingSince == nil && shouldStop() {
+                guard registered, assignment != nil else { return .drained }
+                // Ask to be drained: the coordinator moves the layers, then sends Drain.
+                log.info("stop requested: asking the coordinator to move this worker's layers")
+                _ = try? control.send(.drainRequest(DrainRequest(workerID: options.workerID)), dontWait: true)
+                leavingSince = Monotonic.now()
+            }
+            if let t = leavingSince, Monotonic.now() - t > options.drainTimeout {
+                log.info("no Drain within \(options.drainTimeout); leaving anyway")
+                return .drained
+            }
             let ready = try poller.poll(timeout: .milliseconds(100))
             if ready[0].contains(.readable) {
                 // Control first: an Assign or Release must apply before the next batch.
@@ -118,6 +137,7 @@ public final class Worker {
                     switch incoming.message {
                     case .registerReply:
                         registered = true
+                        backoff = options.heartbeatInterval
                         log.info("registered")
                     case .refuse(let r):
                         return .refused("\(r.reason): \(r.message)")
@@ -149,19 +169,52 @@ public final class Worker {
                 worked = true
             }
             let now = Monotonic.now()
+            var lost = false
             if registered {
                 if now - lastSent >= options.heartbeatInterval { try sendHeartbeat() }
                 // After a long forward pass the coordinator's heartbeats wait unread: read
                 // them (next turn, control first) before judging its silence.
                 if !worked && now - lastHeard > silence {
-                    log.info("coordinator silent for \(now - lastHeard); leaving")
-                    return .coordinatorLost
+                    log.info("coordinator silent for \(now - lastHeard)" + (options.rejoin ? "; registering again" : "; leaving"))
+                    lost = true
                 }
-            } else if now - started > options.registerTimeout {
-                log.info("no answer from \(options.coordinator) within \(options.registerTimeout); leaving")
-                return .coordinatorLost
+            } else if now - started > (options.rejoin ? backoff : options.registerTimeout) {
+                if options.rejoin {
+                    log.info("no answer from \(options.coordinator) within \(backoff); registering again")
+                }
+                lost = true
+            }
+            if lost {
+                guard options.rejoin, leavingSince == nil else { return .coordinatorLost }
+                let wasRegistered = registered
+                // Whatever this worker held belongs to the old coordinator: forget it, and
+                // register on a fresh connection (a new identity the new coordinator can route to).
+                dropAssignment()
+                poller = Poller()
+                control.close()
+                control = try Socket(context, .dealer, options: [.linger(.milliseconds(200))])
+                try control.connect(options.coordinator)
+                _ = try control.send(.register(register), dontWait: true)
+                poller.add(control)
+                poller.add(data)
+                registered = false
+                started = Monotonic.now()
+                lastHeard = started
+                backoff = wasRegistered ? options.heartbeatInterval : min(backoff * 2, .seconds(10))
             }
         }
+    }
+
+    /// Back to an unassigned worker: no layers, no caches, epoch 0 (a new coordinator counts afresh).
+    private func dropAssignment() {
+        epoch = 0
+        assignment = nil
+        stage = nil
+        factory = nil
+        caches.removeAll()
+        samplers.removeAll()
+        next?.close()
+        next = nil
     }
 
     // MARK: - Control
@@ -304,7 +357,7 @@ public final class Worker {
                 i += 1
                 let rs = row.sampling ?? RowSampling()
                 if rs.drawIndex == 0 || samplers[row.sequenceID] == nil {
-                    samplers[row.sequenceID] = Sampler(rs.sampler.engineParameters)
+                    samplers[row.sequenceID] = Sampler(rs.sampler.engineParameters, resumingAfter: Int(rs.drawIndex))
                 }
                 let token = samplers[row.sequenceID]!.sample(
                     logits: logits, history: rs.penaltyTokens.map { Int32(bitPattern: $0) })

@@ -547,6 +547,51 @@ void   squat__v1__cancel__free_unpacked
   assert(message->base.descriptor == &squat__v1__cancel__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   squat__v1__drain_request__init
+                     (Squat__V1__DrainRequest         *message)
+{
+  static const Squat__V1__DrainRequest init_value = SQUAT__V1__DRAIN_REQUEST__INIT;
+  *message = init_value;
+}
+size_t squat__v1__drain_request__get_packed_size
+                     (const Squat__V1__DrainRequest *message)
+{
+  assert(message->base.descriptor == &squat__v1__drain_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t squat__v1__drain_request__pack
+                     (const Squat__V1__DrainRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &squat__v1__drain_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t squat__v1__drain_request__pack_to_buffer
+                     (const Squat__V1__DrainRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &squat__v1__drain_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Squat__V1__DrainRequest *
+       squat__v1__drain_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Squat__V1__DrainRequest *)
+     protobuf_c_message_unpack (&squat__v1__drain_request__descriptor,
+                                allocator, len, data);
+}
+void   squat__v1__drain_request__free_unpacked
+                     (Squat__V1__DrainRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &squat__v1__drain_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   squat__v1__status_request__init
                      (Squat__V1__StatusRequest         *message)
 {
@@ -1566,6 +1611,44 @@ const ProtobufCMessageDescriptor squat__v1__cancel__descriptor =
   (ProtobufCMessageInit) squat__v1__cancel__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor squat__v1__drain_request__field_descriptors[1] =
+{
+  {
+    "worker_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__DrainRequest, worker_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned squat__v1__drain_request__field_indices_by_name[] = {
+  0,   /* field[0] = worker_id */
+};
+static const ProtobufCIntRange squat__v1__drain_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor squat__v1__drain_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "squat.v1.DrainRequest",
+  "DrainRequest",
+  "Squat__V1__DrainRequest",
+  "squat.v1",
+  sizeof(Squat__V1__DrainRequest),
+  1,
+  squat__v1__drain_request__field_descriptors,
+  squat__v1__drain_request__field_indices_by_name,
+  1,  squat__v1__drain_request__number_ranges,
+  (ProtobufCMessageInit) squat__v1__drain_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor squat__v1__status_request__field_descriptors[1] =
 {
   {
@@ -1823,7 +1906,7 @@ const ProtobufCMessageDescriptor squat__v1__sequence_status__descriptor =
   (ProtobufCMessageInit) squat__v1__sequence_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__pipeline_stats__field_descriptors[8] =
+static const ProtobufCFieldDescriptor squat__v1__pipeline_stats__field_descriptors[11] =
 {
   {
     "micro_batches",
@@ -1921,21 +2004,60 @@ static const ProtobufCFieldDescriptor squat__v1__pipeline_stats__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "replans",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, replans),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tokens_replayed",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, tokens_replayed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hold_reason",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, hold_reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__pipeline_stats__field_indices_by_name[] = {
+  10,   /* field[10] = hold_reason */
   6,   /* field[6] = max_in_flight */
   0,   /* field[0] = micro_batches */
   7,   /* field[7] = peak_in_flight */
+  8,   /* field[8] = replans */
   4,   /* field[4] = round_trip_us */
   1,   /* field[1] = rows */
   5,   /* field[5] = stage_busy_us */
   2,   /* field[2] = tokens_in */
   3,   /* field[3] = tokens_out */
+  9,   /* field[9] = tokens_replayed */
 };
 static const ProtobufCIntRange squat__v1__pipeline_stats__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor squat__v1__pipeline_stats__descriptor =
 {
@@ -1945,7 +2067,7 @@ const ProtobufCMessageDescriptor squat__v1__pipeline_stats__descriptor =
   "Squat__V1__PipelineStats",
   "squat.v1",
   sizeof(Squat__V1__PipelineStats),
-  8,
+  11,
   squat__v1__pipeline_stats__field_descriptors,
   squat__v1__pipeline_stats__field_indices_by_name,
   1,  squat__v1__pipeline_stats__number_ranges,

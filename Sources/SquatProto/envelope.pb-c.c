@@ -52,7 +52,7 @@ void   squat__v1__envelope__free_unpacked
   assert(message->base.descriptor == &squat__v1__envelope__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor squat__v1__envelope__field_descriptors[18] =
+static const ProtobufCFieldDescriptor squat__v1__envelope__field_descriptors[19] =
 {
   {
     "protocol_version",
@@ -146,6 +146,18 @@ static const ProtobufCFieldDescriptor squat__v1__envelope__field_descriptors[18]
     offsetof(Squat__V1__Envelope, body_case),
     offsetof(Squat__V1__Envelope, status),
     &squat__v1__status__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "drain_request",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Squat__V1__Envelope, body_case),
+    offsetof(Squat__V1__Envelope, drain_request),
+    &squat__v1__drain_request__descriptor,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -272,22 +284,23 @@ static const ProtobufCFieldDescriptor squat__v1__envelope__field_descriptors[18]
   },
 };
 static const unsigned squat__v1__envelope__field_indices_by_name[] = {
-  16,   /* field[16] = activations */
-  11,   /* field[11] = assign */
+  17,   /* field[17] = activations */
+  12,   /* field[12] = assign */
   5,   /* field[5] = cancel */
-  14,   /* field[14] = drain */
+  15,   /* field[15] = drain */
+  8,   /* field[8] = drain_request */
   4,   /* field[4] = error */
   3,   /* field[3] = finished */
-  12,   /* field[12] = heartbeat */
+  13,   /* field[13] = heartbeat */
   0,   /* field[0] = protocol_version */
-  10,   /* field[10] = refuse */
-  8,   /* field[8] = register */
-  9,   /* field[9] = register_reply */
-  13,   /* field[13] = release_sequence */
-  17,   /* field[17] = sampled_tokens */
+  11,   /* field[11] = refuse */
+  9,   /* field[9] = register */
+  10,   /* field[10] = register_reply */
+  14,   /* field[14] = release_sequence */
+  18,   /* field[18] = sampled_tokens */
   7,   /* field[7] = status */
   6,   /* field[6] = status_request */
-  15,   /* field[15] = step_batch */
+  16,   /* field[16] = step_batch */
   1,   /* field[1] = submit */
   2,   /* field[2] = token_event */
 };
@@ -295,9 +308,9 @@ static const ProtobufCIntRange squat__v1__envelope__number_ranges[4 + 1] =
 {
   { 1, 0 },
   { 10, 1 },
-  { 20, 8 },
-  { 30, 15 },
-  { 0, 18 }
+  { 20, 9 },
+  { 30, 16 },
+  { 0, 19 }
 };
 const ProtobufCMessageDescriptor squat__v1__envelope__descriptor =
 {
@@ -307,7 +320,7 @@ const ProtobufCMessageDescriptor squat__v1__envelope__descriptor =
   "Squat__V1__Envelope",
   "squat.v1",
   sizeof(Squat__V1__Envelope),
-  18,
+  19,
   squat__v1__envelope__field_descriptors,
   squat__v1__envelope__field_indices_by_name,
   4,  squat__v1__envelope__number_ranges,

@@ -263,6 +263,16 @@ public struct Cancel: Sendable, Hashable {
     public init(requestID: String) { self.requestID = requestID }
 }
 
+/// Client (or a worker, for itself) → coordinator: move this worker's layers to the others, then
+/// let it go.
+public struct DrainRequest: Sendable, Hashable {
+    /// `squat.v1.DrainRequest.worker_id`.
+    public var workerID: String
+
+    /// Memberwise; defaulted parameters are the proto3 zero values.
+    public init(workerID: String) { self.workerID = workerID }
+}
+
 /// Client → coordinator: ask for a `Status`.
 public struct StatusRequest: Sendable, Hashable {
     /// `squat.v1.StatusRequest.include_sequences`.
@@ -429,6 +439,12 @@ public struct PipelineStats: Sendable, Hashable {
     public var maxInFlight: UInt32
     /// The most micro-batches the pipeline held at once so far.
     public var peakInFlight: UInt32
+    /// Epochs planned: the first plan, then one per membership change.
+    public var replans: UInt64 = 0
+    /// Tokens fed again to rebuild caches after a new plan.
+    public var tokensReplayed: UInt64 = 0
+    /// Why requests are held, when the pipeline does not serve ("" while serving).
+    public var holdReason: String = ""
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(

@@ -234,6 +234,19 @@ extension Cancel: CMirror {
     }
 }
 
+extension DrainRequest: CMirror {
+    static let protoName = "squat.v1.DrainRequest"
+    static var cInit: (UnsafeMutablePointer<Squat__V1__DrainRequest>?) -> Void { squat__v1__drain_request__init }
+
+    func fill(_ c: inout Squat__V1__DrainRequest, _ arena: Arena) throws(WireError) {
+        c.worker_id = try arena.string(workerID, Self.protoName, "worker_id")
+    }
+
+    init(c: Squat__V1__DrainRequest) throws(WireError) {
+        self.init(workerID: try CRead.string(c.worker_id, Self.protoName, "worker_id"))
+    }
+}
+
 extension StatusRequest: CMirror {
     static let protoName = "squat.v1.StatusRequest"
     static var cInit: (UnsafeMutablePointer<Squat__V1__StatusRequest>?) -> Void { squat__v1__status_request__init }
@@ -330,6 +343,9 @@ extension PipelineStats: CMirror {
         (c.n_stage_busy_us, c.stage_busy_us) = arena.scalars(stageBusyMicroseconds)
         c.max_in_flight = maxInFlight
         c.peak_in_flight = peakInFlight
+        c.replans = replans
+        c.tokens_replayed = tokensReplayed
+        c.hold_reason = try arena.string(holdReason, Self.protoName, "hold_reason")
     }
 
     init(c: Squat__V1__PipelineStats) throws(WireError) {
@@ -338,5 +354,8 @@ extension PipelineStats: CMirror {
             roundTripMicroseconds: c.round_trip_us,
             stageBusyMicroseconds: try CRead.scalars(c.n_stage_busy_us, c.stage_busy_us, Self.protoName, "stage_busy_us"),
             maxInFlight: c.max_in_flight, peakInFlight: c.peak_in_flight)
+        replans = c.replans
+        tokensReplayed = c.tokens_replayed
+        holdReason = try CRead.string(c.hold_reason, Self.protoName, "hold_reason")
     }
 }

@@ -14,6 +14,7 @@ public enum WireMessage: Sendable, Hashable {
     case cancel(Cancel)
     case statusRequest(StatusRequest)
     case status(Status)
+    case drainRequest(DrainRequest)
     // worker ↔ coordinator control
     case register(Register)
     case registerReply(RegisterReply)
@@ -46,6 +47,7 @@ public enum WireMessage: Sendable, Hashable {
         case .cancel: Cancel.protoName
         case .statusRequest: StatusRequest.protoName
         case .status: Status.protoName
+        case .drainRequest: DrainRequest.protoName
         case .register: Register.protoName
         case .registerReply: RegisterReply.protoName
         case .refuse: Refuse.protoName
@@ -112,6 +114,9 @@ public enum WireMessage: Sendable, Hashable {
         case .statusRequest(let m):
             envelope.body_case = SQUAT__V1__ENVELOPE__BODY_STATUS_REQUEST
             envelope.status_request = try arena.message(m)
+        case .drainRequest(let m):
+            envelope.body_case = SQUAT__V1__ENVELOPE__BODY_DRAIN_REQUEST
+            envelope.drain_request = try arena.message(m)
         case .status(let m):
             envelope.body_case = SQUAT__V1__ENVELOPE__BODY_STATUS
             envelope.status = try arena.message(m)
@@ -208,6 +213,8 @@ public enum WireMessage: Sendable, Hashable {
         case SQUAT__V1__ENVELOPE__BODY_STATUS_REQUEST:
             return .statusRequest(try CRead.required(e.status_request, name, "status_request"))
         case SQUAT__V1__ENVELOPE__BODY_STATUS: return .status(try CRead.required(e.status, name, "status"))
+        case SQUAT__V1__ENVELOPE__BODY_DRAIN_REQUEST:
+            return .drainRequest(try CRead.required(e.drain_request, name, "drain_request"))
         case SQUAT__V1__ENVELOPE__BODY_REGISTER: return .register(try CRead.required(e.register_, name, "register"))
         case SQUAT__V1__ENVELOPE__BODY_REGISTER_REPLY:
             return .registerReply(try CRead.required(e.register_reply, name, "register_reply"))

@@ -17,6 +17,13 @@ enum Signals {
         signal(SIGINT, handler)
         signal(SIGTERM, handler)
         signal(SIGPIPE, SIG_IGN)
+        // A parent may start us with these blocked (Foundation's Process inherits the spawning
+        // thread's mask): unblock them, or a SIGTERM would wait forever.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
     static var stop: Bool { stopRequested.load(ordering: .relaxed) }
 }

@@ -109,6 +109,21 @@ struct EventPrinter {
     }
 }
 
+/// `squat drain`: move a worker's layers to the others, then let it go.
+struct DrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drain", abstract: "Move a worker's layers to the other workers, then let it exit.")
+
+    @Option(help: "The coordinator's endpoint.") var coordinator = "tcp://127.0.0.1:5555"
+    @Argument(help: "The worker's id (as `squat status` lists it).") var worker: String
+
+    func run() throws {
+        let client = try ClusterClient(endpoint: coordinator, timeout: .seconds(5))
+        let s = try client.drain(workerID: worker)
+        print("draining \(worker); epoch \(s.epoch), \(s.workers.count) worker(s) known")
+    }
+}
+
 /// `squat status`: the cluster as the coordinator sees it.
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -120,6 +135,9 @@ struct StatusCommand: ParsableCommand {
         let client = try ClusterClient(endpoint: coordinator, timeout: .seconds(5))
         let s = try client.status()
         print("epoch \(s.epoch), model \(s.modelFingerprint), dropped: \(s.droppedStale) stale, \(s.droppedMalformed) malformed")
+        let p = s.pipeline
+        print(p.holdReason.isEmpty ? "serving: \(p.maxInFlight) micro-batch(es) in flight at most" : "NOT serving: \(p.holdReason)")
+        print("re-plans \(p.replans), tokens replayed \(p.tokensReplayed), micro-batches \(p.microBatches), tokens out \(p.tokensOut)")
         print("worker\tlayers\tstate\tkv bytes\ttok/s\tdata endpoint")
         for w in s.workers {
             print("\(w.workerID)\t\(w.layers)\t\(w.state)\t\(w.kvBytesUsed)\t\(String(format: "%.1f", w.tokensPerSecond))\t\(w.dataEndpoint)")

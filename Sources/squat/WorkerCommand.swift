@@ -14,6 +14,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Worker id (default: host-pid).") var id: String?
     @Option(help: "Memory budget in MiB for weights and KV cache (0: no limit).") var memoryBudget: UInt64 = 0
     @Option(help: "Seconds to wait for the coordinator's answer to registration.") var registerTimeout: Int = 30
+    @Flag(help: "Exit with status 3 when the coordinator is lost, instead of registering again with backoff.")
+    var exitOnCoordinatorLoss = false
     @Flag(help: "Log every dropped frame.") var verbose = false
     @OptionGroup var engine: EngineOptions
     @OptionGroup var cacheOptions: CacheOptions
@@ -32,6 +34,7 @@ struct WorkerCommand: ParsableCommand {
         options.activations = engine.activationPrecision
         options.registerTimeout = .seconds(registerTimeout)
         options.verbose = verbose
+        options.rejoin = !exitOnCoordinatorLoss
         let worker = try Worker(options: options)
         switch try worker.run(shouldStop: { Signals.stop }) {
         case .drained:

@@ -286,12 +286,13 @@ struct ClusterProcessTests {
         #expect(procs.log("bad").contains("model mismatch"))
     }
 
-    @Test("workers notice a dead coordinator and exit, bounded")
+    @Test("with --exit-on-coordinator-loss, workers notice a dead coordinator and exit 3, bounded")
     func coordinatorDeath() throws {
         let procs = try Processes()
         defer { procs.stopAll() }
         let endpoint = try procs.startCoordinator(["--workers", "1"])
-        let worker = try procs.spawn("w1", ["worker", "--model", Paths.model, "--coordinator", endpoint, "--id", "w1"])
+        let worker = try procs.spawn(
+            "w1", ["worker", "--model", Paths.model, "--coordinator", endpoint, "--id", "w1", "--exit-on-coordinator-loss"])
         try procs.waitReady(endpoint, workers: 1)
         let coordinator = try #require(procs.children.first { $0.name == "coordinator" }).process
         kill(coordinator.processIdentifier, SIGKILL)

@@ -104,11 +104,11 @@ final class Processes: @unchecked Sendable {
     }
 
     /// Starts a coordinator on a free port and returns its endpoint (read from its log).
-    func startCoordinator(_ extra: [String]) throws -> String {
-        try spawn("coordinator", ["coordinator", "--model", Paths.model, "--bind", "tcp://127.0.0.1:0"] + extra)
+    func startCoordinator(_ extra: [String], name: String = "coordinator", bind: String = "tcp://127.0.0.1:0") throws -> String {
+        try spawn(name, ["coordinator", "--model", Paths.model, "--bind", bind] + extra)
         var endpoint: String?
         _ = Processes.wait(.seconds(30)) {
-            let log = self.log("coordinator")
+            let log = self.log(name)
             if let r = log.range(of: "listening on ") {
                 endpoint = log[r.upperBound...].split(separator: ";").first.map(String.init)
             }

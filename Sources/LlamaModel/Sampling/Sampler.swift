@@ -91,6 +91,16 @@ public struct Sampler: Sendable {
         return best
     }
 
+    /// A sampler as it is after `draws` tokens were sampled with these parameters: every
+    /// non-greedy draw takes exactly one number from the generator, so a sequence resumed
+    /// elsewhere (a replay on another worker) continues the same random stream.
+    public init(_ parameters: SamplingParameters, resumingAfter draws: Int) {
+        self.init(parameters)
+        if parameters.temperature != 0 {
+            for _ in 0..<max(0, draws) { _ = rng.next() }
+        }
+    }
+
     /// Samples one token; `history` is the sequence so far (prompt and generated ids).
     public mutating func sample(logits input: [Float], history: [Int32]) -> Int32 {
         let p = parameters

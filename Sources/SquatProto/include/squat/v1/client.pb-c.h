@@ -28,6 +28,7 @@ typedef struct Squat__V1__Timings Squat__V1__Timings;
 typedef struct Squat__V1__Finished Squat__V1__Finished;
 typedef struct Squat__V1__Error Squat__V1__Error;
 typedef struct Squat__V1__Cancel Squat__V1__Cancel;
+typedef struct Squat__V1__DrainRequest Squat__V1__DrainRequest;
 typedef struct Squat__V1__StatusRequest Squat__V1__StatusRequest;
 typedef struct Squat__V1__WorkerStatus Squat__V1__WorkerStatus;
 typedef struct Squat__V1__SequenceStatus Squat__V1__SequenceStatus;
@@ -321,6 +322,21 @@ struct  Squat__V1__Cancel
     , (char *)protobuf_c_empty_string }
 
 
+/*
+ * Client (or a worker, for itself) -> coordinator: move this worker's layers to the others,
+ * then let it go (Drain). The coordinator answers a client with Status, or Error for an
+ * unknown worker.
+ */
+struct  Squat__V1__DrainRequest
+{
+  ProtobufCMessage base;
+  char *worker_id;
+};
+#define SQUAT__V1__DRAIN_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&squat__v1__drain_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
 struct  Squat__V1__StatusRequest
 {
   ProtobufCMessage base;
@@ -402,10 +418,22 @@ struct  Squat__V1__PipelineStats
    * the most micro-batches it held at once so far
    */
   uint32_t peak_in_flight;
+  /*
+   * epochs planned (the first plan, then every membership change)
+   */
+  uint64_t replans;
+  /*
+   * tokens fed again to rebuild caches after a new plan
+   */
+  uint64_t tokens_replayed;
+  /*
+   * why requests are held, when the pipeline does not serve
+   */
+  char *hold_reason;
 };
 #define SQUAT__V1__PIPELINE_STATS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__pipeline_stats__descriptor) \
-    , 0, 0, 0, 0, 0, 0,NULL, 0, 0 }
+    , 0, 0, 0, 0, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -663,6 +691,25 @@ Squat__V1__Cancel *
 void   squat__v1__cancel__free_unpacked
                      (Squat__V1__Cancel *message,
                       ProtobufCAllocator *allocator);
+/* Squat__V1__DrainRequest methods */
+void   squat__v1__drain_request__init
+                     (Squat__V1__DrainRequest         *message);
+size_t squat__v1__drain_request__get_packed_size
+                     (const Squat__V1__DrainRequest   *message);
+size_t squat__v1__drain_request__pack
+                     (const Squat__V1__DrainRequest   *message,
+                      uint8_t             *out);
+size_t squat__v1__drain_request__pack_to_buffer
+                     (const Squat__V1__DrainRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Squat__V1__DrainRequest *
+       squat__v1__drain_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   squat__v1__drain_request__free_unpacked
+                     (Squat__V1__DrainRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Squat__V1__StatusRequest methods */
 void   squat__v1__status_request__init
                      (Squat__V1__StatusRequest         *message);
@@ -796,6 +843,9 @@ typedef void (*Squat__V1__Error_Closure)
 typedef void (*Squat__V1__Cancel_Closure)
                  (const Squat__V1__Cancel *message,
                   void *closure_data);
+typedef void (*Squat__V1__DrainRequest_Closure)
+                 (const Squat__V1__DrainRequest *message,
+                  void *closure_data);
 typedef void (*Squat__V1__StatusRequest_Closure)
                  (const Squat__V1__StatusRequest *message,
                   void *closure_data);
@@ -833,6 +883,7 @@ extern const ProtobufCMessageDescriptor squat__v1__timings__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__finished__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__error__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__cancel__descriptor;
+extern const ProtobufCMessageDescriptor squat__v1__drain_request__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__status_request__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__worker_status__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__sequence_status__descriptor;

@@ -35,6 +35,7 @@ typedef enum {
   SQUAT__V1__ENVELOPE__BODY_CANCEL = 14,
   SQUAT__V1__ENVELOPE__BODY_STATUS_REQUEST = 15,
   SQUAT__V1__ENVELOPE__BODY_STATUS = 16,
+  SQUAT__V1__ENVELOPE__BODY_DRAIN_REQUEST = 17,
   SQUAT__V1__ENVELOPE__BODY_REGISTER = 20,
   SQUAT__V1__ENVELOPE__BODY_REGISTER_REPLY = 21,
   SQUAT__V1__ENVELOPE__BODY_REFUSE = 22,
@@ -67,6 +68,7 @@ struct  Squat__V1__Envelope
     Squat__V1__Cancel *cancel;
     Squat__V1__StatusRequest *status_request;
     Squat__V1__Status *status;
+    Squat__V1__DrainRequest *drain_request;
     /*
      * worker <-> coordinator control
      */
