@@ -153,7 +153,12 @@ public final class Coordinator {
         let attributes = try? FileManager.default.attributesOfItem(atPath: options.modelPath)
         modelBytes = (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
         if let shared = options.context { context = shared } else { context = try Context() }
-        router = try Socket(context, .router, options: [.linger(.milliseconds(500))])
+        // ZMTP heartbeats, answered by the peers' I/O threads even inside a long forward pass:
+        // a cut link closes its connection within seconds, and the next send to that worker
+        // fails with EHOSTUNREACH (ROUTER_MANDATORY), which is how a lost worker is noticed.
+        router = try Socket(
+            context, .router,
+            options: [.linger(.milliseconds(500)), .heartbeatInterval(.seconds(1)), .heartbeatTimeout(.seconds(4))])
         endpoint = try router.bind(options.bind)
         log.info("listening on \(endpoint); model \(options.modelPath) (\(files.config.layerCount) layers, \(fingerprint)); waiting for \(options.minWorkers) worker(s)")
     }

@@ -95,7 +95,7 @@ public final class Worker {
         files = try ModelLoader.open(path: options.modelPath)
         fingerprint = try ModelFingerprint.of(path: options.modelPath)
         if let shared = options.context { context = shared } else { context = try Context() }
-        control = try Socket(context, .dealer, options: [.linger(.milliseconds(200))])
+        control = try Socket(context, .dealer, options: Self.controlOptions)
         data = try Socket(context, .pull, options: [.linger(.zero)])
     }
 
@@ -192,7 +192,7 @@ public final class Worker {
                 dropAssignment()
                 poller = Poller()
                 control.close()
-                control = try Socket(context, .dealer, options: [.linger(.milliseconds(200))])
+                control = try Socket(context, .dealer, options: Self.controlOptions)
                 try control.connect(options.coordinator)
                 _ = try control.send(.register(register), dontWait: true)
                 poller.add(control)
@@ -204,6 +204,11 @@ public final class Worker {
             }
         }
     }
+
+    /// The control DEALER: ZMTP heartbeats so that a cut link is noticed by both sides.
+    static let controlOptions: [SocketOption] = [
+        .linger(.milliseconds(200)), .heartbeatInterval(.seconds(1)), .heartbeatTimeout(.seconds(4)),
+    ]
 
     /// Back to an unassigned worker: no layers, no caches, epoch 0 (a new coordinator counts afresh).
     private func dropAssignment() {
