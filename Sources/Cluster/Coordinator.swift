@@ -51,6 +51,8 @@ public final class Coordinator {
     let tokenizer: Tokenizer
     public let fingerprint: String
     private let modelBytes: UInt64
+    /// The KV cache a sequence will need, for admission against the workers' memory budgets.
+    private let footprint: KVFootprint
 
     private let context: Context
     private let router: Socket
@@ -152,6 +154,7 @@ public final class Coordinator {
         fingerprint = try ModelFingerprint.of(path: options.modelPath)
         let attributes = try? FileManager.default.attributesOfItem(atPath: options.modelPath)
         modelBytes = (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
+        footprint = KVFootprint(cache: options.cache, model: files.config)
         if let shared = options.context { context = shared } else { context = try Context() }
         // ZMTP heartbeats, answered by the peers' I/O threads even inside a long forward pass:
         // a cut link closes its connection within seconds, and the next send to that worker
@@ -423,11 +426,11 @@ public final class Coordinator {
         // flight, pipeline workers get up to `busySilence` before they count as lost.
         let busySilence = max(silence, options.busyLiveness)
         let busy = !inFlight.isEmpty
-        var lost: [WorkerEntry] = []
+        var lost: [(worker: WorkerEntry, allowed: Duration)] = []
         workers.removeAll { w in
             let allowed = busy && pipeline.contains(w.identity) ? busySilence : silence
             if now - w.lastHeard > allowed {
-                lost.append(w)
+                lost.append((w, allowed))
                 return true
             }
             return false
@@ -436,8 +439,8 @@ public final class Coordinator {
             send(.heartbeat(Heartbeat(epoch: epoch, sequence: heartbeatCount, sentUnixMs: unixMilliseconds())), to: w.identity)
         }
         guard !lost.isEmpty else { return }
-        for w in lost { log.info("worker \(w.id) lost (silent for more than \(silence))") }
-        if lost.contains(where: { pipeline.contains($0.identity) }) { pipelineBroken() }
+        for l in lost { log.info("worker \(l.worker.id) lost (silent for more than \(l.allowed))") }
+        if lost.contains(where: { pipeline.contains($0.worker.identity) }) { pipelineBroken() }
     }
 
     /// Workers whose connection is gone (a send failed with EHOSTUNREACH): lost now, without
@@ -566,6 +569,16 @@ public final class Coordinator {
         for id in order {
             guard members.count < perBatch else { break }
             guard let seq = sequences[id], !seq.inFlight else { continue }
+            if seq.admitted == nil {
+                // Admission: the whole request's KV cache (prompt + max tokens) must fit beside
+                // the admitted ones on every stage with a memory budget; otherwise it waits.
+                let verdict = admission(seq)
+                if let never = verdict.never {
+                    fail(id, code: .overloaded, message: "request too large for the cluster's KV memory: " + never)
+                    continue
+                }
+                guard verdict.fits else { continue }
+            }
             let row: BatchRow
             if seq.fed < seq.prompt.count {
                 let n = min(options.prefillChunk, seq.prompt.count - seq.fed)
@@ -612,6 +625,39 @@ public final class Coordinator {
         inFlight[id] = InFlightBatch(sequences: members, rows: rows.count, tokens: tokens.count, sent: Monotonic.now())
         stats.peakInFlight = max(stats.peakInFlight, UInt32(inFlight.count))
         return true
+    }
+
+    /// KV bytes a worker may give caches: its memory budget minus its share of the weights;
+    /// nil without a budget.
+    private func kvCapacity(_ w: WorkerEntry) -> UInt64? {
+        guard w.register.memoryBudgetBytes > 0 else { return nil }
+        let layers = UInt64(w.layers.end > w.layers.start ? w.layers.end - w.layers.start : 0)
+        let weights = modelBytes / UInt64(max(1, files.config.layerCount)) * layers
+        return w.register.memoryBudgetBytes > weights ? w.register.memoryBudgetBytes - weights : 0
+    }
+
+    private func kvNeed(_ seq: Sequence, _ w: WorkerEntry) -> UInt64 {
+        let layers = w.layers.end > w.layers.start ? Int(w.layers.end - w.layers.start) : 0
+        return footprint.bytes(tokens: min(seq.prompt.count + seq.maxTokens, files.config.contextLength), layers: layers)
+    }
+
+    /// Whether `seq` fits now beside the admitted sequences on every stage, and if it never can,
+    /// why (naming the worker, the need and the room).
+    private func admission(_ seq: Sequence) -> (fits: Bool, never: String?) {
+        func mib(_ b: UInt64) -> String { String(format: "%.1f MiB", Double(b) / 1_048_576) }
+        for identity in pipeline {
+            guard let w = workers.first(where: { $0.identity == identity }), let capacity = kvCapacity(w) else { continue }
+            let need = kvNeed(seq, w)
+            if need > capacity {
+                return (false, "\(seq.prompt.count) prompt + \(seq.maxTokens) max tokens need \(mib(need)) of KV cache on worker \(w.id) (layers \(w.layers)), whose --memory-budget leaves \(mib(capacity)) for caches")
+            }
+            var reserved: UInt64 = 0
+            for other in order where other != seq.id {
+                if let o = sequences[other], o.admitted != nil { reserved += kvNeed(o, w) }
+            }
+            if reserved + need > capacity { return (false, nil) }
+        }
+        return (true, nil)
     }
 
     private func rowSampling(_ seq: Sequence) -> RowSampling {

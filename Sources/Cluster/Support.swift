@@ -22,8 +22,12 @@ public struct ClusterLog: Sendable {
     }
     /// Failures: always printed.
     public func error(_ s: String) { write(s) }
+    /// One line: `[prefix HH:MM:SS.mmm] message` (UTC wall clock, to line up several logs).
     private func write(_ s: String) {
-        FileHandle.standardError.write(Data("[\(prefix)] \(s)\n".utf8))
+        let now = Date().timeIntervalSince1970
+        let day = Int(now) % 86_400
+        let stamp = String(format: "%02d:%02d:%02d.%03d", day / 3600, day / 60 % 60, day % 60, Int(now * 1000) % 1000)
+        FileHandle.standardError.write(Data("[\(prefix) \(stamp)] \(s)\n".utf8))
     }
 }
 

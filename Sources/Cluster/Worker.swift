@@ -66,6 +66,7 @@ public final class Worker {
     let log: ClusterLog
     let files: LoadedModelFiles
     public let fingerprint: String
+    private let modelFileBytes: UInt64
 
     private let context: Context
     private var control: Socket
@@ -94,6 +95,8 @@ public final class Worker {
         log = ClusterLog("worker \(options.workerID)", verbose: options.verbose, quiet: options.quiet)
         files = try ModelLoader.open(path: options.modelPath)
         fingerprint = try ModelFingerprint.of(path: options.modelPath)
+        let attributes = try? FileManager.default.attributesOfItem(atPath: options.modelPath)
+        modelFileBytes = (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
         if let shared = options.context { context = shared } else { context = try Context() }
         control = try Socket(context, .dealer, options: Self.controlOptions)
         data = try Socket(context, .pull, options: [.linger(.zero)])
@@ -261,12 +264,22 @@ public final class Worker {
         try sendHeartbeat()
     }
 
+    /// The memory budget left for KV caches (budget − this stage's share of the model file −
+    /// caches), or without a budget what the system still has available.
+    private var kvBytesFree: UInt64 {
+        let used = UInt64(caches.values.reduce(0) { $0 + $1.byteCount })
+        guard options.memoryBudgetBytes > 0 else { return systemMemoryAvailable() ?? 0 }
+        let layers = UInt64(assignment.map { $0.layers.end - $0.layers.start } ?? 0)
+        let weights = modelFileBytes / UInt64(max(1, files.config.layerCount)) * layers
+        return options.memoryBudgetBytes > weights + used ? options.memoryBudgetBytes - weights - used : 0
+    }
+
     private func sendHeartbeat() throws {
         heartbeatsSent += 1
         let load = WorkerLoad(
             state: assignment == nil ? .registered : .ready, layers: assignment?.layers ?? LayerRange(),
             kvBytesUsed: UInt64(caches.values.reduce(0) { $0 + $1.byteCount }),
-            kvBytesFree: 0, tokensPerSecond: busySeconds > 0 ? Float(Double(tokensDone) / busySeconds) : 0,
+            kvBytesFree: kvBytesFree, tokensPerSecond: busySeconds > 0 ? Float(Double(tokensDone) / busySeconds) : 0,
             liveSequences: UInt32(caches.count), droppedStale: droppedStale)
         _ = try control.send(
             .heartbeat(Heartbeat(epoch: epoch, sequence: heartbeatsSent, sentUnixMs: unixMilliseconds(), load: load)),

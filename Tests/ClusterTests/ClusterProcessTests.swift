@@ -77,9 +77,13 @@ struct ClusterProcessTests {
         }
         try procs.waitReady(endpoint, workers: workers)
 
+        // Sockets that sent garbage stay open until the end: closing them (linger 0) could drop
+        // what they queued before it was delivered.
+        var garbageSockets: [Socket] = []
+        defer { garbageSockets.forEach { $0.close() } }
+        let context = try Context()
         if workers == 2 && kv == "full" {
             // Garbage from a peer is counted and dropped, never a crash.
-            let context = try Context()
             let junk = try Socket(context, .dealer, options: [.linger(.zero)])
             try junk.connect(endpoint)
             _ = try junk.send(frames: [[0xFF, 0x00, 0x13]])
@@ -89,6 +93,7 @@ struct ClusterProcessTests {
             _ = try push.send(frames: [[1, 2, 3], [4]])
             _ = try push.send(
                 .stepBatch(StepBatch(epoch: 999, microBatchID: 1, rows: [BatchRow(sequenceID: 7, startPosition: 0, count: 1)], tokenIDs: [1])))
+            garbageSockets += [junk, push]
         }
 
         // Every prompt submitted at once: continuous batching and pipelining must not change any token.
@@ -196,6 +201,67 @@ struct ClusterProcessTests {
             return
         }
         #expect(e.code == .unknownRequest && e.requestID == "nope")
+    }
+
+    @Test("admission: a request whose KV cache can never fit is refused; one that fits only alone waits its turn")
+    func admission() throws {
+        let procs = try Processes()
+        defer { procs.stopAll() }
+        let endpoint = try procs.startCoordinator(["--workers", "1", "--kv", "squat"])
+        // 100 MiB: the 93.8 MiB model file plus ~6.2 MiB for caches. A SQuat 4-bit sequence takes
+        // ~3.4 MiB fixed + ~7 KiB per token over 30 layers: one of 160 tokens fits, two do not.
+        try procs.spawn(
+            "w1", ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", "w1", "--memory-budget", "100"])
+        try procs.waitReady(endpoint, workers: 1)
+
+        var refusal: ErrorReply?
+        try ClusterClient(endpoint: endpoint).submit(
+            Submit(requestID: "big", prompt: .text("Hello"), sampling: Sampling(maxTokens: 2000))
+        ) { event in
+            if case .error(let e) = event { refusal = e }
+        }
+        #expect(refusal?.code == .overloaded)
+        #expect(refusal?.message.contains("--memory-budget") == true, "\(refusal?.message ?? "no error")")
+
+        struct Times { var first: Double?; var finished: Double?; var tokens = 0 }
+        let times = Mutex<[String: Times]>([:])
+        let group = DispatchGroup()
+        for id in ["a", "b"] {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                var t = Times()
+                _ = try? ClusterClient(endpoint: endpoint, timeout: .seconds(60)).submit(
+                    Submit(requestID: id, prompt: .text("Tell me about the sea."), sampling: Sampling(maxTokens: 150, ignoreEndOfGeneration: true))
+                ) { event in
+                    let now = Date().timeIntervalSince1970
+                    if case .token = event {
+                        if t.first == nil { t.first = now }
+                        t.tokens += 1
+                    }
+                    if case .finished = event { t.finished = now }
+                }
+                times.withLock { $0[id] = t }
+            }.start()
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        // While the first runs, the second is queued, not prefilling.
+        var sawQueued = false
+        _ = Processes.wait(.seconds(20), every: .milliseconds(100)) {
+            if let s = try? ClusterClient(endpoint: endpoint).status(), s.sequences.count == 2 {
+                sawQueued = s.sequences.contains { $0.requestID == "b" && $0.state == .queued }
+            }
+            return sawQueued
+        }
+        #expect(group.wait(timeout: .now() + 120) == .success)
+        let got = times.withLock { $0 }
+        #expect(sawQueued, "the second request was never seen waiting")
+        #expect(got["a"]?.tokens == 150 && got["b"]?.tokens == 150)
+        if let aDone = got["a"]?.finished, let bFirst = got["b"]?.first {
+            #expect(bFirst >= aDone, "the second request started before the first freed its reservation")
+        } else {
+            Issue.record("missing timings: \(got)")
+        }
     }
 
     @Test("squat submit prints byte for byte what squat generate prints")
