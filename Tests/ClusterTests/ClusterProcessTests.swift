@@ -71,11 +71,7 @@ struct ClusterProcessTests {
         let expected = try cachedReference(kv, prompts: prompts)
         let procs = try Processes()
         defer { procs.stopAll() }
-        let endpoint = try procs.startCoordinator(["--workers", "\(workers)", "--kv", kv])
-        for w in 1...workers {
-            try procs.spawn("w\(w)", ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", "w\(w)", "--kv", kv])
-        }
-        try procs.waitReady(endpoint, workers: workers)
+        let endpoint = try procs.startCluster(workers: workers, ["--kv", kv])
 
         // Sockets that sent garbage stay open until the end: closing them (linger 0) could drop
         // what they queued before it was delivered.
@@ -165,11 +161,7 @@ struct ClusterProcessTests {
     func cancel() throws {
         let procs = try Processes()
         defer { procs.stopAll() }
-        let endpoint = try procs.startCoordinator(["--workers", "2"])
-        for w in ["w1", "w2"] {
-            try procs.spawn(w, ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", w])
-        }
-        try procs.waitReady(endpoint, workers: 2)
+        let endpoint = try procs.startCluster(workers: 2)
         let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(60))
         var tokens = 0
         var sawKV = false
@@ -268,11 +260,7 @@ struct ClusterProcessTests {
     func submitMatchesGenerate() throws {
         let procs = try Processes()
         defer { procs.stopAll() }
-        let endpoint = try procs.startCoordinator(["--workers", "2"])
-        for w in ["w1", "w2"] {
-            try procs.spawn(w, ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", w])
-        }
-        try procs.waitReady(endpoint, workers: 2)
+        let endpoint = try procs.startCluster(workers: 2)
         let requests = [
             ["--chat", "--temperature", "0", "--max-tokens", "40", "--stop", "Everest", "What is the tallest mountain in the world?"],
             // Sampled: the last stage's per-sequence sampler, seed and repetition penalty.
@@ -295,11 +283,7 @@ struct ClusterProcessTests {
     func abandonedRequest() throws {
         let procs = try Processes()
         defer { procs.stopAll() }
-        let endpoint = try procs.startCoordinator(["--workers", "2", "--kv", "full"])
-        for w in ["w1", "w2"] {
-            try procs.spawn(w, ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", w])
-        }
-        try procs.waitReady(endpoint, workers: 2)
+        let endpoint = try procs.startCluster(workers: 2, ["--kv", "full"])
         @Sendable func run(_ id: String, _ text: String, max: UInt32, abandonAfter: Int? = nil) -> [UInt32] {
             var tokens: [UInt32] = []
             struct Leave: Error {}

@@ -1,4 +1,5 @@
 import Foundation
+import LlamaModel
 import Synchronization
 import Testing
 import Wire
@@ -87,25 +88,17 @@ struct ElasticTests {
         }
     }
 
-    func startWorkers(_ procs: Processes, _ endpoint: String, _ ids: [String], kv: String) throws {
-        for w in ids {
-            try procs.spawn(w, ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", w, "--kv", kv])
-        }
-    }
-
     @Test("SIGKILL of a worker at a random step: every request completes with the undisturbed tokens", arguments: [
         (seed: 1, kv: "squat"), (seed: 2, kv: "full"), (seed: 3, kv: "kivi"),
     ])
     func killWorker(seed: Int, kv: String) throws {
-        var rng = SplitMix(seed: UInt64(seed))
+        var rng = SeededGenerator(seed: UInt64(seed))
         let after = 8 + Int(rng.next() % 120)  // of 8 × 24 tokens
         let victim = ["w1", "w2", "w3"][Int(rng.next() % 3)]
         let expected = try expected(kv)
         let procs = try Processes()
         defer { procs.stopAll() }
-        let endpoint = try procs.startCoordinator(["--workers", "3", "--kv", kv])
-        try startWorkers(procs, endpoint, ["w1", "w2", "w3"], kv: kv)
-        try procs.waitReady(endpoint, workers: 3)
+        let endpoint = try procs.startCluster(workers: 3, ["--kv", kv])
         let pid = try #require(procs.children.first { $0.name == victim }).process.processIdentifier
         let killedAt = Mutex<ContinuousClock.Instant?>(nil)
         let outcomes = try run(endpoint: endpoint, procs: procs, after: after) {
@@ -128,11 +121,9 @@ struct ElasticTests {
         let expected = try expected(kv)
         let procs = try Processes()
         defer { procs.stopAll() }
-        let endpoint = try procs.startCoordinator(["--workers", "2", "--kv", kv])
-        try startWorkers(procs, endpoint, ["w1", "w2"], kv: kv)
-        try procs.waitReady(endpoint, workers: 2)
+        let endpoint = try procs.startCluster(workers: 2, ["--kv", kv])
         let outcomes = try run(endpoint: endpoint, procs: procs, after: 40) {
-            try startWorkers(procs, endpoint, ["w3"], kv: kv)
+            try procs.startWorkers(endpoint, ["w3"], ["--kv", kv])
         }
         check(outcomes, expected, "w3 added after 40 tokens", procs)
         let s = try ClusterClient(endpoint: endpoint).status()
@@ -147,9 +138,7 @@ struct ElasticTests {
         let expected = try expected(kv)
         let procs = try Processes()
         defer { procs.stopAll() }
-        let endpoint = try procs.startCoordinator(["--workers", "3", "--kv", kv])
-        try startWorkers(procs, endpoint, ["w1", "w2", "w3"], kv: kv)
-        try procs.waitReady(endpoint, workers: 3)
+        let endpoint = try procs.startCluster(workers: 3, ["--kv", kv])
         let w2 = try #require(procs.children.first { $0.name == "w2" }).process
         let w3 = try #require(procs.children.first { $0.name == "w3" }).process
         let outcomes = try run(endpoint: endpoint, procs: procs, after: 30) {
@@ -175,9 +164,7 @@ struct ElasticTests {
         let expected = try expected(kv)
         let procs = try Processes()
         defer { procs.stopAll() }
-        let endpoint = try procs.startCoordinator(["--workers", "2", "--kv", kv])
-        try startWorkers(procs, endpoint, ["w1", "w2"], kv: kv)
-        try procs.waitReady(endpoint, workers: 2)
+        let endpoint = try procs.startCluster(workers: 2, ["--kv", kv])
         let first = try #require(procs.children.first { $0.name == "coordinator" }).process.processIdentifier
         let killedAt = Mutex<ContinuousClock.Instant?>(nil)
         let outcomes = try run(endpoint: endpoint, procs: procs, after: 20) {
@@ -209,18 +196,5 @@ struct ElasticTests {
             if case .token(let t) = event { tokens.append(Int32(bitPattern: t.tokenID)) }
         }
         #expect(tokens == expected[0])
-    }
-}
-
-/// SplitMix64, for the disturbance's step and victim from a seed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

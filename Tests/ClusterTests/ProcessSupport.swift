@@ -118,6 +118,22 @@ final class Processes: @unchecked Sendable {
         return endpoint
     }
 
+    /// A coordinator waiting for `n` workers and workers w1…wn (one thread each), all with `flags`
+    /// (the workers also with `workerFlags`); returns the coordinator's endpoint once they serve.
+    func startCluster(workers n: Int, _ flags: [String] = [], workerFlags: [String] = []) throws -> String {
+        let endpoint = try startCoordinator(["--workers", "\(n)"] + flags)
+        try startWorkers(endpoint, (1...n).map { "w\($0)" }, flags + workerFlags)
+        try waitReady(endpoint, workers: n)
+        return endpoint
+    }
+
+    /// Workers with these ids (one thread each) for the coordinator at `endpoint`.
+    func startWorkers(_ endpoint: String, _ ids: [String], _ flags: [String] = []) throws {
+        for w in ids {
+            try spawn(w, ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", w] + flags)
+        }
+    }
+
     /// Waits until the coordinator reports `count` ready workers.
     func waitReady(_ endpoint: String, workers count: Int) throws {
         let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(2))
