@@ -115,6 +115,36 @@ struct ElasticTests {
         #expect(procs.log("coordinator").contains("worker \(victim) lost"))
     }
 
+    @Test("survivors whose memory cannot hold the model: requests are held, status says why, a new worker resumes them exactly")
+    func holdUntilJoin() throws {
+        let kv = "squat"
+        let expected = try expected(kv)
+        let procs = try Processes()
+        defer { procs.stopAll() }
+        // 60 MiB each: about 19 of the 30 layers (93.8 MiB file) fit on one worker, so two are needed.
+        let endpoint = try procs.startCluster(workers: 2, ["--kv", kv], workerFlags: ["--memory-budget", "60"])
+        let victim = try #require(procs.children.first { $0.name == "w2" }).process.processIdentifier
+        let held = Mutex<String?>(nil)
+        let outcomes = try run(endpoint: endpoint, procs: procs, after: 30) {
+            kill(victim, SIGKILL)
+            // Held, and said so, until a worker joins.
+            var reason = ""
+            _ = Processes.wait(.seconds(20), every: .milliseconds(200)) {
+                reason = (try? ClusterClient(endpoint: endpoint).status().pipeline.holdReason) ?? ""
+                return !reason.isEmpty && !reason.hasPrefix("epoch")
+            }
+            held.withLock { $0 = reason }
+            Thread.sleep(forTimeInterval: 1)
+            try procs.startWorkers(endpoint, ["w3"], ["--kv", kv, "--memory-budget", "60"])
+        }
+        check(outcomes, expected, "w2 killed, w1 alone too small, w3 joined", procs)
+        let reason = held.withLock { $0 } ?? ""
+        #expect(reason.contains("memory budgets do not hold the model"), "hold reason: '\(reason)'")
+        let s = try ClusterClient(endpoint: endpoint).status()
+        #expect(s.workers.map(\.workerID).sorted() == ["w1", "w3"])
+        #expect(s.pipeline.holdReason.isEmpty)
+    }
+
     @Test("a worker added mid-generation takes layers; outputs unchanged")
     func addWorker() throws {
         let kv = "squat"
