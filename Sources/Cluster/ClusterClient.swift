@@ -27,7 +27,8 @@ public final class ClusterClient {
         self.endpoint = endpoint
         self.timeout = timeout
         if let context { self.context = context } else { self.context = try Context() }
-        socket = try Socket(self.context, .dealer, options: [.linger(.zero)])
+        socket = try Socket(
+            self.context, .dealer, options: [.linger(.zero), .maxMessageSize(Int64(WireMessage.controlMaxSize))])
         monitor = try socket.monitor(events: [.connected, .disconnected])
         try socket.connect(endpoint)
     }

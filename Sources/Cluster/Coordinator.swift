@@ -20,6 +20,10 @@ public struct CoordinatorOptions: Sendable {
     public var maxBatchRows: Int = 512
     /// Tokens generated when a request does not say.
     public var defaultMaxTokens: Int = 256
+    /// Live requests (queued or running) beyond which a Submit is answered "busy" (OVERLOADED).
+    public var maxLiveRequests: Int = 256
+    /// Live requests one client connection may have.
+    public var maxRequestsPerClient: Int = 64
     /// How long a pipeline worker may be silent while a micro-batch is in flight (it cannot
     /// heartbeat during a forward pass).
     public var busyLiveness: Duration = .seconds(30)
@@ -142,6 +146,8 @@ public final class Coordinator {
     /// Workers a send found gone (ROUTER_MANDATORY's EHOSTUNREACH): reaped in the loop.
     private var unreachable: Set<[UInt8]> = []
     private var replans: UInt64 = 0
+    /// The last workers lost, for `status`.
+    private var lostWorkers: [WorkerStatus] = []
     private var tokensReplayed: UInt64 = 0
     /// When the pipeline last broke (a worker lost), for the recovery time in the log.
     private var brokenSince: ContinuousClock.Instant?
@@ -161,7 +167,10 @@ public final class Coordinator {
         // fails with EHOSTUNREACH (ROUTER_MANDATORY), which is how a lost worker is noticed.
         router = try Socket(
             context, .router,
-            options: [.linger(.milliseconds(500)), .heartbeatInterval(.seconds(1)), .heartbeatTimeout(.seconds(4))])
+            options: [
+                .linger(.milliseconds(500)), .heartbeatInterval(.seconds(1)), .heartbeatTimeout(.seconds(4)),
+                .maxMessageSize(Int64(WireMessage.controlMaxSize)),
+            ])
         endpoint = try router.bind(options.bind)
         log.info("listening on \(endpoint); model \(options.modelPath) (\(files.config.layerCount) layers, \(fingerprint)); waiting for \(options.minWorkers) worker(s)")
     }
@@ -237,7 +246,9 @@ public final class Coordinator {
             droppedMalformed += 1
             log.debug("dropped a malformed frame: \(error)")
             if let identity, !isWorker(identity) {
-                send(.error(ErrorReply(code: .malformedMessage, message: "\(error)")), to: identity)
+                let code: ErrorCode
+                if case .unsupportedVersion = error { code = .unsupportedVersion } else { code = .malformedMessage }
+                send(.error(ErrorReply(code: code, message: "\(error)")), to: identity)
             }
             return true
         case .message(let incoming):
@@ -379,6 +390,14 @@ public final class Coordinator {
         if sequences.values.contains(where: { $0.client == identity && $0.requestID == s.requestID }) {
             return refuse(.duplicateRequest, "request '\(s.requestID)' is already live")
         }
+        guard sequences.count < options.maxLiveRequests else {
+            return refuse(.overloaded, "busy: \(sequences.count) live requests, the limit (--max-requests) is \(options.maxLiveRequests)")
+        }
+        let mine = sequences.values.filter { $0.client == identity }.count
+        guard mine < options.maxRequestsPerClient else {
+            return refuse(
+                .overloaded, "busy: this client has \(mine) live requests, the limit (--max-requests-per-client) is \(options.maxRequestsPerClient)")
+        }
         let prompt: [Int32]
         switch s.prompt {
         case .text(let t): prompt = tokenizer.encode(t)
@@ -439,7 +458,10 @@ public final class Coordinator {
             send(.heartbeat(Heartbeat(epoch: epoch, sequence: heartbeatCount, sentUnixMs: unixMilliseconds())), to: w.identity)
         }
         guard !lost.isEmpty else { return }
-        for l in lost { log.info("worker \(l.worker.id) lost (silent for more than \(l.allowed))") }
+        for l in lost {
+            log.info("worker \(l.worker.id) lost (silent for more than \(l.allowed))")
+            remember(lost: l.worker)
+        }
         if lost.contains(where: { pipeline.contains($0.worker.identity) }) { pipelineBroken() }
     }
 
@@ -452,10 +474,17 @@ public final class Coordinator {
         workers.removeAll { w in
             guard gone.contains(w.identity) else { return false }
             log.info("worker \(w.id) lost (its connection closed)")
+            remember(lost: w)
             if pipeline.contains(w.identity) { broken = true }
             return true
         }
         if broken { pipelineBroken() }
+    }
+
+    private func remember(lost w: WorkerEntry) {
+        var s = workerStatus(w)
+        s.state = .lost
+        lostWorkers = Array((lostWorkers + [s]).suffix(8))
     }
 
     /// A stage of the pipeline is gone: stop sending, plan among the others, replay.
@@ -710,6 +739,13 @@ public final class Coordinator {
 
     // MARK: - Status
 
+    private func workerStatus(_ w: WorkerEntry) -> WorkerStatus {
+        WorkerStatus(
+            workerID: w.id, layers: w.layers, state: w.load?.state ?? .registered, kvBytesUsed: w.load?.kvBytesUsed ?? 0,
+            kvBytesFree: w.load?.kvBytesFree ?? 0, tokensPerSecond: w.load?.tokensPerSecond ?? 0,
+            dataEndpoint: w.register.dataEndpoint, droppedStale: w.load?.droppedStale ?? 0)
+    }
+
     private var pipelineStats: PipelineStats {
         var s = stats
         s.maxInFlight = UInt32(pipeline.isEmpty ? 0 : credit)
@@ -720,12 +756,7 @@ public final class Coordinator {
     }
 
     private func status(includeSequences: Bool) -> Status {
-        let ws = workers.map { w in
-            WorkerStatus(
-                workerID: w.id, layers: w.layers, state: w.load?.state ?? .registered, kvBytesUsed: w.load?.kvBytesUsed ?? 0,
-                kvBytesFree: w.load?.kvBytesFree ?? 0, tokensPerSecond: w.load?.tokensPerSecond ?? 0,
-                dataEndpoint: w.register.dataEndpoint, droppedStale: w.load?.droppedStale ?? 0)
-        }
+        let ws = workers.map(workerStatus)
         let ss: [SequenceStatus] = order.compactMap { id in
             guard let s = sequences[id] else { return nil }
             let state: SequenceState =
@@ -737,6 +768,6 @@ public final class Coordinator {
         }
         return Status(
             epoch: epoch, modelFingerprint: fingerprint, workers: ws, sequences: includeSequences ? ss : [],
-            droppedStale: droppedStale, droppedMalformed: droppedMalformed, pipeline: pipelineStats)
+            droppedStale: droppedStale, droppedMalformed: droppedMalformed, pipeline: pipelineStats, lostWorkers: lostWorkers)
     }
 }

@@ -99,7 +99,9 @@ public final class Worker {
         modelFileBytes = (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
         if let shared = options.context { context = shared } else { context = try Context() }
         control = try Socket(context, .dealer, options: Self.controlOptions)
-        data = try Socket(context, .pull, options: [.linger(.zero)])
+        // The largest legitimate frame: 65,536 rows (the most a micro-batch may have) of hidden states.
+        let dataMax = Int64(1 << 16) * Int64(max(1, files.config.hiddenSize)) * 4
+        data = try Socket(context, .pull, options: [.linger(.zero), .maxMessageSize(dataMax)])
     }
 
     /// Registers, then serves until the coordinator drains this worker (or, without `rejoin`,
@@ -211,6 +213,7 @@ public final class Worker {
     /// The control DEALER: ZMTP heartbeats so that a cut link is noticed by both sides.
     static let controlOptions: [SocketOption] = [
         .linger(.milliseconds(200)), .heartbeatInterval(.seconds(1)), .heartbeatTimeout(.seconds(4)),
+        .maxMessageSize(Int64(WireMessage.controlMaxSize)),
     ]
 
     /// Back to an unassigned worker: no layers, no caches, epoch 0 (a new coordinator counts afresh).

@@ -2074,7 +2074,7 @@ const ProtobufCMessageDescriptor squat__v1__pipeline_stats__descriptor =
   (ProtobufCMessageInit) squat__v1__pipeline_stats__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__status__field_descriptors[7] =
+static const ProtobufCFieldDescriptor squat__v1__status__field_descriptors[8] =
 {
   {
     "epoch",
@@ -2160,11 +2160,24 @@ static const ProtobufCFieldDescriptor squat__v1__status__field_descriptors[7] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "lost_workers",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Squat__V1__Status, n_lost_workers),
+    offsetof(Squat__V1__Status, lost_workers),
+    &squat__v1__worker_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__status__field_indices_by_name[] = {
   5,   /* field[5] = dropped_malformed */
   4,   /* field[4] = dropped_stale */
   0,   /* field[0] = epoch */
+  7,   /* field[7] = lost_workers */
   1,   /* field[1] = model_fingerprint */
   6,   /* field[6] = pipeline */
   3,   /* field[3] = sequences */
@@ -2173,7 +2186,7 @@ static const unsigned squat__v1__status__field_indices_by_name[] = {
 static const ProtobufCIntRange squat__v1__status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor squat__v1__status__descriptor =
 {
@@ -2183,7 +2196,7 @@ const ProtobufCMessageDescriptor squat__v1__status__descriptor =
   "Squat__V1__Status",
   "squat.v1",
   sizeof(Squat__V1__Status),
-  7,
+  8,
   squat__v1__status__field_descriptors,
   squat__v1__status__field_indices_by_name,
   1,  squat__v1__status__number_ranges,

@@ -405,13 +405,16 @@ public struct Status: Sendable, Hashable {
     public var droppedMalformed: UInt64
     /// Pipeline totals since the coordinator started.
     public var pipeline: PipelineStats
+    /// The last workers lost (state `.lost`, their last load report), newest last.
+    public var lostWorkers: [WorkerStatus] = []
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(
         epoch: UInt64 = 0, modelFingerprint: String = "", workers: [WorkerStatus] = [],
         sequences: [SequenceStatus] = [], droppedStale: UInt64 = 0, droppedMalformed: UInt64 = 0,
-        pipeline: PipelineStats = PipelineStats()
+        pipeline: PipelineStats = PipelineStats(), lostWorkers: [WorkerStatus] = []
     ) {
+        self.lostWorkers = lostWorkers
         self.epoch = epoch
         self.modelFingerprint = modelFingerprint
         self.workers = workers

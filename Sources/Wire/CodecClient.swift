@@ -317,6 +317,7 @@ extension Status: CMirror {
         c.dropped_stale = droppedStale
         c.dropped_malformed = droppedMalformed
         c.pipeline = try arena.message(pipeline)
+        (c.n_lost_workers, c.lost_workers) = try arena.messages(lostWorkers)
     }
 
     init(c: Squat__V1__Status) throws(WireError) {
@@ -327,6 +328,7 @@ extension Status: CMirror {
             sequences: try CRead.messages(c.n_sequences, c.sequences, Self.protoName, "sequences"),
             droppedStale: c.dropped_stale, droppedMalformed: c.dropped_malformed,
             pipeline: try CRead.message(c.pipeline, default: PipelineStats()))
+        lostWorkers = try CRead.messages(c.n_lost_workers, c.lost_workers, Self.protoName, "lost_workers")
     }
 }
 

@@ -37,6 +37,10 @@ public enum WireMessage: Sendable, Hashable {
     /// each become a 56-byte struct plus a pointer), so this also bounds a hostile frame's memory.
     public static let defaultMaxSize = 4 << 20
 
+    /// `ZMQ_MAXMSGSIZE` of sockets that carry no tensors (clients, control): libzmq drops a
+    /// connection that sends a larger frame before it is ever buffered whole.
+    public static let controlMaxSize = defaultMaxSize
+
     /// The proto name of the body, for logs.
     public var name: String {
         switch self {

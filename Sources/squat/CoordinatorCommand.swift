@@ -13,12 +13,17 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Workers to wait for before planning the pipeline.") var workers: Int = 1
     @Option(help: "Tokens generated when a request does not say.") var defaultMaxTokens: Int = 256
     @Option(help: "Micro-batches the pipeline may hold at once (default: one per stage).") var maxInFlight: Int?
+    @Option(help: "Live requests (queued or running) beyond which new ones are refused as busy.") var maxRequests = 256
+    @Option(help: "Live requests one client connection may have.") var maxRequestsPerClient = 64
     @Flag(help: "Log every dropped frame and admitted request.") var verbose = false
     @OptionGroup var cacheOptions: CacheOptions
 
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be ≥ 1") }
         if let m = maxInFlight, m < 1 { throw ValidationError("--max-in-flight must be ≥ 1, got \(m)") }
+        guard maxRequests >= 1, maxRequestsPerClient >= 1 else {
+            throw ValidationError("--max-requests and --max-requests-per-client must be ≥ 1")
+        }
     }
 
     func run() throws {
@@ -32,6 +37,8 @@ struct CoordinatorCommand: ParsableCommand {
         options.cache = try cacheOptions.wireConfig(headDim: files.config.headDim)
         options.defaultMaxTokens = defaultMaxTokens
         options.maxInFlight = maxInFlight
+        options.maxLiveRequests = maxRequests
+        options.maxRequestsPerClient = maxRequestsPerClient
         options.verbose = verbose
         let coordinator = try Coordinator(options: options)
         try coordinator.run(shouldStop: { Signals.stop })

@@ -142,6 +142,7 @@ struct StatusCommand: ParsableCommand {
         for w in s.workers {
             print("\(w.workerID)\t\(w.layers)\t\(w.state)\t\(w.kvBytesUsed)\t\(String(format: "%.1f", w.tokensPerSecond))\t\(w.dataEndpoint)")
         }
+        for w in s.lostWorkers { print("\(w.workerID)\t\(w.layers)\tLOST\t\(w.kvBytesUsed)\t\(String(format: "%.1f", w.tokensPerSecond))\t\(w.dataEndpoint)") }
         print("\(s.sequences.count) live sequence(s)")
         for q in s.sequences {
             print("  \(q.requestID)\tseq \(q.sequenceID)\t\(q.state)\t\(q.promptTokens) prompt\t\(q.generatedTokens) generated")

@@ -113,6 +113,7 @@ struct ElasticTests {
         #expect(s.pipeline.tokensReplayed > 0)
         #expect(s.pipeline.holdReason.isEmpty)
         #expect(procs.log("coordinator").contains("worker \(victim) lost"))
+        #expect(s.lostWorkers.contains { $0.workerID == victim && $0.state == .lost }, "status reports the lost worker")
     }
 
     @Test("survivors whose memory cannot hold the model: requests are held, status says why, a new worker resumes them exactly")

@@ -97,4 +97,50 @@ struct HostileFrameTests {
         #expect(s.workers.count == 2 && s.sequences.isEmpty)
         #expect(s.pipeline.replans == before.pipeline.replans, "garbage made the coordinator re-plan")
     }
+
+    /// Reads replies on `socket` until an Error for `requestID` (or nothing for 10 s).
+    func errorReply(_ socket: Socket, _ requestID: String) throws -> ErrorReply? {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            let inbound = try socket.receiveMessage()
+            if case .message(let m) = consume inbound, case .error(let e) = m.message, e.requestID == requestID { return e }
+        }
+        return nil
+    }
+
+    @Test("request limits per client and in total, and a protocol version mismatch, are answered with coded errors")
+    func limits() throws {
+        let procs = try Processes()
+        defer { procs.stopAll() }
+        let endpoint = try procs.startCoordinator(["--workers", "1", "--kv", "full", "--max-requests", "3", "--max-requests-per-client", "2"])
+        try procs.startWorkers(endpoint, ["w1"], ["--kv", "full"])
+        try procs.waitReady(endpoint, workers: 1)
+        let context = try Context()
+        func client() throws -> Socket {
+            let s = try Socket(context, .dealer, options: [.linger(.zero), .receiveTimeout(.seconds(10))])
+            try s.connect(endpoint)
+            return s
+        }
+        func submit(_ id: String) -> WireMessage {
+            .submit(Submit(requestID: id, prompt: .text("Count to one hundred:"), sampling: Sampling(maxTokens: 400, ignoreEndOfGeneration: true)))
+        }
+        let a = try client()
+        for id in ["a1", "a2", "a3"] { _ = try a.send(submit(id)) }
+        let perClient = try errorReply(a, "a3")
+        #expect(perClient?.code == .overloaded)
+        #expect(perClient?.message.contains("--max-requests-per-client") == true, "\(perClient?.message ?? "none")")
+        let b = try client()
+        for id in ["b1", "b2"] { _ = try b.send(submit(id)) }
+        let total = try errorReply(b, "b2")
+        #expect(total?.code == .overloaded)
+        #expect(total?.message.contains("--max-requests") == true, "\(total?.message ?? "none")")
+        // An envelope of protocol version 2 (field 1 = 2, then an empty StatusRequest).
+        _ = try b.send(frames: [[0x08, 0x02, 0x7A, 0x00]])
+        let version = try errorReply(b, "")
+        #expect(version?.code == .unsupportedVersion, "\(String(describing: version))")
+        // Cancel what runs; the coordinator is fine.
+        for id in ["a1", "a2"] { _ = try a.send(.cancel(Cancel(requestID: id))) }
+        _ = try b.send(.cancel(Cancel(requestID: "b1")))
+        #expect(Processes.wait(.seconds(20)) { (try? ClusterClient(endpoint: endpoint).status().sequences.isEmpty) ?? false })
+    }
 }

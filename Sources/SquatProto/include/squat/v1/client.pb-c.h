@@ -457,10 +457,15 @@ struct  Squat__V1__Status
    */
   uint64_t dropped_malformed;
   Squat__V1__PipelineStats *pipeline;
+  /*
+   * the last workers lost (state LOST), newest last
+   */
+  size_t n_lost_workers;
+  Squat__V1__WorkerStatus **lost_workers;
 };
 #define SQUAT__V1__STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__status__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, NULL }
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, NULL, 0,NULL }
 
 
 /* Squat__V1__ChatMessage methods */
