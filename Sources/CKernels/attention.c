@@ -103,12 +103,14 @@ static inline float max_of(const float *x, int64_t n) {
     return m;
 }
 
+// Lane j accumulates q[i+j] k[i+j] over i = 0, 8, ... (fma); the lanes are summed as
+// ((a0+a1) + (a2+a3)) + ((a4+a5) + (a6+a7)), which is what the AVX2 kernel's hadd tree over four
+// keys computes for each of them.
 static inline float dot_row_scalar(const float *q, const float *k, int D) {
     float acc[8] = {0};
     for (int i = 0; i < D; i += 8)
         for (int j = 0; j < 8; j++) acc[j] = fmaf(q[i + j], k[i + j], acc[j]);
-    float a0 = acc[0] + acc[4], a1 = acc[1] + acc[5], a2 = acc[2] + acc[6], a3 = acc[3] + acc[7];
-    return (a0 + a2) + (a1 + a3);
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 #define SQ_PARTIAL_SCALAR(NAME, ELEM, TOF)                                                                   \
@@ -136,35 +138,113 @@ SQ_PARTIAL_SCALAR(partial_f16, uint16_t, F16TOF)
 SQ_PARTIAL_SCALAR(partial_f32, float, F32TOF)
 
 #if SQ_X86
-SQ_AVX2 static inline float hsum8_avx(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    __m128 s = _mm_add_ps(lo, hi);
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
-    return _mm_cvtss_f32(s);
-}
 SQ_AVX2 static inline __m256 ld_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 SQ_AVX2 static inline __m256 ld_f32(const float *p) { return _mm256_loadu_ps(p); }
 
-// D <= 256 and a multiple of 8 on this path.
+// Scores of four keys (accumulators a0..a3, 8 lanes each) reduced with one hadd tree: lane k of
+// the result is ((a_k0+a_k1) + (a_k2+a_k3)) + ((a_k4+a_k5) + (a_k6+a_k7)), as dot_row_scalar.
+SQ_AVX2 static inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+SQ_AVX2 static inline float max_avx2(const float *x, int64_t n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 0x55));
+    float r = _mm_cvtss_f32(h);
+    for (; i < n; i++) r = x[i] > r ? x[i] : r;
+    return r;
+}
+
+// Scores: G (<= 3) query heads x 4 keys per step, each key row converted once for all heads;
+// values: per key, each 32-channel slice converted once and accumulated into the G heads.
+// D <= 256 and a multiple of 8 (scores) / 32 (values) on this path.
 #define SQ_PARTIAL_AVX2(NAME, ELEM, LD)                                                                      \
+    SQ_AVX2 static inline __attribute__((always_inline)) void NAME##_scores_g(                              \
+        const float *q, int G, int D, const ELEM *K, int64_t st, int64_t T, float scale, float *scores, int64_t sstride) { \
+        const int nv = D / 8;                                                                               \
+        const __m256 zero = _mm256_setzero_ps();                                                            \
+        int64_t t = 0;                                                                                      \
+        for (; t + 4 <= T; t += 4) {                                                                        \
+            __m256 acc[3][4];                                                                               \
+            for (int j = 0; j < G; j++)                                                                     \
+                for (int k = 0; k < 4; k++) acc[j][k] = zero;                                               \
+            for (int v = 0; v < nv; v++) {                                                                  \
+                __m256 k0 = LD(K + t * st + v * 8), k1 = LD(K + (t + 1) * st + v * 8);                      \
+                __m256 k2 = LD(K + (t + 2) * st + v * 8), k3 = LD(K + (t + 3) * st + v * 8);                \
+                for (int j = 0; j < G; j++) {                                                               \
+                    __m256 qv = _mm256_loadu_ps(q + j * D + v * 8);                                         \
+                    acc[j][0] = _mm256_fmadd_ps(qv, k0, acc[j][0]);                                         \
+                    acc[j][1] = _mm256_fmadd_ps(qv, k1, acc[j][1]);                                         \
+                    acc[j][2] = _mm256_fmadd_ps(qv, k2, acc[j][2]);                                         \
+                    acc[j][3] = _mm256_fmadd_ps(qv, k3, acc[j][3]);                                         \
+                }                                                                                           \
+            }                                                                                               \
+            for (int j = 0; j < G; j++)                                                                     \
+                _mm_storeu_ps(scores + j * sstride + t,                                                     \
+                              _mm_mul_ps(reduce4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]), _mm_set1_ps(scale))); \
+        }                                                                                                   \
+        for (; t < T; t++) {                                                                                \
+            __m256 acc[3];                                                                                  \
+            for (int j = 0; j < G; j++) acc[j] = zero;                                                      \
+            for (int v = 0; v < nv; v++) {                                                                  \
+                __m256 k0 = LD(K + t * st + v * 8);                                                         \
+                for (int j = 0; j < G; j++) acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(q + j * D + v * 8), k0, acc[j]); \
+            }                                                                                               \
+            for (int j = 0; j < G; j++)                                                                     \
+                scores[j * sstride + t] = _mm_cvtss_f32(reduce4(acc[j], zero, zero, zero)) * scale;         \
+        }                                                                                                   \
+    }                                                                                                       \
     SQ_AVX2 static void NAME##_avx2_scores(const float *q, int g, int D, const ELEM *K, int64_t st, int64_t T, \
                                            float scale, float *scores) {                                   \
-        const int nv = D / 8;                                                                               \
-        for (int64_t t = 0; t < T; t++) {                                                                   \
-            __m256 k[32];                                                                                   \
-            for (int v = 0; v < nv; v++) k[v] = LD(K + t * st + v * 8);                                     \
-            for (int j = 0; j < g; j++) {                                                                   \
-                const float *qj = q + j * D;                                                                \
-                __m256 acc = _mm256_setzero_ps();                                                           \
-                for (int v = 0; v < nv; v++) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qj + v * 8), k[v], acc); \
-                scores[(int64_t)j * T + t] = hsum8_avx(acc) * scale;                                       \
+        for (int j0 = 0; j0 < g; j0 += 3) {                                                                 \
+            const int G = g - j0 < 3 ? g - j0 : 3;                                                          \
+            const float *qj = q + j0 * D;                                                                   \
+            float *sj = scores + (int64_t)j0 * T;                                                           \
+            if (G == 3) NAME##_scores_g(qj, 3, D, K, st, T, scale, sj, T);                                  \
+            else if (G == 2) NAME##_scores_g(qj, 2, D, K, st, T, scale, sj, T);                             \
+            else NAME##_scores_g(qj, 1, D, K, st, T, scale, sj, T);                                         \
+        }                                                                                                   \
+    }                                                                                                       \
+    SQ_AVX2 static inline __attribute__((always_inline)) void NAME##_values_g(                              \
+        int G, int D, const ELEM *V, int64_t st, int64_t T, const float *p, int64_t pstride, float *out) {  \
+        for (int c = 0; c < D; c += 32) {                                                                   \
+            __m256 o[3][4];                                                                                 \
+            for (int j = 0; j < G; j++)                                                                     \
+                for (int v = 0; v < 4; v++) o[j][v] = _mm256_setzero_ps();                                  \
+            for (int64_t t = 0; t < T; t++) {                                                               \
+                const ELEM *vr = V + t * st + c;                                                            \
+                __m256 v0 = LD(vr), v1 = LD(vr + 8), v2 = LD(vr + 16), v3 = LD(vr + 24);                    \
+                for (int j = 0; j < G; j++) {                                                               \
+                    __m256 w = _mm256_broadcast_ss(p + j * pstride + t);                                    \
+                    o[j][0] = _mm256_fmadd_ps(w, v0, o[j][0]);                                              \
+                    o[j][1] = _mm256_fmadd_ps(w, v1, o[j][1]);                                              \
+                    o[j][2] = _mm256_fmadd_ps(w, v2, o[j][2]);                                              \
+                    o[j][3] = _mm256_fmadd_ps(w, v3, o[j][3]);                                              \
+                }                                                                                           \
             }                                                                                               \
+            for (int j = 0; j < G; j++)                                                                     \
+                for (int v = 0; v < 4; v++) _mm256_storeu_ps(out + j * D + c + v * 8, o[j][v]);             \
         }                                                                                                   \
     }                                                                                                       \
     SQ_AVX2 static void NAME##_avx2_values(int g, int D, const ELEM *V, int64_t st, int64_t T, const float *p, \
                                            float *out) {                                                   \
         const int nv = D / 8;                                                                               \
+        if (D % 32 == 0) {                                                                                  \
+            for (int j0 = 0; j0 < g; j0 += 3) {                                                             \
+                const int G = g - j0 < 3 ? g - j0 : 3;                                                      \
+                const float *pj = p + (int64_t)j0 * T;                                                      \
+                float *oj = out + j0 * D;                                                                   \
+                if (G == 3) NAME##_values_g(3, D, V, st, T, pj, T, oj);                                     \
+                else if (G == 2) NAME##_values_g(2, D, V, st, T, pj, T, oj);                                \
+                else NAME##_values_g(1, D, V, st, T, pj, T, oj);                                            \
+            }                                                                                               \
+            return;                                                                                         \
+        }                                                                                                   \
         for (int j = 0; j < g; j++) {                                                                       \
             __m256 o[32];                                                                                   \
             for (int v = 0; v < nv; v++) o[v] = _mm256_setzero_ps();                                        \
@@ -188,7 +268,7 @@ void sq_attend_partial_f16(const float *q, int g, int D, const uint16_t *K, cons
         partial_f16_avx2_scores(q, g, D, K, st, T, scale, scores);
         for (int j = 0; j < g; j++) {
             float *sj = scores + (int64_t)j * T;
-            ml[2 * j] = max_of(sj, T);
+            ml[2 * j] = max_avx2(sj, T);
             ml[2 * j + 1] = sq_exp_sum(sj, T, ml[2 * j]);
         }
         partial_f16_avx2_values(g, D, V, st, T, scores, out);
@@ -206,7 +286,7 @@ void sq_attend_partial_f32(const float *q, int g, int D, const float *K, const f
         partial_f32_avx2_scores(q, g, D, K, st, T, scale, scores);
         for (int j = 0; j < g; j++) {
             float *sj = scores + (int64_t)j * T;
-            ml[2 * j] = max_of(sj, T);
+            ml[2 * j] = max_avx2(sj, T);
             ml[2 * j + 1] = sq_exp_sum(sj, T, ml[2 * j]);
         }
         partial_f32_avx2_values(g, D, V, st, T, scores, out);
