@@ -104,13 +104,13 @@ static inline float max_of(const float *x, int64_t n) {
 }
 
 // Lane j accumulates q[i+j] k[i+j] over i = 0, 8, ... (fma); the lanes are summed as
-// ((a0+a1) + (a2+a3)) + ((a4+a5) + (a6+a7)), which is what the AVX2 kernel's hadd tree over four
-// keys computes for each of them.
+// ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), as the AVX2 kernel's reduce4 does for each key.
 static inline float dot_row_scalar(const float *q, const float *k, int D) {
     float acc[8] = {0};
     for (int i = 0; i < D; i += 8)
         for (int j = 0; j < 8; j++) acc[j] = fmaf(q[i + j], k[i + j], acc[j]);
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    float a0 = acc[0] + acc[4], a1 = acc[1] + acc[5], a2 = acc[2] + acc[6], a3 = acc[3] + acc[7];
+    return (a0 + a2) + (a1 + a3);
 }
 
 #define SQ_PARTIAL_SCALAR(NAME, ELEM, TOF)                                                                   \
@@ -141,11 +141,18 @@ SQ_PARTIAL_SCALAR(partial_f32, float, F32TOF)
 SQ_AVX2 static inline __m256 ld_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 SQ_AVX2 static inline __m256 ld_f32(const float *p) { return _mm256_loadu_ps(p); }
 
-// Scores of four keys (accumulators a0..a3, 8 lanes each) reduced with one hadd tree: lane k of
-// the result is ((a_k0+a_k1) + (a_k2+a_k3)) + ((a_k4+a_k5) + (a_k6+a_k7)), as dot_row_scalar.
-SQ_AVX2 static inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+// Scores of four keys (accumulators a, b, c, d, 8 lanes each) reduced together; each key's lanes
+// are summed as ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)), the order of a single key's hsum (and
+// of dot_row_scalar). Returns [a, b, c, d].
+SQ_AVX2 static inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    // [a0+a4, a1+a5, a2+a6, a3+a7 | b0+b4, ...] and the same for c, d.
+    __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+    // [(a0+a4)+(a2+a6), (a1+a5)+(a3+a7), (c..), (c..) | (b..), (b..), (d..), (d..)]
+    __m256 u = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, 0x44), _mm256_shuffle_ps(ab, cd, 0xEE));
+    // [a, c, a, c | b, d, b, d]
+    __m256 h = _mm256_hadd_ps(u, u);
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
 SQ_AVX2 static inline float max_avx2(const float *x, int64_t n) {

@@ -59,3 +59,4 @@ extension Kernels {
         }
     }
 }
+
