@@ -3,12 +3,12 @@
 // products. Supported weight types: Q4_1 and Q8_0; others use the f32 path.
 //
 // Arithmetic of one output (row r, token t), the same on the scalar and AVX2 paths and whatever
-// the batch, tile or row range (batch invariance):
-//   for each block b in order: sc = d_w[b] * d_x[b] (float product); for lanes j < 8
-//       acc[j] = fma((float)isum_j(b), sc, acc[j]),  isum_j(b) the exact integer dot product of
-//       elements 4j..4j+3 of block b (what maddubs + madd produce);
-//   and for Q4_1 the minimum term msum = msum + m_w[b] * s_x[b] (rounded product, in block order);
-//   result = (((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))) + msum.
+// the batch, tile or row range (batch invariance). Per block b: f_j(b) = (float) exact integer
+// dot product of elements 4j..4j+3 (what maddubs + madd give), sc(b) = d_w[b] * d_x[b] and, for
+// Q4_1, mt(b) = m_w[b] * s_x[b] (rounded products). Blocks in pairs (a, b):
+//     acc[j] = acc[j] + fma(f_j(b), sc(b), f_j(a) * sc(a)),   msum = msum + (mt(a) + mt(b));
+// an odd last block: acc[j] = fma(f_j, sc, acc[j]), msum = msum + mt;
+// result = (((acc0+acc4)+(acc2+acc6)) + ((acc1+acc5)+(acc3+acc7))) + msum.
 #include <math.h>
 #include <string.h>
 #include "sq_internal.h"
@@ -86,31 +86,54 @@ void sq_quantize_q8(const float *x, int64_t n, sq_block_q8a *out) {
 
 // ---------------------------------------------------------------- scalar kernels
 
+// Block b of a row: integer lane sums isum[j] (elements 4j..4j+3), the scale d_w * d_x and the
+// minimum term m_w * s_x (0 for Q8_0).
+static inline void block_scalar(int type, const void *row, const sq_block_q8a *x, int64_t b, float f[8], float *sc,
+                                float *mterm) {
+    int q[32];
+    float dw;
+    *mterm = 0;
+    if (type == SQ_TYPE_Q4_1) {
+        const sq_block_q4_1 *blk = (const sq_block_q4_1 *)row + b;
+        for (int j = 0; j < 16; j++) {
+            q[j] = blk->qs[j] & 15;
+            q[j + 16] = blk->qs[j] >> 4;
+        }
+        dw = sq_h2f(blk->d);
+        *mterm = sq_h2f(blk->m) * x[b].s;
+    } else {
+        const sq_block_q8_0 *blk = (const sq_block_q8_0 *)row + b;
+        for (int j = 0; j < 32; j++) q[j] = blk->qs[j];
+        dw = sq_h2f(blk->d);
+    }
+    *sc = dw * x[b].d;
+    for (int j = 0; j < 8; j++) {
+        int isum = 0;
+        for (int k = 4 * j; k < 4 * j + 4; k++) isum += q[k] * x[b].qs[k];
+        f[j] = (float)isum;
+    }
+}
+
 static float dot_q8_scalar(int type, const void *row, const sq_block_q8a *x, int64_t nb) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, msum = 0;
-    for (int64_t b = 0; b < nb; b++) {
-        int q[32];
-        float dw;
-        if (type == SQ_TYPE_Q4_1) {
-            const sq_block_q4_1 *blk = (const sq_block_q4_1 *)row + b;
-            for (int j = 0; j < 16; j++) {
-                q[j] = blk->qs[j] & 15;
-                q[j + 16] = blk->qs[j] >> 4;
-            }
-            dw = sq_h2f(blk->d);
-            const float mterm = sq_h2f(blk->m) * x[b].s;  // its own statement: never contracted to an fma
-            msum = msum + mterm;
-        } else {
-            const sq_block_q8_0 *blk = (const sq_block_q8_0 *)row + b;
-            for (int j = 0; j < 32; j++) q[j] = blk->qs[j];
-            dw = sq_h2f(blk->d);
-        }
-        float sc = dw * x[b].d;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        float fa[8], fb[8], sa, sb, ma, mb;
+        block_scalar(type, row, x, b, fa, &sa, &ma);
+        block_scalar(type, row, x, b + 1, fb, &sb, &mb);
         for (int j = 0; j < 8; j++) {
-            int isum = 0;
-            for (int k = 4 * j; k < 4 * j + 4; k++) isum += q[k] * x[b].qs[k];
-            acc[j] = fmaf((float)isum, sc, acc[j]);
+            const float pa = fa[j] * sa;  // separate statements: never contracted to an fma
+            const float t = fmaf(fb[j], sb, pa);
+            acc[j] = acc[j] + t;
         }
+        const float m2 = ma + mb;
+        msum = msum + m2;
+    }
+    if (b < nb) {
+        float fa[8], sa, ma;
+        block_scalar(type, row, x, b, fa, &sa, &ma);
+        for (int j = 0; j < 8; j++) acc[j] = fmaf(fa[j], sa, acc[j]);
+        msum = msum + ma;
     }
     float s0 = acc[0] + acc[4], s1 = acc[1] + acc[5], s2 = acc[2] + acc[6], s3 = acc[3] + acc[7];
     return ((s0 + s2) + (s1 + s3)) + msum;
@@ -119,7 +142,7 @@ static float dot_q8_scalar(int type, const void *row, const sq_block_q8a *x, int
 #if SQ_X86
 // ---------------------------------------------------------------- AVX2 kernels
 
-#define RT 4  // rows per tile
+#define RT 6  // rows per tile (batches of tokens)
 
 SQ_AVX2 static inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -128,9 +151,36 @@ SQ_AVX2 static inline float hsum_ps(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-// One tile of R rows x T tokens (T = 1 or 2; constants after inlining). Per (row, block): the
-// f16 pair (d, m) becomes [d, m, d, m]; times [dx0, sx0, dx1, sx1] it gives both tokens' scale
-// d*dx (lanes 0, 2) and minimum term m*sx (lanes 1, 3), the latter summed in lane order.
+// One block of one row against one or two tokens: the integer dot products as floats (f0, f1)
+// and prod = [d*dx0, m*sx0, d*dx1, m*sx1] (the f16 pair (d, m) of the block times the tokens'
+// (d, s) pairs; m = d for Q8_0, unused).
+#define Q8_BLOCK(TYPE, ROW, B, XDS, XV0, XV1, T, F0, F1, PROD)                                              \
+    do {                                                                                                    \
+        __m256i q0_, q1_;                                                                                   \
+        if ((TYPE) == SQ_TYPE_Q4_1) {                                                                       \
+            const sq_block_q4_1 *blk_ = (const sq_block_q4_1 *)(ROW) + (B);                                 \
+            int dm_;                                                                                        \
+            memcpy(&dm_, blk_, 4);                                                                          \
+            PROD = _mm_mul_ps(_mm_cvtph_ps(_mm_set1_epi32(dm_)), XDS);                                      \
+            __m256i q_ = _mm256_and_si256(                                                                  \
+                _mm256_srlv_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)blk_->qs)), shift), mask); \
+            q0_ = _mm256_maddubs_epi16(q_, XV0);                                                            \
+            if ((T) == 2) q1_ = _mm256_maddubs_epi16(q_, XV1);                                              \
+        } else {                                                                                            \
+            const sq_block_q8_0 *blk_ = (const sq_block_q8_0 *)(ROW) + (B);                                 \
+            PROD = _mm_mul_ps(_mm_cvtph_ps(_mm_set1_epi16((short)blk_->d)), XDS);                           \
+            __m256i w_ = _mm256_loadu_si256((const __m256i *)blk_->qs);                                     \
+            __m256i aw_ = _mm256_sign_epi8(w_, w_);                                                         \
+            q0_ = _mm256_maddubs_epi16(aw_, _mm256_sign_epi8(XV0, w_));                                     \
+            if ((T) == 2) q1_ = _mm256_maddubs_epi16(aw_, _mm256_sign_epi8(XV1, w_));                       \
+        }                                                                                                   \
+        F0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(q0_, ones));                                              \
+        if ((T) == 2) F1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(q1_, ones));                                \
+    } while (0)
+
+// One tile of R rows x T tokens (T = 1 or 2; constants after inlining), blocks in pairs (a, b):
+// acc += fma(f_b, sc_b, f_a * sc_a) and msum += m_a*s_a + m_b*s_b, which halves the length of
+// the dependency chains; an odd last block: acc = fma(f, sc, acc), msum += m*s.
 SQ_AVX2 static inline __attribute__((always_inline)) void tile_q8(int type, const char *const *rows,
                                                                   const sq_block_q8a *x0, const sq_block_q8a *x1,
                                                                   int64_t nb, int R, int T, float *out /* [R][2] */) {
@@ -142,39 +192,44 @@ SQ_AVX2 static inline __attribute__((always_inline)) void tile_q8(int type, cons
         accm[r] = _mm_setzero_ps();
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     }
-    for (int64_t b = 0; b < nb; b++) {
-        __m128 xds = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)&x0[b]));
-        if (T == 2) xds = _mm_loadh_pi(xds, (const __m64 *)&x1[b]);
-        const __m256i xv0 = _mm256_loadu_si256((const __m256i *)x0[b].qs);
-        const __m256i xv1 = T == 2 ? _mm256_loadu_si256((const __m256i *)x1[b].qs) : xv0;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m128 xa = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)&x0[b]));
+        __m128 xb = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)&x0[b + 1]));
+        if (T == 2) {
+            xa = _mm_loadh_pi(xa, (const __m64 *)&x1[b]);
+            xb = _mm_loadh_pi(xb, (const __m64 *)&x1[b + 1]);
+        }
+        const __m256i xa0 = _mm256_loadu_si256((const __m256i *)x0[b].qs);
+        const __m256i xb0 = _mm256_loadu_si256((const __m256i *)x0[b + 1].qs);
+        const __m256i xa1 = T == 2 ? _mm256_loadu_si256((const __m256i *)x1[b].qs) : xa0;
+        const __m256i xb1 = T == 2 ? _mm256_loadu_si256((const __m256i *)x1[b + 1].qs) : xb0;
         for (int r = 0; r < R; r++) {
-            __m256i q0, q1;
-            __m128 prod;
-            if (type == SQ_TYPE_Q4_1) {
-                const sq_block_q4_1 *blk = (const sq_block_q4_1 *)rows[r] + b;
-                int dm;
-                memcpy(&dm, blk, 4);
-                __m128 dmf = _mm_cvtph_ps(_mm_set1_epi32(dm));
-                prod = _mm_mul_ps(dmf, xds);
-                accm[r] = _mm_add_ps(accm[r], prod);
-                __m256i q = _mm256_and_si256(
-                    _mm256_srlv_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)blk->qs)), shift), mask);
-                q0 = _mm256_maddubs_epi16(q, xv0);
-                if (T == 2) q1 = _mm256_maddubs_epi16(q, xv1);
-            } else {
-                const sq_block_q8_0 *blk = (const sq_block_q8_0 *)rows[r] + b;
-                __m128 dmf = _mm_cvtph_ps(_mm_set1_epi16((short)blk->d));
-                prod = _mm_mul_ps(dmf, xds);
-                __m256i w = _mm256_loadu_si256((const __m256i *)blk->qs);
-                __m256i aw = _mm256_sign_epi8(w, w);
-                q0 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv0, w));
-                if (T == 2) q1 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv1, w));
-            }
-            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(q0, ones)), _mm256_broadcastss_ps(prod),
-                                        acc[r][0]);
+            __m256 fa0, fa1 = _mm256_setzero_ps(), fb0, fb1 = _mm256_setzero_ps();
+            __m128 pa, pb;
+            Q8_BLOCK(type, rows[r], b, xa, xa0, xa1, T, fa0, fa1, pa);
+            Q8_BLOCK(type, rows[r], b + 1, xb, xb0, xb1, T, fb0, fb1, pb);
+            acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_fmadd_ps(fb0, _mm256_broadcastss_ps(pb),
+                                                                 _mm256_mul_ps(fa0, _mm256_broadcastss_ps(pa))));
             if (T == 2)
-                acc[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(q1, ones)),
-                                            _mm256_broadcastss_ps(_mm_movehl_ps(prod, prod)), acc[r][1]);
+                acc[r][1] = _mm256_add_ps(
+                    acc[r][1], _mm256_fmadd_ps(fb1, _mm256_broadcastss_ps(_mm_movehl_ps(pb, pb)),
+                                               _mm256_mul_ps(fa1, _mm256_broadcastss_ps(_mm_movehl_ps(pa, pa)))));
+            if (type == SQ_TYPE_Q4_1) accm[r] = _mm_add_ps(accm[r], _mm_add_ps(pa, pb));
+        }
+    }
+    if (b < nb) {
+        __m128 xa = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)&x0[b]));
+        if (T == 2) xa = _mm_loadh_pi(xa, (const __m64 *)&x1[b]);
+        const __m256i xa0 = _mm256_loadu_si256((const __m256i *)x0[b].qs);
+        const __m256i xa1 = T == 2 ? _mm256_loadu_si256((const __m256i *)x1[b].qs) : xa0;
+        for (int r = 0; r < R; r++) {
+            __m256 fa0, fa1 = _mm256_setzero_ps();
+            __m128 pa;
+            Q8_BLOCK(type, rows[r], b, xa, xa0, xa1, T, fa0, fa1, pa);
+            acc[r][0] = _mm256_fmadd_ps(fa0, _mm256_broadcastss_ps(pa), acc[r][0]);
+            if (T == 2) acc[r][1] = _mm256_fmadd_ps(fa1, _mm256_broadcastss_ps(_mm_movehl_ps(pa, pa)), acc[r][1]);
+            if (type == SQ_TYPE_Q4_1) accm[r] = _mm_add_ps(accm[r], pa);
         }
     }
     for (int r = 0; r < R; r++) {
