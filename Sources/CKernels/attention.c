@@ -103,6 +103,8 @@ static inline float max_of(const float *x, int64_t n) {
     return m;
 }
 
+// Lane j accumulates q[i+j] k[i+j] over i = 0, 8, ... (fma); the lanes are summed as
+// ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), as the AVX2 kernel's reduce4 does for each key.
 static inline float dot_row_scalar(const float *q, const float *k, int D) {
     float acc[8] = {0};
     for (int i = 0; i < D; i += 8)
@@ -136,35 +138,120 @@ SQ_PARTIAL_SCALAR(partial_f16, uint16_t, F16TOF)
 SQ_PARTIAL_SCALAR(partial_f32, float, F32TOF)
 
 #if SQ_X86
-SQ_AVX2 static inline float hsum8_avx(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    __m128 s = _mm_add_ps(lo, hi);
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
-    return _mm_cvtss_f32(s);
-}
 SQ_AVX2 static inline __m256 ld_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 SQ_AVX2 static inline __m256 ld_f32(const float *p) { return _mm256_loadu_ps(p); }
 
-// D <= 256 and a multiple of 8 on this path.
+// Scores of four keys (accumulators a, b, c, d, 8 lanes each) reduced together; each key's lanes
+// are summed as ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)), the order of a single key's hsum (and
+// of dot_row_scalar). Returns [a, b, c, d].
+SQ_AVX2 static inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    // [a0+a4, a1+a5, a2+a6, a3+a7 | b0+b4, ...] and the same for c, d.
+    __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+    // [(a0+a4)+(a2+a6), (a1+a5)+(a3+a7), (c..), (c..) | (b..), (b..), (d..), (d..)]
+    __m256 u = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, 0x44), _mm256_shuffle_ps(ab, cd, 0xEE));
+    // [a, c, a, c | b, d, b, d]
+    __m256 h = _mm256_hadd_ps(u, u);
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+SQ_AVX2 static inline float max_avx2(const float *x, int64_t n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 0x55));
+    float r = _mm_cvtss_f32(h);
+    for (; i < n; i++) r = x[i] > r ? x[i] : r;
+    return r;
+}
+
+// Scores: G (<= 3) query heads x 4 keys per step, each key row converted once for all heads;
+// values: per key, each 32-channel slice converted once and accumulated into the G heads.
+// D <= 256 and a multiple of 8 (scores) / 32 (values) on this path.
 #define SQ_PARTIAL_AVX2(NAME, ELEM, LD)                                                                      \
+    SQ_AVX2 static inline __attribute__((always_inline)) void NAME##_scores_g(                              \
+        const float *q, int G, int D, const ELEM *K, int64_t st, int64_t T, float scale, float *scores, int64_t sstride) { \
+        const int nv = D / 8;                                                                               \
+        const __m256 zero = _mm256_setzero_ps();                                                            \
+        int64_t t = 0;                                                                                      \
+        for (; t + 4 <= T; t += 4) {                                                                        \
+            __m256 acc[3][4];                                                                               \
+            for (int j = 0; j < G; j++)                                                                     \
+                for (int k = 0; k < 4; k++) acc[j][k] = zero;                                               \
+            for (int v = 0; v < nv; v++) {                                                                  \
+                __m256 k0 = LD(K + t * st + v * 8), k1 = LD(K + (t + 1) * st + v * 8);                      \
+                __m256 k2 = LD(K + (t + 2) * st + v * 8), k3 = LD(K + (t + 3) * st + v * 8);                \
+                for (int j = 0; j < G; j++) {                                                               \
+                    __m256 qv = _mm256_loadu_ps(q + j * D + v * 8);                                         \
+                    acc[j][0] = _mm256_fmadd_ps(qv, k0, acc[j][0]);                                         \
+                    acc[j][1] = _mm256_fmadd_ps(qv, k1, acc[j][1]);                                         \
+                    acc[j][2] = _mm256_fmadd_ps(qv, k2, acc[j][2]);                                         \
+                    acc[j][3] = _mm256_fmadd_ps(qv, k3, acc[j][3]);                                         \
+                }                                                                                           \
+            }                                                                                               \
+            for (int j = 0; j < G; j++)                                                                     \
+                _mm_storeu_ps(scores + j * sstride + t,                                                     \
+                              _mm_mul_ps(reduce4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]), _mm_set1_ps(scale))); \
+        }                                                                                                   \
+        for (; t < T; t++) {                                                                                \
+            __m256 acc[3];                                                                                  \
+            for (int j = 0; j < G; j++) acc[j] = zero;                                                      \
+            for (int v = 0; v < nv; v++) {                                                                  \
+                __m256 k0 = LD(K + t * st + v * 8);                                                         \
+                for (int j = 0; j < G; j++) acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(q + j * D + v * 8), k0, acc[j]); \
+            }                                                                                               \
+            for (int j = 0; j < G; j++)                                                                     \
+                scores[j * sstride + t] = _mm_cvtss_f32(reduce4(acc[j], zero, zero, zero)) * scale;         \
+        }                                                                                                   \
+    }                                                                                                       \
     SQ_AVX2 static void NAME##_avx2_scores(const float *q, int g, int D, const ELEM *K, int64_t st, int64_t T, \
                                            float scale, float *scores) {                                   \
-        const int nv = D / 8;                                                                               \
-        for (int64_t t = 0; t < T; t++) {                                                                   \
-            __m256 k[32];                                                                                   \
-            for (int v = 0; v < nv; v++) k[v] = LD(K + t * st + v * 8);                                     \
-            for (int j = 0; j < g; j++) {                                                                   \
-                const float *qj = q + j * D;                                                                \
-                __m256 acc = _mm256_setzero_ps();                                                           \
-                for (int v = 0; v < nv; v++) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qj + v * 8), k[v], acc); \
-                scores[(int64_t)j * T + t] = hsum8_avx(acc) * scale;                                       \
+        for (int j0 = 0; j0 < g; j0 += 3) {                                                                 \
+            const int G = g - j0 < 3 ? g - j0 : 3;                                                          \
+            const float *qj = q + j0 * D;                                                                   \
+            float *sj = scores + (int64_t)j0 * T;                                                           \
+            if (G == 3) NAME##_scores_g(qj, 3, D, K, st, T, scale, sj, T);                                  \
+            else if (G == 2) NAME##_scores_g(qj, 2, D, K, st, T, scale, sj, T);                             \
+            else NAME##_scores_g(qj, 1, D, K, st, T, scale, sj, T);                                         \
+        }                                                                                                   \
+    }                                                                                                       \
+    SQ_AVX2 static inline __attribute__((always_inline)) void NAME##_values_g(                              \
+        int G, int D, const ELEM *V, int64_t st, int64_t T, const float *p, int64_t pstride, float *out) {  \
+        for (int c = 0; c < D; c += 32) {                                                                   \
+            __m256 o[3][4];                                                                                 \
+            for (int j = 0; j < G; j++)                                                                     \
+                for (int v = 0; v < 4; v++) o[j][v] = _mm256_setzero_ps();                                  \
+            for (int64_t t = 0; t < T; t++) {                                                               \
+                const ELEM *vr = V + t * st + c;                                                            \
+                __m256 v0 = LD(vr), v1 = LD(vr + 8), v2 = LD(vr + 16), v3 = LD(vr + 24);                    \
+                for (int j = 0; j < G; j++) {                                                               \
+                    __m256 w = _mm256_broadcast_ss(p + j * pstride + t);                                    \
+                    o[j][0] = _mm256_fmadd_ps(w, v0, o[j][0]);                                              \
+                    o[j][1] = _mm256_fmadd_ps(w, v1, o[j][1]);                                              \
+                    o[j][2] = _mm256_fmadd_ps(w, v2, o[j][2]);                                              \
+                    o[j][3] = _mm256_fmadd_ps(w, v3, o[j][3]);                                              \
+                }                                                                                           \
             }                                                                                               \
+            for (int j = 0; j < G; j++)                                                                     \
+                for (int v = 0; v < 4; v++) _mm256_storeu_ps(out + j * D + c + v * 8, o[j][v]);             \
         }                                                                                                   \
     }                                                                                                       \
     SQ_AVX2 static void NAME##_avx2_values(int g, int D, const ELEM *V, int64_t st, int64_t T, const float *p, \
                                            float *out) {                                                   \
         const int nv = D / 8;                                                                               \
+        if (D % 32 == 0) {                                                                                  \
+            for (int j0 = 0; j0 < g; j0 += 3) {                                                             \
+                const int G = g - j0 < 3 ? g - j0 : 3;                                                      \
+                const float *pj = p + (int64_t)j0 * T;                                                      \
+                float *oj = out + j0 * D;                                                                   \
+                if (G == 3) NAME##_values_g(3, D, V, st, T, pj, T, oj);                                     \
+                else if (G == 2) NAME##_values_g(2, D, V, st, T, pj, T, oj);                                \
+                else NAME##_values_g(1, D, V, st, T, pj, T, oj);                                            \
+            }                                                                                               \
+            return;                                                                                         \
+        }                                                                                                   \
         for (int j = 0; j < g; j++) {                                                                       \
             __m256 o[32];                                                                                   \
             for (int v = 0; v < nv; v++) o[v] = _mm256_setzero_ps();                                        \
@@ -188,7 +275,7 @@ void sq_attend_partial_f16(const float *q, int g, int D, const uint16_t *K, cons
         partial_f16_avx2_scores(q, g, D, K, st, T, scale, scores);
         for (int j = 0; j < g; j++) {
             float *sj = scores + (int64_t)j * T;
-            ml[2 * j] = max_of(sj, T);
+            ml[2 * j] = max_avx2(sj, T);
             ml[2 * j + 1] = sq_exp_sum(sj, T, ml[2 * j]);
         }
         partial_f16_avx2_values(g, D, V, st, T, scores, out);
@@ -206,7 +293,7 @@ void sq_attend_partial_f32(const float *q, int g, int D, const float *K, const f
         partial_f32_avx2_scores(q, g, D, K, st, T, scale, scores);
         for (int j = 0; j < g; j++) {
             float *sj = scores + (int64_t)j * T;
-            ml[2 * j] = max_of(sj, T);
+            ml[2 * j] = max_avx2(sj, T);
             ml[2 * j + 1] = sq_exp_sum(sj, T, ml[2 * j]);
         }
         partial_f32_avx2_values(g, D, V, st, T, scores, out);

@@ -17,7 +17,7 @@ struct Bench: ParsableCommand {
     @OptionGroup var cacheOptions: CacheOptions
     @Option(help: "Measure one depth: prefill this many tokens, then decode; report KV memory and peak RSS.")
     var context: Int?
-    @Option(help: "Activation precision in matrix products: f32 or q8.") var activations: String = "f32"
+    @Option(help: "Activation precision in matrix products: q8 or f32.") var activations: String = "q8"
     @Option(help: "Write the results as JSON to this file.") var json: String?
     @Option(help: "Benchmark a local cluster of N worker processes (coordinator + workers on loopback TCP) instead of one process.")
     var cluster: Int?

@@ -33,7 +33,8 @@ struct ClusterProcessTests {
         let tokenizer = try files.tokenizer()
         let factory = try CacheOptions.parse(["--kv", kv]).factory(
             headDim: files.config.headDim, contextLength: files.config.contextLength)
-        let stage = LlamaStage(weights: try files.weights(), threads: 2)
+        // The workers run with the command line's default activation precision.
+        let stage = LlamaStage(weights: try files.weights(), threads: 2, activations: try EngineOptions.parse([]).activationPrecision)
         let generator = Generator(stage: stage, tokenizer: tokenizer, cacheFactory: factory)
         return try prompts.map { p in
             let r = try generator.generate(

@@ -27,6 +27,60 @@ extension Kernels {
             #expect(q.last?.d == 0)
         }
 
+        @Test("quantize: AVX2 and scalar give the same blocks")
+        func quantizePaths() {
+            var rng = SplitMix64(seed: 6)
+            var x = randomFloats(32 * 40, using: &rng)
+            for i in 0..<32 { x[5 * 32 + i] = 0 }  // an all-zero block
+            for i in 0..<32 { x[7 * 32 + i] = Float(i % 3) - 1 }  // exact halves after scaling
+            x[9 * 32] = 1e-30
+            let fast = KernelPath.avx2.run { quantize(x) }
+            let slow = KernelPath.scalar.run { quantize(x) }
+            for (a, b) in zip(fast, slow) {
+                #expect(a.d.bitPattern == b.d.bitPattern && a.s.bitPattern == b.s.bitPattern)
+                #expect(withUnsafeBytes(of: a.qs) { Array($0) } == withUnsafeBytes(of: b.qs) { Array($0) })
+            }
+        }
+
+        @Test("matmul_q8: every (row, token) the same bits whatever the token count and row split",
+              arguments: [QType.q4_1, QType.q8_0], KernelPath.allCases)
+        func batchInvariance(_ t: QType, _ path: KernelPath) {
+            var rng = SplitMix64(seed: 91 ^ UInt64(t.id))
+            let n = 608, rows = 11, maxTokens = 9, yStride = rows + 2
+            let w = t.randomRows(rows, n, using: &rng)
+            let xq = quantize(randomFloats(maxTokens * n, using: &rng))
+            func run(_ ntok: Int, first: Int, _ ranges: [Range<Int>]) -> [Float] {
+                var y = [Float](repeating: .nan, count: ntok * yStride)
+                w.withUnsafeBytes { wp in
+                    xq.withUnsafeBufferPointer { xp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            path.run {
+                                for r in ranges {
+                                    _ = sq_matmul_q8(t.id, wp.baseAddress, t.rowBytes(n), Int64(n), xp.baseAddress! + first * (n / 32),
+                                                     Int64(ntok), yp.baseAddress, Int64(yStride), Int64(r.lowerBound), Int64(r.upperBound))
+                                }
+                            }
+                        }
+                    }
+                }
+                return y
+            }
+            // Expected: each token alone, one row at a time.
+            let expected = (0..<maxTokens).map { tok in run(1, first: tok, (0..<rows).map { $0..<($0 + 1) }) }
+            for ntok in 1...maxTokens {
+                for split in [[0..<rows], [0..<3, 3..<rows], [0..<5, 5..<6, 6..<rows], [7..<rows, 0..<7]] {
+                    let y = run(ntok, first: 0, split)
+                    for tok in 0..<ntok {
+                        for r in 0..<rows {
+                            #expect(y[tok * yStride + r].bitPattern == expected[tok][r].bitPattern,
+                                    "\(t) \(path) ntok=\(ntok) split \(split) token \(tok) row \(r)")
+                        }
+                        #expect(y[tok * yStride + rows].isNaN, "wrote outside the rows")
+                    }
+                }
+            }
+        }
+
         @Test("matmul_q8 vs the double reference of the same quantized inputs; paths agree; batch-invariant",
               arguments: [QType.q4_1, QType.q8_0])
         func matmul(_ t: QType) {
