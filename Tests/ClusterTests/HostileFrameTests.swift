@@ -48,7 +48,7 @@ struct HostileFrameTests {
         let prompt = "The capital of France is"
         let files = try ModelLoader.open(path: Paths.model)
         let tokenizer = try files.tokenizer()
-        let stage = LlamaStage(weights: try files.weights(), threads: 1)
+        let stage = LlamaStage(weights: try files.weights(), threads: 1, activations: try EngineOptions.parse([]).activationPrecision)
         let factory = try CacheOptions.parse(["--kv", "full"]).factory(
             headDim: files.config.headDim, contextLength: files.config.contextLength)
         let expected = try Generator(stage: stage, tokenizer: tokenizer, cacheFactory: factory).generate(
