@@ -242,11 +242,15 @@ grep -q "worker $cut_worker lost" "$logs/coordinator.log" ||
   die "(b) the coordinator never logged 'worker $cut_worker lost'"
 st=$(status) || die "(b) squat status failed"
 echo "$st" >"$logs/status-b.txt"
-if grep -qw "$cut_worker" <<<"$st"; then
+# `squat status` lines: worker, layers, state, ...; a lost worker stays listed as LOST.
+serving() { awk -F'\t' -v w="$1" '$1 == w && $3 != "LOST" { f = 1 } END { exit !f }'; }
+if serving "$cut_worker" <<<"$st"; then
   # The requests may outrun a silent-worker detection; give the coordinator its timeout.
-  wait_for 40 sh -c "! ip netns exec $(ns client) $B status --coordinator $endpoint | grep -qw $cut_worker" ||
-    die "(b) squat status still lists $cut_worker after its link was cut: $st"
+  not_serving() { ! ip netns exec "$(ns client)" "$B" status --coordinator "$endpoint" | serving "$cut_worker"; }
+  wait_for 40 not_serving || die "(b) squat status still lists $cut_worker as serving after its link was cut: $st"
 fi
+st=$(status) || die "(b) squat status failed"
+grep -q "^$cut_worker[[:space:]].*LOST" <<<"$st" || die "(b) squat status does not list $cut_worker as LOST: $st"
 t_lost=$(at "$logs/coordinator.log" "worker $cut_worker lost")
 ready_line=$(awk -v t="$t_lost" '$1 >= t && /pipeline ready/ { print; exit }' "$logs/coordinator.log")
 t_ready=${ready_line%% *}
@@ -254,7 +258,7 @@ t_ready=${ready_line%% *}
 replaying=$(sed -n 's/.*replaying \([0-9]*\) live sequence.*/\1/p' <<<"$ready_line")
 # Requests running at the cut cannot advance past the cut stage, so they must be replayed.
 [ "${replaying:-0}" -gt 0 ] || die "(b) $running request(s) were running at the cut, yet the new plan replayed none"
-say "PASS (b): all ${#prompts[@]} requests = generate after the cut; status no longer lists $cut_worker"
+say "PASS (b): all ${#prompts[@]} requests = generate after the cut; status lists $cut_worker as LOST, not serving"
 say "  $(grep -m1 "worker $cut_worker lost" "$logs/coordinator.log")"
 say "  ${ready_line}"
 say "  loss noticed $(since "$t_cut" "$t_lost") s after the cut; pipeline ready again $(since "$t_cut" "$t_ready") s after the cut (replaying ${replaying:-0} live sequences); requests done $(since "$t_cut" "$t_done") s after the cut"
@@ -272,7 +276,7 @@ three_with_layers() {
   local s w
   s=$(status 2>/dev/null) || return 1
   echo "$s" >"$logs/status-c.txt"
-  for w in w1 w2 w3; do grep -qw "$w" <<<"$s" || return 1; done
+  for w in w1 w2 w3; do awk -F'\t' -v w="$w" '$1 == w && $3 == "ready" { f = 1 } END { exit !f }' <<<"$s" || return 1; done
   [ "$(grep -c "worker $cut_worker registered" "$logs/coordinator.log")" -gt "$reg_before" ] || return 1
   awk -v t="$(at_last_reg)" '$1 >= t && /pipeline ready/ { f = 1 } END { exit !f }' "$logs/coordinator.log"
 }
