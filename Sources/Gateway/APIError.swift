@@ -26,7 +26,12 @@ public struct APIError: Error, Sendable, Equatable {
     }
 
     public var body: JSONValue {
-        ["error": ["message": JSONValue(message), "type": JSONValue(type), "param": JSONValue(param), "code": JSONValue(code)]]
+        [
+            "error": [
+                "message": JSONValue(message), "type": JSONValue(type), "param": JSONValue(param),
+                "code": JSONValue(code),
+            ]
+        ]
     }
 
     static func badRequest(_ message: String, param: String? = nil, code: String? = "invalid_request") -> APIError {
@@ -59,7 +64,9 @@ public struct APIError: Error, Sendable, Equatable {
     }
 
     static func internalError(_ message: String) -> APIError {
-        APIError(status: .internalServerError, message: message, type: "server_error", code: "internal_error", outcome: "error")
+        APIError(
+            status: .internalServerError, message: message, type: "server_error", code: "internal_error",
+            outcome: "error")
     }
 
     /// The coordinator's refusal or failure of a request, as an HTTP error.

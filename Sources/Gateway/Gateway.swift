@@ -113,14 +113,18 @@ public final class Gateway: Sendable {
         }
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) * 1e-18
         guard bound.wait(timeout: .now() + seconds) == .success else {
-            throw ClusterError("the HTTP gateway did not start listening on \(options.host):\(options.port) within \(timeout)")
+            throw ClusterError(
+                "the HTTP gateway did not start listening on \(options.host):\(options.port) within \(timeout)")
         }
         let (address, failure) = state.withLock { ($0.address, $0.failure) }
         guard let address, failure == nil else {
-            throw ClusterError("the HTTP gateway cannot listen on \(options.host):\(options.port): \(failure ?? "unknown error")")
+            throw ClusterError(
+                "the HTTP gateway cannot listen on \(options.host):\(options.port): \(failure ?? "unknown error")")
         }
         if GatewayMetrics.bootstrapMetricsSystem(into: metrics.registry) == false {
-            log.info("swift-metrics was already bootstrapped in this process: Hummingbird's own request metrics are not in /metrics")
+            log.info(
+                "swift-metrics was already bootstrapped in this process: Hummingbird's own request metrics are not in /metrics"
+            )
         }
         log.info(
             "HTTP gateway on \(address) (OpenAI API under /v1, /metrics, /health); model id '\(options.modelID)'"
@@ -179,7 +183,10 @@ public final class Gateway: Sendable {
     }
 
     var modelObject: JSONValue {
-        ["id": JSONValue(options.modelID), "object": "model", "created": JSONValue(options.modelCreated), "owned_by": "squat"]
+        [
+            "id": JSONValue(options.modelID), "object": "model", "created": JSONValue(options.modelCreated),
+            "owned_by": "squat",
+        ]
     }
 
     func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
@@ -197,10 +204,15 @@ public final class Gateway: Sendable {
                 return json(["status": "ok", "model": JSONValue(options.modelID), "workers_ready": JSONValue(ready)])
             }
             return json(
-                ["status": "unavailable", "reason": JSONValue(s.pipeline.holdReason), "workers_ready": JSONValue(ready)],
+                [
+                    "status": "unavailable", "reason": JSONValue(s.pipeline.holdReason),
+                    "workers_ready": JSONValue(ready),
+                ],
                 status: .serviceUnavailable)
         } catch {
-            return json(["status": "unavailable", "reason": JSONValue("the coordinator does not answer: \(error)")], status: .serviceUnavailable)
+            return json(
+                ["status": "unavailable", "reason": JSONValue("the coordinator does not answer: \(error)")],
+                status: .serviceUnavailable)
         }
     }
 

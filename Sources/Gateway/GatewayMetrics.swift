@@ -1,8 +1,9 @@
-import enum CoreMetrics.MetricsSystem
 import Foundation
 import Prometheus
 import Synchronization
 import Wire
+
+import enum CoreMetrics.MetricsSystem
 
 /// The gateway's Prometheus metrics (swift-prometheus 2.x), rendered by `GET /metrics`.
 ///
@@ -73,16 +74,20 @@ public final class GatewayMetrics: Sendable {
                 ), labels: [("endpoint", endpoint), ("outcome", outcome)])
         }
         authRejected = registry.makeCounter(
-            descriptor: name("http_auth_rejected", "total", "Requests refused for a missing or wrong bearer token (--http-token)."))
+            descriptor: name(
+                "http_auth_rejected", "total", "Requests refused for a missing or wrong bearer token (--http-token)."))
         generatedTokens = registry.makeCounter(
-            descriptor: name("generated_tokens", "total", "Tokens generated for HTTP requests (their usage.completion_tokens)."))
+            descriptor: name(
+                "generated_tokens", "total", "Tokens generated for HTTP requests (their usage.completion_tokens)."))
         promptTokens = registry.makeCounter(
             descriptor: name("prompt_tokens", "total", "Prompt tokens of HTTP requests (their usage.prompt_tokens)."))
         timeToFirstToken = registry.makeDurationHistogram(
-            descriptor: name("time_to_first_token", "seconds", "HTTP request received → first token from the coordinator."),
+            descriptor: name(
+                "time_to_first_token", "seconds", "HTTP request received → first token from the coordinator."),
             buckets: Self.firstTokenBuckets)
         interTokenLatency = registry.makeDurationHistogram(
-            descriptor: name("inter_token_latency", "seconds", "Time between consecutive tokens of one request (per-token latency)."),
+            descriptor: name(
+                "inter_token_latency", "seconds", "Time between consecutive tokens of one request (per-token latency)."),
             buckets: Self.tokenBuckets)
         requestDuration = registry.makeDurationHistogram(
             descriptor: name("http_request_duration", "seconds", "HTTP generation request received → finished."),
@@ -98,7 +103,8 @@ public final class GatewayMetrics: Sendable {
         queued = registry.makeGauge(
             descriptor: name("queue_length", "", "Sequences admitted but not started (state queued)."))
         liveSequences = registry.makeGauge(
-            descriptor: name("live_sequences", "", "Sequences the coordinator holds: queued, prefill, decode or replay."))
+            descriptor: name(
+                "live_sequences", "", "Sequences the coordinator holds: queued, prefill, decode or replay."))
         workersUp = registry.makeGauge(descriptor: name("workers_up", "", "Workers in state ready."))
         replans = registry.makeCounter(
             descriptor: name("replans", "total", "Epochs planned: the first plan, then one per membership change."))
@@ -144,7 +150,11 @@ public final class GatewayMetrics: Sendable {
                 if total < last { counter.reset() }
                 let delta = total < last ? total : total - last
                 if delta > 0 {
-                    if scale == 1 { counter.increment(by: Int64(clamping: delta)) } else { counter.increment(by: Double(delta) * scale) }
+                    if scale == 1 {
+                        counter.increment(by: Int64(clamping: delta))
+                    } else {
+                        counter.increment(by: Double(delta) * scale)
+                    }
                 }
                 st.last[key] = total
             }
@@ -171,7 +181,8 @@ public final class GatewayMetrics: Sendable {
             }
 
             let usedName = MetricNameDescriptor(
-                namespace: "squat", metricName: "worker_kv_used", unitName: "bytes", helpText: "KV-cache bytes a worker uses.")
+                namespace: "squat", metricName: "worker_kv_used", unitName: "bytes",
+                helpText: "KV-cache bytes a worker uses.")
             let freeName = MetricNameDescriptor(
                 namespace: "squat", metricName: "worker_kv_free", unitName: "bytes",
                 helpText: "KV-cache bytes a worker has left under its memory budget.")
@@ -198,7 +209,8 @@ public final class GatewayMetrics: Sendable {
                         registry.unregisterGauge(g)
                         st.workerStates[k] = nil
                     }
-                    let g = registry.makeGauge(descriptor: stateName, labels: [("worker", w.workerID), ("state", state)])
+                    let g = registry.makeGauge(
+                        descriptor: stateName, labels: [("worker", w.workerID), ("state", state)])
                     g.set(Double(1))
                     st.workerStates[key] = g
                 }
@@ -240,7 +252,8 @@ public final class GatewayMetrics: Sendable {
         var out = ""
         for (i, c) in name.unicodeScalars.enumerated() {
             let ok =
-                (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || c == "_" || c == ":" || (i > 0 && c >= "0" && c <= "9")
+                (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || c == "_" || c == ":"
+                || (i > 0 && c >= "0" && c <= "9")
             out.unicodeScalars.append(ok ? c : "_")
         }
         return out

@@ -51,7 +51,10 @@ struct TextStream {
             return .text(assembler.append(t.piece))
         case .finished(let f):
             if f.reason == .error || f.reason == .cancelled {
-                let reason = failure.map(APIError.from) ?? APIError.internalError("the request ended with '\(Finished.Reason.names[f.reason.rawValue] ?? "?")'")
+                let reason =
+                    failure.map(APIError.from)
+                    ?? APIError.internalError(
+                        "the request ended with '\(Finished.Reason.names[f.reason.rawValue] ?? "?")'")
                 return .failed(reason)
             }
             // As EventPrinter: the held-back text is printed unless a stop string ended it.
@@ -106,7 +109,9 @@ extension Gateway {
             let buffer = try await request.body.collect(upTo: options.maxBodyBytes)
             let body = try JSONValue.parse(Data(buffer.readableBytesView))
             let req = try GenerationRequest.parse(body, kind: kind, servedModel: options.modelID)
-            let id = (kind == .chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+            let id =
+                (kind == .chat ? "chatcmpl-" : "cmpl-")
+                + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
             let submit = Submit(
                 requestID: id, prompt: req.prompt,
                 sampling: Sampling(sampler: req.sampler, maxTokens: req.maxTokens, stop: req.stop))
@@ -185,16 +190,23 @@ extension Gateway {
             func event(_ value: JSONValue) -> ByteBuffer { ByteBuffer(string: "data: \(value.encodedString)\n\n") }
             do {
                 if header.kind == .chat {
-                    try await writer.write(event(header.chunk(delta: ["role": "assistant", "content": ""], includeUsage: includeUsage)))
+                    try await writer.write(
+                        event(header.chunk(delta: ["role": "assistant", "content": ""], includeUsage: includeUsage)))
                 }
                 loop: while true {
                     switch step {
                     case .text(let s):
-                        if !s.isEmpty { try await writer.write(event(header.chunk(text: s, includeUsage: includeUsage))) }
+                        if !s.isEmpty {
+                            try await writer.write(event(header.chunk(text: s, includeUsage: includeUsage)))
+                        }
                     case .done(let s, let f):
-                        if !s.isEmpty { try await writer.write(event(header.chunk(text: s, includeUsage: includeUsage))) }
+                        if !s.isEmpty {
+                            try await writer.write(event(header.chunk(text: s, includeUsage: includeUsage)))
+                        }
                         try await writer.write(
-                            event(header.chunk(text: nil, finishReason: TextStream.finishReason(f), includeUsage: includeUsage)))
+                            event(
+                                header.chunk(
+                                    text: nil, finishReason: TextStream.finishReason(f), includeUsage: includeUsage)))
                         if includeUsage { try await writer.write(event(header.usageChunk(f))) }
                         finishedOK = true
                         finished(header.kind, f, started: started)
@@ -235,7 +247,10 @@ struct ResponseHeader: Sendable {
     let kind: GenerationRequest.Kind
 
     private func object(_ type: String, choices: [JSONValue]) -> [String: JSONValue] {
-        ["id": JSONValue(id), "object": JSONValue(type), "created": JSONValue(created), "model": JSONValue(model), "choices": .array(choices)]
+        [
+            "id": JSONValue(id), "object": JSONValue(type), "created": JSONValue(created), "model": JSONValue(model),
+            "choices": .array(choices),
+        ]
     }
 
     static func usage(_ f: Finished) -> JSONValue {
@@ -251,7 +266,9 @@ struct ResponseHeader: Sendable {
         var o: [String: JSONValue]
         switch kind {
         case .completion:
-            o = object("text_completion", choices: [["index": 0, "text": JSONValue(text), "logprobs": nil, "finish_reason": reason]])
+            o = object(
+                "text_completion",
+                choices: [["index": 0, "text": JSONValue(text), "logprobs": nil, "finish_reason": reason]])
         case .chat:
             o = object(
                 "chat.completion",
@@ -270,7 +287,8 @@ struct ResponseHeader: Sendable {
     func chunk(text: String?, finishReason: String? = nil, includeUsage: Bool) -> JSONValue {
         switch kind {
         case .completion:
-            return chunk(choice: ["text": JSONValue(text ?? "")], finishReason: finishReason, includeUsage: includeUsage)
+            return chunk(
+                choice: ["text": JSONValue(text ?? "")], finishReason: finishReason, includeUsage: includeUsage)
         case .chat:
             let delta: JSONValue = text.map { ["content": JSONValue($0)] } ?? .object([:])
             return chunk(delta: delta, finishReason: finishReason, includeUsage: includeUsage)

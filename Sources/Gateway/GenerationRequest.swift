@@ -26,7 +26,8 @@ struct GenerationRequest: Sendable {
         }
         let f = Fields(fields)
         guard let model = try f.string("model") else {
-            throw APIError.badRequest("you must provide a model parameter ('model')", param: "model", code: "missing_field")
+            throw APIError.badRequest(
+                "you must provide a model parameter ('model')", param: "model", code: "missing_field")
         }
         guard model == servedModel else {
             throw APIError.notFound(
@@ -40,7 +41,9 @@ struct GenerationRequest: Sendable {
         }
         var sampler = SamplerParams(temperature: 1, topP: 1)
         if let t = try f.number("temperature") {
-            guard (0...2).contains(t) else { throw APIError.badField("temperature", "must be between 0 and 2, got \(t)") }
+            guard (0...2).contains(t) else {
+                throw APIError.badField("temperature", "must be between 0 and 2, got \(t)")
+            }
             sampler.temperature = Float(t)
         }
         if let p = try f.number("top_p") {
@@ -102,16 +105,21 @@ struct GenerationRequest: Sendable {
         case .array(let items):
             if items.isEmpty { throw APIError.badField("prompt", "must not be an empty list") }
             if case .string(let s) = items[0] {
-                guard items.count == 1 else { throw APIError.badField("prompt", "only one prompt per request is supported") }
+                guard items.count == 1 else {
+                    throw APIError.badField("prompt", "only one prompt per request is supported")
+                }
                 return .text(s)
             }
             if case .array(let inner) = items[0] {
-                guard items.count == 1 else { throw APIError.badField("prompt", "only one prompt per request is supported") }
+                guard items.count == 1 else {
+                    throw APIError.badField("prompt", "only one prompt per request is supported")
+                }
                 return .tokens(try tokenIDs(inner))
             }
             return .tokens(try tokenIDs(items))
         default:
-            throw APIError.badField("prompt", "must be a string, a list of one string or a list of token ids, not \(value.kindName)")
+            throw APIError.badField(
+                "prompt", "must be a string, a list of one string or a list of token ids, not \(value.kindName)")
         }
     }
 
@@ -137,14 +145,17 @@ struct GenerationRequest: Sendable {
         var messages: [Prompt.Message] = []
         for (i, item) in items.enumerated() {
             let name = "messages[\(i)]"
-            guard case .object(let o) = item else { throw APIError.badField(name, "must be an object, not \(item.kindName)") }
+            guard case .object(let o) = item else {
+                throw APIError.badField(name, "must be an object, not \(item.kindName)")
+            }
             let m = Fields(o, prefix: name + ".")
             guard var role = try m.string("role") else {
                 throw APIError.badRequest("'\(name).role' is required", param: name + ".role", code: "missing_field")
             }
             if role == "developer" { role = "system" }
             guard ["system", "user", "assistant"].contains(role) else {
-                throw APIError.badField(name + ".role", "must be 'system', 'developer', 'user' or 'assistant', got '\(role)'")
+                throw APIError.badField(
+                    name + ".role", "must be 'system', 'developer', 'user' or 'assistant', got '\(role)'")
             }
             messages.append(Prompt.Message(role: role, content: try content(o["content"], name: name + ".content")))
         }
@@ -160,7 +171,8 @@ struct GenerationRequest: Sendable {
             var text = ""
             for (i, part) in parts.enumerated() {
                 guard case .object(let p) = part, p["type"] == .string("text"), case .string(let t)? = p["text"] else {
-                    throw APIError.badField("\(name)[\(i)]", "only text parts ({\"type\": \"text\", \"text\": …}) are supported")
+                    throw APIError.badField(
+                        "\(name)[\(i)]", "only text parts ({\"type\": \"text\", \"text\": …}) are supported")
                 }
                 text += t
             }
@@ -180,7 +192,9 @@ struct GenerationRequest: Sendable {
         case .array(let items)?:
             var list: [String] = []
             for item in items {
-                guard case .string(let s) = item else { throw APIError.badField("stop", "must be a string or a list of strings") }
+                guard case .string(let s) = item else {
+                    throw APIError.badField("stop", "must be a string or a list of strings")
+                }
                 list.append(s)
             }
             stops = list

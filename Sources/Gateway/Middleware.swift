@@ -59,7 +59,8 @@ struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
         guard let header = request.headers[.authorization] else {
             metrics.authRejected.increment()
             throw APIError.unauthorized(
-                "You didn't provide an API key: send it in an 'Authorization: Bearer <token>' header (the coordinator's --http-token).")
+                "You didn't provide an API key: send it in an 'Authorization: Bearer <token>' header (the coordinator's --http-token)."
+            )
         }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
         guard parts.count == 2, parts[0].lowercased() == "bearer",

@@ -25,7 +25,9 @@ struct HTTPGatewayTests {
             "python3 with the packages openai and prometheus-client is needed: run scripts/setup.sh\n\(procs.log("python-check"))"
         )
 
-        let endpoint = try procs.startCoordinator(["--workers", "1", "--http", "127.0.0.1:0", "--http-token", Self.token])
+        let endpoint = try procs.startCoordinator([
+            "--workers", "1", "--http", "127.0.0.1:0", "--http-token", Self.token,
+        ])
         var baseURL: String?
         _ = Processes.wait(.seconds(30)) {
             let log = procs.log("coordinator")
@@ -88,7 +90,8 @@ struct HTTPGatewayTests {
         #expect(stream["roles"] as? [String] == ["assistant"])
         #expect(stream["finish_reason"] as? String == chat["finish_reason"] as? String)
         let usage = try #require(chat["usage"] as? [String: Any])
-        let streamUsage = try #require(stream["usage"] as? [String: Any], "no usage chunk (stream_options.include_usage)")
+        let streamUsage = try #require(
+            stream["usage"] as? [String: Any], "no usage chunk (stream_options.include_usage)")
         #expect(usage["completion_tokens"] as? Int == streamUsage["completion_tokens"] as? Int)
         #expect(usage["prompt_tokens"] as? Int == streamUsage["prompt_tokens"] as? Int)
         #expect((usage["completion_tokens"] as? Int ?? 0) <= 40)
@@ -129,7 +132,9 @@ struct HTTPGatewayTests {
             "squat_replans", "squat_tokens_replayed", "squat_http_auth_rejected", "squat_pipeline_serving",
         ]
         for name in families { #expect(after[name] != nil, "no metric family \(name) in /metrics") }
-        func value(_ families: [String: Any], _ family: String, sample: String, labels: [String: String] = [:]) -> Double? {
+        func value(_ families: [String: Any], _ family: String, sample: String, labels: [String: String] = [:])
+            -> Double?
+        {
             guard let f = families[family] as? [String: Any], let samples = f["samples"] as? [[Any]] else { return nil }
             for s in samples where s.count == 3 && s[0] as? String == sample {
                 if let l = s[1] as? [String: String], labels.allSatisfy({ l[$0.key] == $0.value }) {
@@ -144,10 +149,13 @@ struct HTTPGatewayTests {
         #expect((after["squat_generated_tokens"] as? [String: Any])?["type"] as? String == "counter")
         #expect((after["squat_time_to_first_token_seconds"] as? [String: Any])?["type"] as? String == "histogram")
         #expect(
-            value(after, "squat_time_to_first_token_seconds", sample: "squat_time_to_first_token_seconds_count") ?? 0 >= 4)
+            value(after, "squat_time_to_first_token_seconds", sample: "squat_time_to_first_token_seconds_count") ?? 0
+                >= 4)
         #expect(value(after, "squat_workers_up", sample: "squat_workers_up") == 1)
         #expect(value(after, "squat_replans", sample: "squat_replans_total") ?? 0 >= 1)
-        #expect(value(after, "squat_stage_busy_seconds", sample: "squat_stage_busy_seconds_total", labels: ["stage": "0"]) ?? 0 > 0)
+        #expect(
+            value(after, "squat_stage_busy_seconds", sample: "squat_stage_busy_seconds_total", labels: ["stage": "0"])
+                ?? 0 > 0)
         #expect(value(after, "squat_http_auth_rejected", sample: "squat_http_auth_rejected_total") ?? 0 >= 2)
         #expect(
             value(
@@ -157,6 +165,8 @@ struct HTTPGatewayTests {
             value(
                 after, "squat_http_requests", sample: "squat_http_requests_total",
                 labels: ["endpoint": "chat_completions", "outcome": "bad_request"]) == 1)
-        #expect(value(after, "squat_worker_kv_used_bytes", sample: "squat_worker_kv_used_bytes", labels: ["worker": "w1"]) != nil)
+        #expect(
+            value(after, "squat_worker_kv_used_bytes", sample: "squat_worker_kv_used_bytes", labels: ["worker": "w1"])
+                != nil)
     }
 }
