@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache", "CKernels"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZeroMQ", "CProtobufC"]),
         .testTarget(
-            name: "ClusterTests", dependencies: ["Cluster", "Wire", "LlamaModel", "KVCache", "squat"]),
+            name: "ClusterTests", dependencies: ["Cluster", "Wire", "LlamaModel", "KVCache", "Gateway", "squat"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "CZeroMQ", "CProtobufC", "SquatProto"]),
     ],
     swiftLanguageModes: [.v6]
