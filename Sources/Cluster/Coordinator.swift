@@ -7,6 +7,9 @@ import Wire
 public struct CoordinatorOptions: Sendable {
     /// One ROUTER for clients and workers.
     public var bind: String
+    /// More endpoints bound by the same ROUTER (e.g. an `inproc://` one for the HTTP gateway's
+    /// clients, which must then share `context`).
+    public var extraBinds: [String] = []
     public var modelPath: String
     /// Workers to wait for before planning the pipeline.
     public var minWorkers: Int = 1
@@ -172,6 +175,7 @@ public final class Coordinator {
                 .maxMessageSize(Int64(WireMessage.controlMaxSize)),
             ])
         endpoint = try router.bind(options.bind)
+        for extra in options.extraBinds { _ = try router.bind(extra) }
         log.info("listening on \(endpoint); model \(options.modelPath) (\(files.config.layerCount) layers, \(fingerprint)); waiting for \(options.minWorkers) worker(s)")
     }
 

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Cluster
 import Foundation
+import Gateway
 import LlamaModel
+import Wire
 
 /// `squat coordinator`: accept workers and clients, plan the pipeline, schedule requests.
 struct CoordinatorCommand: ParsableCommand {
@@ -17,6 +19,18 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Live requests one client connection may have.") var maxRequestsPerClient = 64
     @Flag(help: "Log every dropped frame and admitted request.") var verbose = false
     @OptionGroup var cacheOptions: CacheOptions
+    @Option(
+        name: .customLong("http"),
+        help: ArgumentHelp(
+            "Also serve an OpenAI-compatible HTTP API, /metrics and /health on HOST:PORT (port 0: a free one).",
+            valueName: "host:port"))
+    var http: String?
+    @Option(
+        name: .customLong("http-token"),
+        help: ArgumentHelp(
+            "Bearer token required by /v1/* and /metrics (default: $SQUAT_HTTP_TOKEN; none: no authentication).",
+            valueName: "token"))
+    var httpToken: String?
 
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be ≥ 1") }
@@ -24,6 +38,11 @@ struct CoordinatorCommand: ParsableCommand {
         guard maxRequests >= 1, maxRequestsPerClient >= 1 else {
             throw ValidationError("--max-requests and --max-requests-per-client must be ≥ 1")
         }
+        if let http, GatewayOptions.parseAddress(http) == nil {
+            throw ValidationError("--http takes HOST:PORT (e.g. 127.0.0.1:8000), got '\(http)'")
+        }
+        if httpToken != nil && http == nil { throw ValidationError("--http-token needs --http") }
+        if let t = httpToken, t.isEmpty { throw ValidationError("--http-token must not be empty") }
     }
 
     func run() throws {
@@ -40,7 +59,30 @@ struct CoordinatorCommand: ParsableCommand {
         options.maxLiveRequests = maxRequests
         options.maxRequestsPerClient = maxRequestsPerClient
         options.verbose = verbose
+        // The HTTP gateway is a client like any other, in this process: its ClusterClients reach
+        // the coordinator's ROUTER over an extra inproc:// endpoint, so they share its context.
+        var gatewayEndpoint: (endpoint: String, context: Context)?
+        if http != nil {
+            let context = try Context()
+            let endpoint = "inproc://squat-gateway-\(UUID().uuidString)"
+            options.context = context
+            options.extraBinds = [endpoint]
+            gatewayEndpoint = (endpoint, context)
+        }
         let coordinator = try Coordinator(options: options)
+        var gateway: Gateway?
+        if let http, let address = GatewayOptions.parseAddress(http), let g = gatewayEndpoint {
+            let created = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date)
+                .map { Int($0.timeIntervalSince1970) } ?? Int(Date().timeIntervalSince1970)
+            let token = httpToken ?? ProcessInfo.processInfo.environment["SQUAT_HTTP_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+            let server = Gateway(
+                options: GatewayOptions(
+                    host: address.host, port: address.port, token: token, coordinatorEndpoint: g.endpoint, context: g.context,
+                    modelID: URL(fileURLWithPath: path).lastPathComponent, modelCreated: created))
+            try server.start()
+            gateway = server
+        }
+        defer { gateway?.stop() }
         try coordinator.run(shouldStop: { Signals.stop })
     }
 }
