@@ -79,7 +79,7 @@ public struct TextAssembler: Sendable {
     public mutating func append(_ bytes: [UInt8]) -> String {
         guard !stopped else { return "" }
         pending.append(contentsOf: bytes)
-        let keep = Self.incompleteSuffixLength(pending)
+        let keep = StreamingDecoder.incompleteSuffixLength(pending)
         let ready = pending.count - keep
         guard ready > 0 else { return "" }
         let text = String(decoding: pending[..<ready], as: UTF8.self)
@@ -100,40 +100,5 @@ public struct TextAssembler: Sendable {
             return out
         }
         return out + stops.flush()
-    }
-
-    /// Same rule as `StreamingDecoder`: the length of a valid but unfinished UTF-8 tail.
-    static func incompleteSuffixLength(_ b: [UInt8]) -> Int {
-        let n = b.count
-        var i = n - 1
-        while i >= 0, i >= n - 3 {
-            let c = b[i]
-            if c & 0xC0 != 0x80 {
-                let need: Int
-                switch c {
-                case 0xC2...0xDF: need = 2
-                case 0xE0...0xEF: need = 3
-                case 0xF0...0xF4: need = 4
-                default: return 0
-                }
-                let have = n - i
-                guard have < need else { return 0 }
-                if have >= 2 {
-                    let s = b[i + 1]
-                    let ok: Bool
-                    switch c {
-                    case 0xE0: ok = (0xA0...0xBF).contains(s)
-                    case 0xED: ok = (0x80...0x9F).contains(s)
-                    case 0xF0: ok = (0x90...0xBF).contains(s)
-                    case 0xF4: ok = (0x80...0x8F).contains(s)
-                    default: ok = (0x80...0xBF).contains(s)
-                    }
-                    if !ok { return 0 }
-                }
-                return have
-            }
-            i -= 1
-        }
-        return 0
     }
 }

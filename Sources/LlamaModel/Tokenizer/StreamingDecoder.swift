@@ -44,7 +44,7 @@ public struct StreamingDecoder: Sendable {
     }
 
     /// Length of the trailing bytes that are a valid but unfinished UTF-8 sequence (0 if none).
-    static func incompleteSuffixLength(_ b: [UInt8]) -> Int {
+    public static func incompleteSuffixLength(_ b: [UInt8]) -> Int {
         let n = b.count
         // Find the last lead byte among the final 3 bytes.
         var i = n - 1
