@@ -22,15 +22,56 @@ public final class ClusterClient {
     /// ends the request with a clear error instead of a long silence.
     private let monitor: SocketMonitor
 
-    /// Connects to `endpoint`; pass the cluster's `context` to reach an `inproc://` endpoint.
-    public init(endpoint: String, timeout: Duration = .seconds(120), context: Context? = nil) throws {
+    private let curve: CurveClientKeys?
+
+    /// Connects to `endpoint`; pass the cluster's `context` to reach an `inproc://` endpoint, and
+    /// `curve` (this client's pair and the coordinator's public key) when the coordinator
+    /// requires keys.
+    public init(
+        endpoint: String, timeout: Duration = .seconds(120), context: Context? = nil, curve: CurveClientKeys? = nil
+    ) throws {
         self.endpoint = endpoint
         self.timeout = timeout
+        self.curve = curve
         if let context { self.context = context } else { self.context = try Context() }
         socket = try Socket(
-            self.context, .dealer, options: [.linger(.zero), .maxMessageSize(Int64(WireMessage.controlMaxSize))])
-        monitor = try socket.monitor(events: [.connected, .disconnected])
+            self.context, .dealer,
+            options: [.linger(.zero), .maxMessageSize(Int64(WireMessage.controlMaxSize))]
+                + (curve.map { $0.pair.clientOptions(server: $0.serverKey) } ?? []))
+        monitor = try socket.monitor(events: [
+            .connected, .disconnected, .handshakeFailedAuth, .handshakeFailedProtocol, .handshakeFailedNoDetail,
+        ])
         try socket.connect(endpoint)
+    }
+
+    /// Throws when the monitor saw the connection fail for good: a refused key or a handshake
+    /// that cannot succeed. With `live`, a lost connection also ends the request.
+    private func checkConnection(live requestID: String?) throws {
+        while let event = try monitor.next(timeout: .zero) {
+            switch event.kind {
+            case .handshakeFailedAuth:
+                throw ClusterError(
+                    "the coordinator at \(endpoint) refused this client's CURVE key"
+                        + (curve.map { " \($0.pair.publicKey)" } ?? "")
+                        + " (ZAP status \(event.value)): its .pub must be in the coordinator's --authorized-keys DIR/clients/"
+                )
+            case .handshakeFailedProtocol, .handshakeFailedNoDetail:
+                throw ClusterError(
+                    "the security handshake with the coordinator at \(endpoint) failed (\(event.kind)): "
+                        + (curve == nil
+                            ? "the coordinator probably requires CURVE keys (--curve-secret, --curve-server-key)"
+                            : "check --curve-server-key (the coordinator's .pub) and that the coordinator runs with keys")
+                )
+            case .disconnected:
+                if let requestID {
+                    throw ClusterError(
+                        "lost the connection to the coordinator at \(endpoint) while request '\(requestID)' was live; it did not finish"
+                    )
+                }
+            default:
+                continue
+            }
+        }
     }
 
     /// Sends `submit` and calls `onEvent` for each event until the request finishes. An
@@ -49,12 +90,7 @@ public final class ClusterClient {
             }
             let ready = try poller.poll(timeout: min(left, .milliseconds(200)))
             guard ready[0].contains(.readable) else {
-                while let event = try monitor.next(timeout: .zero) {
-                    if event.kind == .disconnected {
-                        throw ClusterError(
-                            "lost the connection to the coordinator at \(endpoint) while request '\(submit.requestID)' was live; it did not finish")
-                    }
-                }
+                try checkConnection(live: submit.requestID)
                 continue
             }
             let inbound = try socket.receiveMessage(dontWait: true)
@@ -106,7 +142,10 @@ public final class ClusterClient {
         let deadline = Monotonic.now() + min(timeout, .seconds(5))
         while Monotonic.now() < deadline {
             let ready = try poller.poll(timeout: .milliseconds(200))
-            guard ready[0].contains(.readable) else { continue }
+            guard ready[0].contains(.readable) else {
+                try checkConnection(live: nil)
+                continue
+            }
             let inbound = try socket.receiveMessage(dontWait: true)
             if case .message(let incoming) = consume inbound {
                 switch incoming.message {

@@ -40,6 +40,9 @@ public struct CoordinatorOptions: Sendable {
     public var quiet = false
     /// The ZeroMQ context to use (a shared one makes `inproc://` endpoints reachable); nil: a new one.
     public var context: Context?
+    /// CURVE: the coordinator's key pair and the keys it admits (workers and clients apart);
+    /// nil serves without authentication or encryption.
+    public var security: AuthorizedKeys?
 
     public init(bind: String, modelPath: String) {
         self.bind = bind
@@ -64,11 +67,18 @@ public final class Coordinator {
     private let context: Context
     private let router: Socket
     public private(set) var endpoint = ""
+    /// The key check of `router`'s peers (with `options.security`).
+    private let zap: ZAPHandler?
+    /// Messages refused because of the sender's role.
+    private var unauthorizedMessages: UInt64 = 0
 
     struct WorkerEntry {
         var id: String
         var identity: [UInt8]
         var register: Register
+        /// The CURVE public key the worker authenticated with ("" without CURVE): its data
+        /// socket's server key.
+        var publicKey = ""
         var lastHeard: ContinuousClock.Instant
         var load: WorkerLoad?
         var heartbeatEpoch: UInt64 = 0
@@ -165,6 +175,18 @@ public final class Coordinator {
         modelBytes = (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
         footprint = KVFootprint(cache: options.cache, model: files.config)
         if let shared = options.context { context = shared } else { context = try Context() }
+        if let security = options.security {
+            // The key check must be listening before the router binds: without it libzmq admits any key.
+            let log = self.log
+            zap = try ZAPHandler(context: context, keys: security.zapTable) { request in
+                log.info(
+                    "refused a connection from \(request.address.isEmpty ? "?" : request.address): "
+                        + (request.publicKey.map { "key \($0) is not in --authorized-keys" }
+                            ?? "no CURVE key (\(request.mechanism))"))
+            }
+        } else {
+            zap = nil
+        }
         // ZMTP heartbeats, answered by the peers' I/O threads even inside a long forward pass:
         // a cut link closes its connection within seconds, and the next send to that worker
         // fails with EHOSTUNREACH (ROUTER_MANDATORY), which is how a lost worker is noticed.
@@ -173,10 +195,16 @@ public final class Coordinator {
             options: [
                 .linger(.milliseconds(500)), .heartbeatInterval(.seconds(1)), .heartbeatTimeout(.seconds(4)),
                 .maxMessageSize(Int64(WireMessage.controlMaxSize)),
-            ])
+            ] + (options.security?.pair.serverOptions ?? []))
         endpoint = try router.bind(options.bind)
         for extra in options.extraBinds { _ = try router.bind(extra) }
-        log.info("listening on \(endpoint); model \(options.modelPath) (\(files.config.layerCount) layers, \(fingerprint)); waiting for \(options.minWorkers) worker(s)")
+        let keys =
+            options.security.map {
+                " (CURVE, key \($0.pair.publicKey), \($0.workers.count) worker and \($0.clients.count) client keys)"
+            } ?? ""
+        log.info(
+            "listening on \(endpoint)\(keys); model \(options.modelPath) (\(files.config.layerCount) layers, \(fingerprint)); waiting for \(options.minWorkers) worker(s)"
+        )
     }
 
     /// Serves until `shouldStop` returns true, then drains the workers.
@@ -208,10 +236,12 @@ public final class Coordinator {
         log.info("shutting down: draining \(workers.count) worker(s)")
         for s in order { fail(s, code: .unavailable, message: "the coordinator is shutting down") }
         for w in workers {
-            _ = try? router.send(.drain(Drain(epoch: epoch, reason: "coordinator shutting down")), to: w.identity, dontWait: true)
+            _ = try? router.send(
+                .drain(Drain(epoch: epoch, reason: "coordinator shutting down")), to: w.identity, dontWait: true)
         }
         firstStage?.close()
         router.close()
+        zap?.stop()
     }
 
     /// Micro-batches the pipeline may hold at once.
@@ -231,9 +261,12 @@ public final class Coordinator {
                 brokenSince = nil
             }
             let replaying = order.compactMap { sequences[$0] }.filter { !$0.generated.isEmpty }.count
-            log.info("pipeline ready (epoch \(epoch)): " + pipeline.compactMap { id in
-                workers.first { $0.identity == id }.map { "\($0.id) \($0.layers)" }
-            }.joined(separator: " → ") + (replaying > 0 ? "; replaying \(replaying) live sequence(s)" : "") + recovered)
+            log.info(
+                "pipeline ready (epoch \(epoch)): "
+                    + pipeline.compactMap { id in
+                        workers.first { $0.identity == id }.map { "\($0.id) \($0.layers)" }
+                    }.joined(separator: " → ") + (replaying > 0 ? "; replaying \(replaying) live sequence(s)" : "")
+                    + recovered)
         }
         return ready
     }
@@ -258,9 +291,20 @@ public final class Coordinator {
         case .message(let incoming):
             let identity = incoming.identity ?? []
             let message = incoming.message
+            let role = options.security?.role(userID: incoming.userID) ?? .local
+            if let refusal = Self.refusal(of: message, from: role) {
+                unauthorizedMessages += 1
+                log.info("refused \(message.name) from \(role): \(refusal)")
+                if case .register = message {
+                    send(.refuse(Refuse(reason: .unauthorized, message: refusal)), to: identity)
+                } else if !isWorker(identity) {
+                    send(.error(ErrorReply(code: .unauthorized, message: refusal)), to: identity)
+                }
+                return true
+            }
             if let i = workers.firstIndex(where: { $0.identity == identity }) { workers[i].lastHeard = Monotonic.now() }
             switch message {
-            case .register(let r): handleRegister(r, from: identity)
+            case .register(let r): handleRegister(r, from: identity, role: role)
             case .heartbeat(let h): handleHeartbeat(h, from: identity)
             case .sampledTokens(let s): handleSampled(s, from: identity)
             case .submit(let s): handleSubmit(s, from: identity)
@@ -268,7 +312,10 @@ public final class Coordinator {
                 if let seq = sequences.values.first(where: { $0.client == identity && $0.requestID == c.requestID }) {
                     finish(seq.id, reason: .cancelled)
                 } else {
-                    send(.error(ErrorReply(requestID: c.requestID, code: .unknownRequest, message: "no such live request")), to: identity)
+                    send(
+                        .error(
+                            ErrorReply(requestID: c.requestID, code: .unknownRequest, message: "no such live request")),
+                        to: identity)
                 }
             case .statusRequest(let r): send(.status(status(includeSequences: r.includeSequences)), to: identity)
             case .drainRequest(let d): handleDrainRequest(d, from: identity)
@@ -281,6 +328,21 @@ public final class Coordinator {
 
     private func isWorker(_ identity: [UInt8]) -> Bool { workers.contains { $0.identity == identity } }
 
+    /// Why a peer of `role` may not send `message` (nil: it may). Worker keys run stages; client
+    /// keys submit, cancel, ask for status and drain; in-process peers may do either.
+    static func refusal(of message: WireMessage, from role: PeerRole) -> String? {
+        switch (role, message) {
+        case (.client, .register):
+            return "\(role) may not register as a worker (worker keys go in --authorized-keys DIR/workers/)"
+        case (.client, .heartbeat), (.client, .sampledTokens):
+            return "\(role) may not send worker messages"
+        case (.worker, .submit), (.worker, .cancel):
+            return "\(role) may not submit or cancel requests (client keys go in --authorized-keys DIR/clients/)"
+        default:
+            return nil
+        }
+    }
+
     private func send(_ message: WireMessage, to identity: [UInt8]) {
         do {
             _ = try router.send(message, to: identity, dontWait: true)
@@ -290,19 +352,24 @@ public final class Coordinator {
                 if isWorker(identity) {
                     unreachable.insert(identity)
                 } else {
-                    for s in sequences.values where s.client == identity { finish(s.id, reason: .cancelled, notify: false) }
+                    for s in sequences.values where s.client == identity {
+                        finish(s.id, reason: .cancelled, notify: false)
+                    }
                 }
             }
         }
     }
 
-    private func handleRegister(_ r: Register, from identity: [UInt8]) {
+    private func handleRegister(_ r: Register, from identity: [UInt8], role: PeerRole) {
         guard r.modelFingerprint == fingerprint else {
             log.info("refused worker \(r.workerID): model fingerprint \(r.modelFingerprint) is not \(fingerprint)")
             send(
-                .refuse(Refuse(
-                    reason: .modelMismatch,
-                    message: "model mismatch: the worker's model has fingerprint \(r.modelFingerprint), the coordinator serves \(fingerprint) (\(options.modelPath))")),
+                .refuse(
+                    Refuse(
+                        reason: .modelMismatch,
+                        message:
+                            "model mismatch: the worker's model has fingerprint \(r.modelFingerprint), the coordinator serves \(fingerprint) (\(options.modelPath))"
+                    )),
                 to: identity)
             return
         }
@@ -314,14 +381,27 @@ public final class Coordinator {
             let old = workers.remove(at: existing)
             if pipeline.contains(old.identity) { pipelineBroken() }
         }
-        workers.append(WorkerEntry(id: r.workerID, identity: identity, register: r, lastHeard: Monotonic.now()))
-        log.info("worker \(r.workerID) registered (\(r.threads) threads, data \(r.dataEndpoint)); \(workers.count) known")
+        var entry = WorkerEntry(id: r.workerID, identity: identity, register: r, lastHeard: Monotonic.now())
+        if case .worker(_, let key) = role { entry.publicKey = key }
+        if options.security != nil && entry.publicKey.isEmpty && !r.dataEndpoint.hasPrefix("inproc://") {
+            // Only an in-process worker comes without a key; a remote one's data socket needs its key.
+            send(
+                .refuse(
+                    Refuse(reason: .unauthorized, message: "this coordinator requires CURVE keys; the worker has none")),
+                to: identity)
+            return
+        }
+        workers.append(entry)
+        log.info(
+            "worker \(r.workerID) registered (\(r.threads) threads, data \(r.dataEndpoint)); \(workers.count) known")
         // A worker joining a serving cluster takes a share of the layers: plan anew.
         if planned { needsPlan = true }
         send(
-            .registerReply(RegisterReply(
-                workerID: r.workerID, heartbeatIntervalMs: UInt32(options.heartbeatInterval.components.seconds * 1000),
-                heartbeatLiveness: UInt32(options.liveness))),
+            .registerReply(
+                RegisterReply(
+                    workerID: r.workerID,
+                    heartbeatIntervalMs: UInt32(options.heartbeatInterval.components.seconds * 1000),
+                    heartbeatLiveness: UInt32(options.liveness))),
             to: identity)
     }
 
@@ -373,9 +453,11 @@ public final class Coordinator {
         seq.generated.append(token)
         seq.history.append(token)
         send(
-            .tokenEvent(TokenEvent(
-                requestID: seq.requestID, index: UInt32(seq.generated.count - 1), tokenID: UInt32(bitPattern: token),
-                piece: tokenizer.pieceBytes(token), logprob: logprob)),
+            .tokenEvent(
+                TokenEvent(
+                    requestID: seq.requestID, index: UInt32(seq.generated.count - 1),
+                    tokenID: UInt32(bitPattern: token),
+                    piece: tokenizer.pieceBytes(token), logprob: logprob)),
             to: seq.client)
         guard sequences[seq.id] != nil else { return }  // the client is gone
         if seq.stops.feed(seq.decoder.append(token)).stopped {
@@ -395,12 +477,16 @@ public final class Coordinator {
             return refuse(.duplicateRequest, "request '\(s.requestID)' is already live")
         }
         guard sequences.count < options.maxLiveRequests else {
-            return refuse(.overloaded, "busy: \(sequences.count) live requests, the limit (--max-requests) is \(options.maxLiveRequests)")
+            return refuse(
+                .overloaded,
+                "busy: \(sequences.count) live requests, the limit (--max-requests) is \(options.maxLiveRequests)")
         }
         let mine = sequences.values.filter { $0.client == identity }.count
         guard mine < options.maxRequestsPerClient else {
             return refuse(
-                .overloaded, "busy: this client has \(mine) live requests, the limit (--max-requests-per-client) is \(options.maxRequestsPerClient)")
+                .overloaded,
+                "busy: this client has \(mine) live requests, the limit (--max-requests-per-client) is \(options.maxRequestsPerClient)"
+            )
         }
         let prompt: [Int32]
         switch s.prompt {
@@ -418,10 +504,12 @@ public final class Coordinator {
         let config = files.config
         guard !prompt.isEmpty else { return refuse(.invalidRequest, "the prompt is empty (no tokens)") }
         guard prompt.count < config.contextLength else {
-            return refuse(.promptTooLong, "the prompt has \(prompt.count) tokens; the context holds \(config.contextLength)")
+            return refuse(
+                .promptTooLong, "the prompt has \(prompt.count) tokens; the context holds \(config.contextLength)")
         }
         if let bad = prompt.first(where: { $0 < 0 || Int($0) >= config.vocabularySize }) {
-            return refuse(.invalidRequest, "prompt token id \(bad) is outside the vocabulary (0..<\(config.vocabularySize))")
+            return refuse(
+                .invalidRequest, "prompt token id \(bad) is outside the vocabulary (0..<\(config.vocabularySize))")
         }
         do { try s.sampling.sampler.engineParameters.validate() } catch {
             return refuse(.invalidRequest, error.description)
@@ -459,7 +547,9 @@ public final class Coordinator {
             return false
         }
         for w in workers {
-            send(.heartbeat(Heartbeat(epoch: epoch, sequence: heartbeatCount, sentUnixMs: unixMilliseconds())), to: w.identity)
+            send(
+                .heartbeat(Heartbeat(epoch: epoch, sequence: heartbeatCount, sentUnixMs: unixMilliseconds())),
+                to: w.identity)
         }
         guard !lost.isEmpty else { return }
         for l in lost {
@@ -505,7 +595,9 @@ public final class Coordinator {
     private func handleDrainRequest(_ d: DrainRequest, from identity: [UInt8]) {
         guard let i = workers.firstIndex(where: { $0.id == d.workerID }) else {
             if !isWorker(identity) {
-                send(.error(ErrorReply(code: .invalidRequest, message: "no worker '\(d.workerID)' is registered")), to: identity)
+                send(
+                    .error(ErrorReply(code: .invalidRequest, message: "no worker '\(d.workerID)' is registered")),
+                    to: identity)
             }
             return
         }
@@ -526,14 +618,20 @@ public final class Coordinator {
         workers.removeAll(where: \.draining)
         defer {
             for w in leaving {
-                send(.drain(Drain(epoch: epoch, reason: "drained: its layers moved to the other workers")), to: w.identity)
+                send(
+                    .drain(Drain(epoch: epoch, reason: "drained: its layers moved to the other workers")),
+                    to: w.identity)
                 log.info("worker \(w.id) drained")
             }
         }
         let config = files.config
-        let capacities = workers.map { WorkerCapacity(threads: Int($0.register.threads), memoryBudgetBytes: $0.register.memoryBudgetBytes) }
+        let capacities = workers.map {
+            WorkerCapacity(threads: Int($0.register.threads), memoryBudgetBytes: $0.register.memoryBudgetBytes)
+        }
         let perLayer = modelBytes / UInt64(max(1, config.layerCount))
-        let ranges = workers.isEmpty ? nil : PartitionPlanner.plan(layers: config.layerCount, workers: capacities, bytesPerLayer: perLayer)
+        let ranges =
+            workers.isEmpty
+            ? nil : PartitionPlanner.plan(layers: config.layerCount, workers: capacities, bytesPerLayer: perLayer)
         // Whatever happens next, the old pipeline's micro-batches are void.
         restartSequences()
         guard let ranges else {
@@ -557,19 +655,33 @@ public final class Coordinator {
             let isLast = n == used.count - 1
             workers[i].layers = LayerRange(start: UInt32(r.lowerBound), end: UInt32(r.upperBound))
             let nextEndpoint = !r.isEmpty && !isLast ? workers[used[n + 1]].register.dataEndpoint : ""
+            // CURVE: a stage admits only its sender's key on its data socket, and connects to the
+            // next with that one's key.
+            let nextKey = !r.isEmpty && !isLast ? workers[used[n + 1]].publicKey : ""
+            let upstreamKey =
+                r.isEmpty ? "" : n == 0 ? (options.security?.pair.publicKey ?? "") : workers[used[n - 1]].publicKey
             send(
-                .assign(Assign(
-                    epoch: epoch, layers: workers[i].layers, nextStageEndpoint: nextEndpoint, isFirst: n == 0 && !r.isEmpty,
-                    isLast: isLast && !r.isEmpty, cache: options.cache, maxInFlight: UInt32(max(1, options.maxInFlight ?? used.count)))),
+                .assign(
+                    Assign(
+                        epoch: epoch, layers: workers[i].layers, nextStageEndpoint: nextEndpoint,
+                        isFirst: n == 0 && !r.isEmpty,
+                        isLast: isLast && !r.isEmpty, cache: options.cache,
+                        maxInFlight: UInt32(max(1, options.maxInFlight ?? used.count)),
+                        nextStageServerKey: nextKey, upstreamKey: upstreamKey)),
                 to: workers[i].identity)
         }
-        let push = try Socket(context, .push, options: [.linger(.zero), .sendTimeout(.seconds(5))])
+        var pushOptions: [SocketOption] = [.linger(.zero), .sendTimeout(.seconds(5))]
+        if let security = options.security, !workers[used[0]].publicKey.isEmpty {
+            pushOptions += security.pair.clientOptions(server: workers[used[0]].publicKey)
+        }
+        let push = try Socket(context, .push, options: pushOptions)
         try push.connect(workers[used[0]].register.dataEndpoint)
         firstStage?.close()
         firstStage = push
         pipelineWasReady = false
         holdReason = "epoch \(epoch): waiting for the workers to load their layers"
-        log.info("epoch \(epoch): planned " + used.map { "\(workers[$0].id) \(workers[$0].layers)" }.joined(separator: ", "))
+        log.info(
+            "epoch \(epoch): planned " + used.map { "\(workers[$0].id) \(workers[$0].layers)" }.joined(separator: ", "))
     }
 
     /// Voids every micro-batch in flight and rewinds every live sequence to position 0: the
@@ -645,7 +757,8 @@ public final class Coordinator {
         guard !rows.isEmpty else { return false }
         let id = nextMicroBatch
         nextMicroBatch += 1
-        let result = try firstStage.send(.stepBatch(StepBatch(epoch: epoch, microBatchID: id, rows: rows, tokenIDs: tokens)))
+        let result = try firstStage.send(
+            .stepBatch(StepBatch(epoch: epoch, microBatchID: id, rows: rows, tokenIDs: tokens)))
         guard result == .sent else {
             log.info("the first stage did not take micro-batch \(id); retrying")
             return false
@@ -671,7 +784,8 @@ public final class Coordinator {
 
     private func kvNeed(_ seq: Sequence, _ w: WorkerEntry) -> UInt64 {
         let layers = w.layers.end > w.layers.start ? Int(w.layers.end - w.layers.start) : 0
-        return footprint.bytes(tokens: min(seq.prompt.count + seq.maxTokens, files.config.contextLength), layers: layers)
+        return footprint.bytes(
+            tokens: min(seq.prompt.count + seq.maxTokens, files.config.contextLength), layers: layers)
     }
 
     /// Whether `seq` fits now beside the admitted sequences on every stage, and if it never can,
@@ -679,10 +793,15 @@ public final class Coordinator {
     private func admission(_ seq: Sequence) -> (fits: Bool, never: String?) {
         func mib(_ b: UInt64) -> String { String(format: "%.1f MiB", Double(b) / 1_048_576) }
         for identity in pipeline {
-            guard let w = workers.first(where: { $0.identity == identity }), let capacity = kvCapacity(w) else { continue }
+            guard let w = workers.first(where: { $0.identity == identity }), let capacity = kvCapacity(w) else {
+                continue
+            }
             let need = kvNeed(seq, w)
             if need > capacity {
-                return (false, "\(seq.prompt.count) prompt + \(seq.maxTokens) max tokens need \(mib(need)) of KV cache on worker \(w.id) (layers \(w.layers)), whose --memory-budget leaves \(mib(capacity)) for caches")
+                return (
+                    false,
+                    "\(seq.prompt.count) prompt + \(seq.maxTokens) max tokens need \(mib(need)) of KV cache on worker \(w.id) (layers \(w.layers)), whose --memory-budget leaves \(mib(capacity)) for caches"
+                )
             }
             var reserved: UInt64 = 0
             for other in order where other != seq.id {
@@ -695,7 +814,8 @@ public final class Coordinator {
 
     private func rowSampling(_ seq: Sequence) -> RowSampling {
         let p = seq.sampler.engineParameters
-        let penalty = p.repetitionPenalty != 1 ? seq.history.suffix(p.repetitionWindow).map { UInt32(bitPattern: $0) } : []
+        let penalty =
+            p.repetitionPenalty != 1 ? seq.history.suffix(p.repetitionWindow).map { UInt32(bitPattern: $0) } : []
         return RowSampling(sampler: seq.sampler, drawIndex: UInt32(seq.generated.count), penaltyTokens: penalty)
     }
 
@@ -715,14 +835,16 @@ public final class Coordinator {
         let first = seq.firstToken ?? now
         if notify {
             send(
-                .finished(Finished(
-                    requestID: seq.requestID, reason: reason,
-                    usage: Usage(promptTokens: UInt32(seq.prompt.count), completionTokens: UInt32(seq.generated.count)),
-                    timings: Timings(
-                        queuedMicroseconds: Monotonic.microseconds(admitted - seq.submitted),
-                        prefillMicroseconds: Monotonic.microseconds(first - admitted),
-                        decodeMicroseconds: Monotonic.microseconds(now - first),
-                        totalMicroseconds: Monotonic.microseconds(now - seq.submitted)))),
+                .finished(
+                    Finished(
+                        requestID: seq.requestID, reason: reason,
+                        usage: Usage(
+                            promptTokens: UInt32(seq.prompt.count), completionTokens: UInt32(seq.generated.count)),
+                        timings: Timings(
+                            queuedMicroseconds: Monotonic.microseconds(admitted - seq.submitted),
+                            prefillMicroseconds: Monotonic.microseconds(first - admitted),
+                            decodeMicroseconds: Monotonic.microseconds(now - first),
+                            totalMicroseconds: Monotonic.microseconds(now - seq.submitted)))),
                 to: seq.client)
         }
         if seq.fed > 0 {
@@ -745,7 +867,8 @@ public final class Coordinator {
 
     private func workerStatus(_ w: WorkerEntry) -> WorkerStatus {
         WorkerStatus(
-            workerID: w.id, layers: w.layers, state: w.load?.state ?? .registered, kvBytesUsed: w.load?.kvBytesUsed ?? 0,
+            workerID: w.id, layers: w.layers, state: w.load?.state ?? .registered,
+            kvBytesUsed: w.load?.kvBytesUsed ?? 0,
             kvBytesFree: w.load?.kvBytesFree ?? 0, tokensPerSecond: w.load?.tokensPerSecond ?? 0,
             dataEndpoint: w.register.dataEndpoint, droppedStale: w.load?.droppedStale ?? 0)
     }
@@ -770,8 +893,13 @@ public final class Coordinator {
                 requestID: s.requestID, sequenceID: id, state: state, promptTokens: UInt32(s.prompt.count),
                 generatedTokens: UInt32(s.generated.count))
         }
-        return Status(
+        var status = Status(
             epoch: epoch, modelFingerprint: fingerprint, workers: ws, sequences: includeSequences ? ss : [],
-            droppedStale: droppedStale, droppedMalformed: droppedMalformed, pipeline: pipelineStats, lostWorkers: lostWorkers)
+            droppedStale: droppedStale, droppedMalformed: droppedMalformed, pipeline: pipelineStats,
+            lostWorkers: lostWorkers)
+        status.security = options.security == nil ? "none" : "curve"
+        status.authRejections = zap?.rejections ?? 0
+        status.unauthorizedMessages = unauthorizedMessages
+        return status
     }
 }

@@ -31,6 +31,9 @@ public struct WorkerOptions: Sendable {
     public var quiet = false
     /// The ZeroMQ context to use (a shared one makes `inproc://` endpoints reachable); nil: a new one.
     public var context: Context?
+    /// CURVE: this worker's key pair and the coordinator's public key; nil runs without keys.
+    /// The data socket then admits only the stage that sends to it (as the coordinator says).
+    public var curve: CurveClientKeys?
     /// Builds the KV cache factory for an Assign's cache configuration (the CLI merges its own flags).
     public var makeCacheFactory: @Sendable (CacheConfig, LlamaConfig) throws -> any KVCacheFactory
 
@@ -52,7 +55,8 @@ public enum WorkerOutcome: Sendable, Equatable {
     case drained
     /// The coordinator stopped answering (no message for `liveness` heartbeat intervals).
     case coordinatorLost
-    /// The coordinator refused the registration (model mismatch, duplicate id, …).
+    /// The coordinator refused the registration (model mismatch, duplicate id, …) or this
+    /// worker's key.
     case refused(String)
 }
 
@@ -70,7 +74,11 @@ public final class Worker {
 
     private let context: Context
     private var control: Socket
+    /// Handshake failures of `control`: a refused key ends the run instead of a silent retry.
+    private var controlMonitor: SocketMonitor
     private let data: Socket
+    /// The key check of `data`'s peers (with `options.curve`).
+    private let zap: ZAPHandler?
     public private(set) var dataEndpoint = ""
     private var next: Socket?
 
@@ -98,15 +106,62 @@ public final class Worker {
         let attributes = try? FileManager.default.attributesOfItem(atPath: options.modelPath)
         modelFileBytes = (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
         if let shared = options.context { context = shared } else { context = try Context() }
-        control = try Socket(context, .dealer, options: Self.controlOptions)
+        if let curve = options.curve {
+            // Listening before the data socket binds: without it libzmq would admit any key.
+            // The coordinator's key is admitted from the start; each Assign adds the sender's.
+            let log = self.log
+            zap = try ZAPHandler(context: context, keys: [curve.serverKey: "upstream"]) { request in
+                log.info(
+                    "refused a data connection from \(request.address.isEmpty ? "?" : request.address): "
+                        + (request.publicKey.map { "key \($0) is not this stage's sender" } ?? "no CURVE key"))
+            }
+        } else {
+            zap = nil
+        }
+        (control, controlMonitor) = try Self.makeControl(context, options)
         // The largest legitimate frame: 65,536 rows (the most a micro-batch may have) of hidden states.
         let dataMax = Int64(1 << 16) * Int64(max(1, files.config.hiddenSize)) * 4
-        data = try Socket(context, .pull, options: [.linger(.zero), .maxMessageSize(dataMax)])
+        data = try Socket(
+            context, .pull,
+            options: [.linger(.zero), .maxMessageSize(dataMax)] + (options.curve?.pair.serverOptions ?? []))
+    }
+
+    /// A control DEALER (with the CURVE client keys, if any) and the monitor of its handshakes.
+    private static func makeControl(_ context: Context, _ options: WorkerOptions) throws -> (Socket, SocketMonitor) {
+        let socket = try Socket(
+            context, .dealer,
+            options: controlOptions + (options.curve.map { $0.pair.clientOptions(server: $0.serverKey) } ?? []))
+        let monitor = try socket.monitor(events: [
+            .handshakeFailedAuth, .handshakeFailedProtocol, .handshakeFailedNoDetail,
+        ])
+        return (socket, monitor)
+    }
+
+    /// Why the control connection cannot work, if its monitor says so: a key the coordinator
+    /// refused, or a handshake that cannot succeed (wrong server key, CURVE on one side only).
+    private func handshakeFailure() throws -> String? {
+        while let event = try controlMonitor.next(timeout: .zero) {
+            switch event.kind {
+            case .handshakeFailedAuth:
+                return "the coordinator at \(options.coordinator) refused this worker's CURVE key"
+                    + (options.curve.map { " \($0.pair.publicKey)" } ?? "")
+                    + " (ZAP status \(event.value)): its .pub must be in the coordinator's --authorized-keys DIR/workers/"
+            case .handshakeFailedProtocol, .handshakeFailedNoDetail:
+                return "the security handshake with the coordinator at \(options.coordinator) failed (\(event.kind)): "
+                    + (options.curve == nil
+                        ? "the coordinator probably requires CURVE keys (--curve-secret, --curve-server-key)"
+                        : "check --curve-server-key (the coordinator's .pub) and that the coordinator runs with keys")
+            default:
+                continue
+            }
+        }
+        return nil
     }
 
     /// Registers, then serves until the coordinator drains this worker (or, without `rejoin`,
     /// loses it). A stop request asks the coordinator to move the layers away first.
     public func run(shouldStop: () -> Bool = { false }) throws -> WorkerOutcome {
+        defer { zap?.stop() }
         dataEndpoint = try data.bind(options.dataBind)
         try control.connect(options.coordinator)
         let register = Register(
@@ -135,6 +190,10 @@ public final class Worker {
                 return .drained
             }
             let ready = try poller.poll(timeout: .milliseconds(100))
+            if let failure = try handshakeFailure() {
+                log.error(failure)
+                return .refused(failure)
+            }
             if ready[0].contains(.readable) {
                 // Control first: an Assign or Release must apply before the next batch.
                 while case .message(let incoming) = try control.receiveMessage(dontWait: true) {
@@ -180,7 +239,9 @@ public final class Worker {
                 // After a long forward pass the coordinator's heartbeats wait unread: read
                 // them (next turn, control first) before judging its silence.
                 if !worked && now - lastHeard > silence {
-                    log.info("coordinator silent for \(now - lastHeard)" + (options.rejoin ? "; registering again" : "; leaving"))
+                    log.info(
+                        "coordinator silent for \(now - lastHeard)"
+                            + (options.rejoin ? "; registering again" : "; leaving"))
                     lost = true
                 }
             } else if now - started > (options.rejoin ? backoff : options.registerTimeout) {
@@ -197,7 +258,8 @@ public final class Worker {
                 dropAssignment()
                 poller = Poller()
                 control.close()
-                control = try Socket(context, .dealer, options: Self.controlOptions)
+                controlMonitor.close()
+                (control, controlMonitor) = try Self.makeControl(context, options)
                 try control.connect(options.coordinator)
                 _ = try control.send(.register(register), dontWait: true)
                 poller.add(control)
@@ -241,6 +303,11 @@ public final class Worker {
             log.info("ignoring Assign with layers \(a.layers) for a \(config.layerCount)-layer model")
             return
         }
+        if options.curve != nil && !a.isLast && a.layers.count > 0 && !Curve.isKey(a.nextStageServerKey) {
+            droppedMalformed += 1
+            log.error("ignoring Assign for epoch \(a.epoch): no CURVE key for the next stage at \(a.nextStageEndpoint)")
+            return
+        }
         epoch = a.epoch
         assignment = a
         caches.removeAll()
@@ -253,8 +320,11 @@ public final class Worker {
             let weights = try files.weights(layers: Int(a.layers.start)..<Int(a.layers.end))
             stage = LlamaStage(weights: weights, threads: options.threads, activations: options.activations)
             factory = try options.makeCacheFactory(a.cache, config)
+            if let zap, !a.upstreamKey.isEmpty { zap.admit(a.upstreamKey, userID: "upstream") }
             if !a.isLast {
-                let push = try Socket(context, .push, options: [.linger(.zero), .sendTimeout(.seconds(5))])
+                var pushOptions: [SocketOption] = [.linger(.zero), .sendTimeout(.seconds(5))]
+                if let curve = options.curve { pushOptions += curve.pair.clientOptions(server: a.nextStageServerKey) }
+                let push = try Socket(context, .push, options: pushOptions)
                 try push.connect(a.nextStageEndpoint)
                 next = push
             }
@@ -305,7 +375,8 @@ public final class Worker {
             case .stepBatch(let b):
                 process(
                     epoch: b.epoch, microBatch: b.microBatchID, rows: b.rows,
-                    input: .tokens(b.tokenIDs.map { Int32(bitPattern: $0) }), tokenCount: b.tokenIDs.count, busyBefore: [])
+                    input: .tokens(b.tokenIDs.map { Int32(bitPattern: $0) }), tokenCount: b.tokenIDs.count,
+                    busyBefore: [])
             case .activations(let a):
                 let floats = incoming.withTensor { $0.floats() } ?? []
                 process(
@@ -350,7 +421,9 @@ public final class Worker {
             let consistent = row.startPosition == 0 || known?.count == Int(row.startPosition)
             if !fits || !consistent {
                 droppedUnknownSequence += 1
-                log.info("dropped micro-batch \(microBatch): sequence \(row.sequenceID) at \(row.startPosition) does not continue its cache (\(known.map { "\($0.count)" } ?? "none"))")
+                log.info(
+                    "dropped micro-batch \(microBatch): sequence \(row.sequenceID) at \(row.startPosition) does not continue its cache (\(known.map { "\($0.count)" } ?? "none"))"
+                )
                 return
             }
         }
@@ -383,10 +456,16 @@ public final class Worker {
                 let token = samplers[row.sequenceID]!.sample(
                     logits: logits, history: rs.penaltyTokens.map { Int32(bitPattern: $0) })
                 sampled.append(
-                    SampledToken(sequenceID: row.sequenceID, tokenID: UInt32(bitPattern: token), logprob: logProbability(logits, Int(token))))
+                    SampledToken(
+                        sequenceID: row.sequenceID, tokenID: UInt32(bitPattern: token),
+                        logprob: logProbability(logits, Int(token))))
             }
             do {
-                _ = try control.send(.sampledTokens(SampledTokens(epoch: epoch, microBatchID: microBatch, tokens: sampled, stageBusyMicroseconds: Array(busy))))
+                _ = try control.send(
+                    .sampledTokens(
+                        SampledTokens(
+                            epoch: epoch, microBatchID: microBatch, tokens: sampled, stageBusyMicroseconds: Array(busy))
+                    ))
             } catch {
                 log.info("cannot return sampled tokens: \(error)")
             }
@@ -400,7 +479,9 @@ public final class Worker {
                         Activations(
                             epoch: epoch, microBatchID: microBatch, rows: rows, tensor: header,
                             stageBusyMicroseconds: Array(busy))), tensor: frame)
-                if result == .timeout { log.info("next stage did not take micro-batch \(microBatch) within 5 s; dropped") }
+                if result == .timeout {
+                    log.info("next stage did not take micro-batch \(microBatch) within 5 s; dropped")
+                }
             } catch {
                 log.info("cannot pass micro-batch \(microBatch) on: \(error)")
             }

@@ -2074,7 +2074,7 @@ const ProtobufCMessageDescriptor squat__v1__pipeline_stats__descriptor =
   (ProtobufCMessageInit) squat__v1__pipeline_stats__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__status__field_descriptors[8] =
+static const ProtobufCFieldDescriptor squat__v1__status__field_descriptors[11] =
 {
   {
     "epoch",
@@ -2172,21 +2172,60 @@ static const ProtobufCFieldDescriptor squat__v1__status__field_descriptors[8] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "security",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__Status, security),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "auth_rejections",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__Status, auth_rejections),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unauthorized_messages",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__Status, unauthorized_messages),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__status__field_indices_by_name[] = {
+  9,   /* field[9] = auth_rejections */
   5,   /* field[5] = dropped_malformed */
   4,   /* field[4] = dropped_stale */
   0,   /* field[0] = epoch */
   7,   /* field[7] = lost_workers */
   1,   /* field[1] = model_fingerprint */
   6,   /* field[6] = pipeline */
+  8,   /* field[8] = security */
   3,   /* field[3] = sequences */
+  10,   /* field[10] = unauthorized_messages */
   2,   /* field[2] = workers */
 };
 static const ProtobufCIntRange squat__v1__status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor squat__v1__status__descriptor =
 {
@@ -2196,7 +2235,7 @@ const ProtobufCMessageDescriptor squat__v1__status__descriptor =
   "Squat__V1__Status",
   "squat.v1",
   sizeof(Squat__V1__Status),
-  8,
+  11,
   squat__v1__status__field_descriptors,
   squat__v1__status__field_indices_by_name,
   1,  squat__v1__status__number_ranges,
@@ -2241,7 +2280,7 @@ const ProtobufCEnumDescriptor squat__v1__finish_reason__descriptor =
   squat__v1__finish_reason__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue squat__v1__error_code__enum_values_by_number[10] =
+static const ProtobufCEnumValue squat__v1__error_code__enum_values_by_number[11] =
 {
   { "ERROR_CODE_UNSPECIFIED", "SQUAT__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED", 0 },
   { "ERROR_CODE_INVALID_REQUEST", "SQUAT__V1__ERROR_CODE__ERROR_CODE_INVALID_REQUEST", 1 },
@@ -2253,11 +2292,12 @@ static const ProtobufCEnumValue squat__v1__error_code__enum_values_by_number[10]
   { "ERROR_CODE_PROMPT_TOO_LONG", "SQUAT__V1__ERROR_CODE__ERROR_CODE_PROMPT_TOO_LONG", 7 },
   { "ERROR_CODE_UNAVAILABLE", "SQUAT__V1__ERROR_CODE__ERROR_CODE_UNAVAILABLE", 8 },
   { "ERROR_CODE_INTERNAL", "SQUAT__V1__ERROR_CODE__ERROR_CODE_INTERNAL", 9 },
+  { "ERROR_CODE_UNAUTHORIZED", "SQUAT__V1__ERROR_CODE__ERROR_CODE_UNAUTHORIZED", 10 },
 };
 static const ProtobufCIntRange squat__v1__error_code__value_ranges[] = {
-{0, 0},{0, 10}
+{0, 0},{0, 11}
 };
-static const ProtobufCEnumValueIndex squat__v1__error_code__enum_values_by_name[10] =
+static const ProtobufCEnumValueIndex squat__v1__error_code__enum_values_by_name[11] =
 {
   { "ERROR_CODE_DUPLICATE_REQUEST", 5 },
   { "ERROR_CODE_INTERNAL", 9 },
@@ -2265,6 +2305,7 @@ static const ProtobufCEnumValueIndex squat__v1__error_code__enum_values_by_name[
   { "ERROR_CODE_MALFORMED_MESSAGE", 2 },
   { "ERROR_CODE_OVERLOADED", 6 },
   { "ERROR_CODE_PROMPT_TOO_LONG", 7 },
+  { "ERROR_CODE_UNAUTHORIZED", 10 },
   { "ERROR_CODE_UNAVAILABLE", 8 },
   { "ERROR_CODE_UNKNOWN_REQUEST", 4 },
   { "ERROR_CODE_UNSPECIFIED", 0 },
@@ -2277,9 +2318,9 @@ const ProtobufCEnumDescriptor squat__v1__error_code__descriptor =
   "ErrorCode",
   "Squat__V1__ErrorCode",
   "squat.v1",
-  10,
+  11,
   squat__v1__error_code__enum_values_by_number,
-  10,
+  11,
   squat__v1__error_code__enum_values_by_name,
   1,
   squat__v1__error_code__value_ranges,

@@ -572,7 +572,7 @@ const ProtobufCMessageDescriptor squat__v1__refuse__descriptor =
   (ProtobufCMessageInit) squat__v1__refuse__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__assign__field_descriptors[7] =
+static const ProtobufCFieldDescriptor squat__v1__assign__field_descriptors[9] =
 {
   {
     "epoch",
@@ -658,6 +658,30 @@ static const ProtobufCFieldDescriptor squat__v1__assign__field_descriptors[7] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "next_stage_server_key",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__Assign, next_stage_server_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "upstream_key",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__Assign, upstream_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__assign__field_indices_by_name[] = {
   5,   /* field[5] = cache */
@@ -667,11 +691,13 @@ static const unsigned squat__v1__assign__field_indices_by_name[] = {
   1,   /* field[1] = layers */
   6,   /* field[6] = max_in_flight */
   2,   /* field[2] = next_stage_endpoint */
+  7,   /* field[7] = next_stage_server_key */
+  8,   /* field[8] = upstream_key */
 };
 static const ProtobufCIntRange squat__v1__assign__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor squat__v1__assign__descriptor =
 {
@@ -681,7 +707,7 @@ const ProtobufCMessageDescriptor squat__v1__assign__descriptor =
   "Squat__V1__Assign",
   "squat.v1",
   sizeof(Squat__V1__Assign),
-  7,
+  9,
   squat__v1__assign__field_descriptors,
   squat__v1__assign__field_indices_by_name,
   1,  squat__v1__assign__number_ranges,
@@ -996,7 +1022,7 @@ const ProtobufCMessageDescriptor squat__v1__drain__descriptor =
   (ProtobufCMessageInit) squat__v1__drain__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue squat__v1__refuse_reason__enum_values_by_number[7] =
+static const ProtobufCEnumValue squat__v1__refuse_reason__enum_values_by_number[8] =
 {
   { "REFUSE_REASON_UNSPECIFIED", "SQUAT__V1__REFUSE_REASON__REFUSE_REASON_UNSPECIFIED", 0 },
   { "REFUSE_REASON_MODEL_MISMATCH", "SQUAT__V1__REFUSE_REASON__REFUSE_REASON_MODEL_MISMATCH", 1 },
@@ -1005,17 +1031,19 @@ static const ProtobufCEnumValue squat__v1__refuse_reason__enum_values_by_number[
   { "REFUSE_REASON_INSUFFICIENT_MEMORY", "SQUAT__V1__REFUSE_REASON__REFUSE_REASON_INSUFFICIENT_MEMORY", 4 },
   { "REFUSE_REASON_CLUSTER_FULL", "SQUAT__V1__REFUSE_REASON__REFUSE_REASON_CLUSTER_FULL", 5 },
   { "REFUSE_REASON_SHUTTING_DOWN", "SQUAT__V1__REFUSE_REASON__REFUSE_REASON_SHUTTING_DOWN", 6 },
+  { "REFUSE_REASON_UNAUTHORIZED", "SQUAT__V1__REFUSE_REASON__REFUSE_REASON_UNAUTHORIZED", 7 },
 };
 static const ProtobufCIntRange squat__v1__refuse_reason__value_ranges[] = {
-{0, 0},{0, 7}
+{0, 0},{0, 8}
 };
-static const ProtobufCEnumValueIndex squat__v1__refuse_reason__enum_values_by_name[7] =
+static const ProtobufCEnumValueIndex squat__v1__refuse_reason__enum_values_by_name[8] =
 {
   { "REFUSE_REASON_CLUSTER_FULL", 5 },
   { "REFUSE_REASON_DUPLICATE_WORKER_ID", 2 },
   { "REFUSE_REASON_INSUFFICIENT_MEMORY", 4 },
   { "REFUSE_REASON_MODEL_MISMATCH", 1 },
   { "REFUSE_REASON_SHUTTING_DOWN", 6 },
+  { "REFUSE_REASON_UNAUTHORIZED", 7 },
   { "REFUSE_REASON_UNSPECIFIED", 0 },
   { "REFUSE_REASON_UNSUPPORTED_VERSION", 3 },
 };
@@ -1026,9 +1054,9 @@ const ProtobufCEnumDescriptor squat__v1__refuse_reason__descriptor =
   "RefuseReason",
   "Squat__V1__RefuseReason",
   "squat.v1",
-  7,
+  8,
   squat__v1__refuse_reason__enum_values_by_number,
-  7,
+  8,
   squat__v1__refuse_reason__enum_values_by_name,
   1,
   squat__v1__refuse_reason__value_ranges,

@@ -228,11 +228,14 @@ public struct ErrorCode: WireEnum {
     public static let unavailable = ErrorCode(rawValue: 8)
     /// `ERROR_CODE_INTERNAL`.
     public static let internalError = ErrorCode(rawValue: 9)
+    /// `ERROR_CODE_UNAUTHORIZED`: the sender's CURVE key may not send this message.
+    public static let unauthorized = ErrorCode(rawValue: 10)
 
     /// The names of the values this build knows.
     public static let names: [UInt32: String] = [
         0: "unspecified", 1: "invalidRequest", 2: "malformedMessage", 3: "unsupportedVersion", 4: "unknownRequest",
         5: "duplicateRequest", 6: "overloaded", 7: "promptTooLong", 8: "unavailable", 9: "internalError",
+        10: "unauthorized",
     ]
 }
 
@@ -407,6 +410,13 @@ public struct Status: Sendable, Hashable {
     public var pipeline: PipelineStats
     /// The last workers lost (state `.lost`, their last load report), newest last.
     public var lostWorkers: [WorkerStatus] = []
+    /// "curve" (every peer needs an admitted key) or "none".
+    public var security = ""
+    /// Connections the key check (ZAP) refused.
+    public var authRejections: UInt64 = 0
+    /// Messages refused because the sender's key may not send them (a client key registering
+    /// as a worker, a worker key submitting).
+    public var unauthorizedMessages: UInt64 = 0
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(

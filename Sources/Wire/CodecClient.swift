@@ -318,6 +318,9 @@ extension Status: CMirror {
         c.dropped_malformed = droppedMalformed
         c.pipeline = try arena.message(pipeline)
         (c.n_lost_workers, c.lost_workers) = try arena.messages(lostWorkers)
+        c.security = try arena.string(security, Self.protoName, "security")
+        c.auth_rejections = authRejections
+        c.unauthorized_messages = unauthorizedMessages
     }
 
     init(c: Squat__V1__Status) throws(WireError) {
@@ -329,6 +332,9 @@ extension Status: CMirror {
             droppedStale: c.dropped_stale, droppedMalformed: c.dropped_malformed,
             pipeline: try CRead.message(c.pipeline, default: PipelineStats()))
         lostWorkers = try CRead.messages(c.n_lost_workers, c.lost_workers, Self.protoName, "lost_workers")
+        security = try CRead.string(c.security, Self.protoName, "security")
+        authRejections = c.auth_rejections
+        unauthorizedMessages = c.unauthorized_messages
     }
 }
 

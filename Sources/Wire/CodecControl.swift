@@ -69,6 +69,8 @@ extension Assign: CMirror {
         c.is_last = isLast ? 1 : 0
         c.cache = try arena.message(cache)
         c.max_in_flight = maxInFlight
+        c.next_stage_server_key = try arena.string(nextStageServerKey, Self.protoName, "next_stage_server_key")
+        c.upstream_key = try arena.string(upstreamKey, Self.protoName, "upstream_key")
     }
 
     init(c: Squat__V1__Assign) throws(WireError) {
@@ -76,7 +78,9 @@ extension Assign: CMirror {
             epoch: c.epoch, layers: try CRead.message(c.layers, default: LayerRange()),
             nextStageEndpoint: try CRead.string(c.next_stage_endpoint, Self.protoName, "next_stage_endpoint"),
             isFirst: c.is_first != 0, isLast: c.is_last != 0, cache: try CRead.message(c.cache, default: CacheConfig()),
-            maxInFlight: c.max_in_flight)
+            maxInFlight: c.max_in_flight,
+            nextStageServerKey: try CRead.string(c.next_stage_server_key, Self.protoName, "next_stage_server_key"),
+            upstreamKey: try CRead.string(c.upstream_key, Self.protoName, "upstream_key"))
     }
 }
 

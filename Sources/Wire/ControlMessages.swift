@@ -63,11 +63,13 @@ public struct RefuseReason: WireEnum {
     public static let clusterFull = RefuseReason(rawValue: 5)
     /// `REFUSE_REASON_SHUTTING_DOWN`.
     public static let shuttingDown = RefuseReason(rawValue: 6)
+    /// `REFUSE_REASON_UNAUTHORIZED`: the peer's CURVE key is not a worker key.
+    public static let unauthorized = RefuseReason(rawValue: 7)
 
     /// The names of the values this build knows.
     public static let names: [UInt32: String] = [
         0: "unspecified", 1: "modelMismatch", 2: "duplicateWorkerID", 3: "unsupportedVersion",
-        4: "insufficientMemory", 5: "clusterFull", 6: "shuttingDown",
+        4: "insufficientMemory", 5: "clusterFull", 6: "shuttingDown", 7: "unauthorized",
     ]
 }
 
@@ -101,12 +103,21 @@ public struct Assign: Sendable, Hashable {
     public var cache: CacheConfig
     /// Credit: micro-batches this stage may hold at once.
     public var maxInFlight: UInt32
+    /// The next stage's CURVE public key (Z85), for connecting to its data socket; empty
+    /// without CURVE.
+    public var nextStageServerKey: String
+    /// The CURVE public key (Z85) of whoever sends to this stage's data socket (the coordinator
+    /// or the previous stage); empty without CURVE.
+    public var upstreamKey: String
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(
         epoch: UInt64, layers: LayerRange, nextStageEndpoint: String = "", isFirst: Bool = false, isLast: Bool = false,
-        cache: CacheConfig = CacheConfig(), maxInFlight: UInt32 = 0
+        cache: CacheConfig = CacheConfig(), maxInFlight: UInt32 = 0, nextStageServerKey: String = "",
+        upstreamKey: String = ""
     ) {
+        self.nextStageServerKey = nextStageServerKey
+        self.upstreamKey = upstreamKey
         self.epoch = epoch
         self.layers = layers
         self.nextStageEndpoint = nextStageEndpoint

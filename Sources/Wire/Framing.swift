@@ -4,10 +4,14 @@ public struct Incoming: ~Copyable {
     public let identity: [UInt8]?
     /// The decoded envelope body.
     public let message: WireMessage
+    /// What the ZAP handler said of the sender ("User-Id"), on a CURVE server socket; nil
+    /// without ZAP or over `inproc://`.
+    public let userID: String?
     private var tensor: TensorFrame?
 
-    init(identity: [UInt8]?, message: WireMessage, tensor: consuming TensorFrame?) {
+    init(identity: [UInt8]?, message: WireMessage, tensor: consuming TensorFrame?, userID: String? = nil) {
         self.identity = identity
+        self.userID = userID
         self.message = message
         self.tensor = tensor
     }
@@ -125,6 +129,7 @@ extension Socket {
                 return .rejected(
                     identity: identity, error: .unexpectedFrames(expected: "1 or 2 after the routing id", received: 0))
             }
+            let userID = parts.property("User-Id", at: 0).flatMap { $0.isEmpty ? nil : $0 }
             let decoded: WireMessage
             do {
                 decoded = try parts.withFrame(at: 0) { raw throws(WireError) in
@@ -140,7 +145,7 @@ extension Socket {
                 return .rejected(identity: identity, error: error)
             }
             guard let header = decoded.tensorHeader else {
-                return .message(Incoming(identity: identity, message: decoded, tensor: nil))
+                return .message(Incoming(identity: identity, message: decoded, tensor: nil, userID: userID))
             }
             _ = parts.removeFirst()  // the envelope, already decoded
             guard let frame = parts.removeFirst() else {
@@ -148,7 +153,7 @@ extension Socket {
             }
             do {
                 let tensor = try TensorFrame(header: header, frame: frame)
-                return .message(Incoming(identity: identity, message: decoded, tensor: tensor))
+                return .message(Incoming(identity: identity, message: decoded, tensor: tensor, userID: userID))
             } catch {
                 return .rejected(identity: identity, error: error)
             }

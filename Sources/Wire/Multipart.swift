@@ -63,6 +63,14 @@ public struct Multipart: ~Copyable {
         return try body(UnsafeRawBufferPointer(start: zmq_msg_data(frame), count: zmq_msg_size(frame)))
     }
 
+    /// A metadata property of frame `index` (`zmq_msg_gets`): "User-Id" (what the ZAP handler
+    /// said of the sender), "Peer-Address", "Socket-Type"…; nil when absent (no such frame, or
+    /// a transport such as `inproc://` that carries no metadata).
+    public func property(_ name: String, at index: Int) -> String? {
+        guard frames.indices.contains(index), let value = zmq_msg_gets(frames[index], name) else { return nil }
+        return String(cString: value)
+    }
+
     /// A copy of frame `index`, or nil if there is no such frame.
     public func bytes(at index: Int) -> [UInt8]? {
         guard frames.indices.contains(index) else { return nil }

@@ -42,6 +42,17 @@ public enum SocketOption: Sendable, Hashable, CustomStringConvertible {
     case connectTimeout(Duration)
     /// ZMQ_HANDSHAKE_IVL: the ZMTP handshake must complete within this long (`.zero`: no limit).
     case handshakeInterval(Duration)
+    /// ZMQ_CURVE_SERVER: this socket is the CURVE server side (it needs its secret key; clients
+    /// authenticate to it through the context's ZAP handler).
+    case curveServer(Bool)
+    /// ZMQ_CURVE_PUBLICKEY: this socket's long-term public key (Z85, 40 characters).
+    case curvePublicKey(String)
+    /// ZMQ_CURVE_SECRETKEY: this socket's long-term secret key (Z85, 40 characters; never printed).
+    case curveSecretKey(String)
+    /// ZMQ_CURVE_SERVERKEY: the public key (Z85) of the server this client socket connects to.
+    case curveServerKey(String)
+    /// ZMQ_ZAP_DOMAIN: the domain passed to the ZAP handler for this socket's peers.
+    case zapDomain(String)
 
     public var description: String {
         switch self {
@@ -61,6 +72,11 @@ public enum SocketOption: Sendable, Hashable, CustomStringConvertible {
         case .reconnectIntervalMax(let d): "ZMQ_RECONNECT_IVL_MAX=\(d)"
         case .connectTimeout(let d): "ZMQ_CONNECT_TIMEOUT=\(d)"
         case .handshakeInterval(let d): "ZMQ_HANDSHAKE_IVL=\(d)"
+        case .curveServer(let b): "ZMQ_CURVE_SERVER=\(b)"
+        case .curvePublicKey(let k): "ZMQ_CURVE_PUBLICKEY=\(k)"
+        case .curveSecretKey: "ZMQ_CURVE_SECRETKEY=(secret)"
+        case .curveServerKey(let k): "ZMQ_CURVE_SERVERKEY=\(k)"
+        case .zapDomain(let d): "ZMQ_ZAP_DOMAIN=\(d)"
         }
     }
 
@@ -83,6 +99,12 @@ public enum SocketOption: Sendable, Hashable, CustomStringConvertible {
         case .reconnectIntervalMax(let d): (ZMQ_RECONNECT_IVL_MAX, .int(milliseconds(d)))
         case .connectTimeout(let d): (ZMQ_CONNECT_TIMEOUT, .int(milliseconds(d)))
         case .handshakeInterval(let d): (ZMQ_HANDSHAKE_IVL, .int(milliseconds(d)))
+        case .curveServer(let b): (ZMQ_CURVE_SERVER, .int(b ? 1 : 0))
+        // Z85 keys go in as 40 characters and a terminating NUL (41 bytes), as zmq_setsockopt wants.
+        case .curvePublicKey(let k): (ZMQ_CURVE_PUBLICKEY, .bytes(Array(k.utf8) + [0]))
+        case .curveSecretKey(let k): (ZMQ_CURVE_SECRETKEY, .bytes(Array(k.utf8) + [0]))
+        case .curveServerKey(let k): (ZMQ_CURVE_SERVERKEY, .bytes(Array(k.utf8) + [0]))
+        case .zapDomain(let d): (ZMQ_ZAP_DOMAIN, .bytes(Array(d.utf8)))
         }
     }
 

@@ -31,8 +31,25 @@ struct CoordinatorCommand: ParsableCommand {
             "Bearer token required by /v1/* and /metrics (default: $SQUAT_HTTP_TOKEN; none: no authentication).",
             valueName: "token"))
     var httpToken: String?
+    @Option(
+        help: ArgumentHelp(
+            "Directory holding the coordinator's CURVE key pair (NAME.key, NAME.pub), as `squat keygen` writes it.",
+            valueName: "dir"))
+    var curveSecret: String?
+    @Option(
+        help: ArgumentHelp(
+            "Directory of admitted public keys: workers/*.pub may register as workers, clients/*.pub may submit.",
+            valueName: "dir"))
+    var authorizedKeys: String?
+    @Flag(help: "Allow binding a non-loopback address without CURVE keys (or HTTP without a token).") var insecure =
+        false
 
     func validate() throws {
+        guard (curveSecret == nil) == (authorizedKeys == nil) else {
+            throw ValidationError(
+                "--curve-secret and --authorized-keys go together (the coordinator's keys and the keys it admits)")
+        }
+        try checkOpenBind(bind, what: "the coordinator", hasKeys: curveSecret != nil, insecure: insecure)
         guard workers >= 1 else { throw ValidationError("--workers must be ≥ 1") }
         if let m = maxInFlight, m < 1 { throw ValidationError("--max-in-flight must be ≥ 1, got \(m)") }
         guard maxRequests >= 1, maxRequestsPerClient >= 1 else {
@@ -43,6 +60,15 @@ struct CoordinatorCommand: ParsableCommand {
         }
         if httpToken != nil && http == nil { throw ValidationError("--http-token needs --http") }
         if let t = httpToken, t.isEmpty { throw ValidationError("--http-token must not be empty") }
+    }
+
+    /// The HTTP gateway on a non-loopback address needs a token (or --insecure).
+    private func checkHTTP(_ address: (host: String, port: Int), token: String?) throws {
+        let local = ["127.0.0.1", "localhost", "::1", "[::1]"].contains(address.host) || address.host.hasPrefix("127.")
+        guard token == nil, !local, !insecure else { return }
+        throw ValidationError(
+            "refusing to serve HTTP on \(address.host):\(address.port) without --http-token (or $SQUAT_HTTP_TOKEN): anyone who "
+                + "can reach it could submit prompts. Give a token, bind a loopback address, or pass --insecure.")
     }
 
     func run() throws {
@@ -59,6 +85,17 @@ struct CoordinatorCommand: ParsableCommand {
         options.maxLiveRequests = maxRequests
         options.maxRequestsPerClient = maxRequestsPerClient
         options.verbose = verbose
+        if let curveSecret, let authorizedKeys {
+            do {
+                options.security = try AuthorizedKeys.load(
+                    secretDirectory: curveSecret, authorizedDirectory: authorizedKeys)
+            } catch {
+                throw ValidationError("CURVE keys: \(error)")
+            }
+        }
+        let token =
+            httpToken ?? ProcessInfo.processInfo.environment["SQUAT_HTTP_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        if let http, let address = GatewayOptions.parseAddress(http) { try checkHTTP(address, token: token) }
         // The HTTP gateway is a client like any other, in this process: its ClusterClients reach
         // the coordinator's ROUTER over an extra inproc:// endpoint, so they share its context.
         var gatewayEndpoint: (endpoint: String, context: Context)?
@@ -72,12 +109,13 @@ struct CoordinatorCommand: ParsableCommand {
         let coordinator = try Coordinator(options: options)
         var gateway: Gateway?
         if let http, let address = GatewayOptions.parseAddress(http), let g = gatewayEndpoint {
-            let created = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date)
+            let created =
+                (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date)
                 .map { Int($0.timeIntervalSince1970) } ?? Int(Date().timeIntervalSince1970)
-            let token = httpToken ?? ProcessInfo.processInfo.environment["SQUAT_HTTP_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
             let server = Gateway(
                 options: GatewayOptions(
-                    host: address.host, port: address.port, token: token, coordinatorEndpoint: g.endpoint, context: g.context,
+                    host: address.host, port: address.port, token: token, coordinatorEndpoint: g.endpoint,
+                    context: g.context,
                     modelID: URL(fileURLWithPath: path).lastPathComponent, modelCreated: created))
             try server.start()
             gateway = server

@@ -7,6 +7,6 @@ struct Squat: ParsableCommand {
         abstract: "Distributed LLaMA inference with SQuat-quantized KV caches.",
         subcommands: [
             Generate.self, Tokenize.self, Eval.self, Bench.self, Info.self, KVCheckCommand.self, CoordinatorCommand.self,
-            WorkerCommand.self, SubmitCommand.self, StatusCommand.self, DrainCommand.self,
+            WorkerCommand.self, SubmitCommand.self, StatusCommand.self, DrainCommand.self, KeygenCommand.self,
         ])
 }

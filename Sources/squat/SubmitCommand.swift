@@ -14,6 +14,7 @@ struct SubmitCommand: ParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @Flag(help: "Print one JSON event per line instead of text.") var json = false
     @Option(help: "Seconds of silence from the coordinator before giving up.") var timeout: Int = 120
+    @OptionGroup var keys: ClientKeyOptions
 
     func validate() throws {
         guard sampling.maxTokens >= 1 else { throw ValidationError("--max-tokens must be ≥ 1 through the cluster") }
@@ -35,7 +36,7 @@ struct SubmitCommand: ParsableCommand {
             sampling: Sampling(
                 sampler: SamplerParams(sampling.parameters), maxTokens: UInt32(sampling.maxTokens), stop: sampling.stop,
                 ignoreEndOfGeneration: sampling.ignoreEos))
-        let client = try ClusterClient(endpoint: coordinator, timeout: .seconds(timeout))
+        let client = try ClusterClient(endpoint: coordinator, timeout: .seconds(timeout), curve: try keys.keys())
         var printer = EventPrinter(json: json, stops: sampling.stop)
         let finished = try client.submit(submit) { printer.handle($0) }
         try printer.finish(finished)
@@ -60,20 +61,24 @@ struct EventPrinter {
         case .token(let t):
             if json {
                 let piece = String(decoding: t.piece, as: UTF8.self)
-                write(jsonLine([
-                    "event": "token", "index": Int(t.index), "token_id": Int(t.tokenID), "piece": piece,
-                    "logprob": Double(t.logprob),
-                ]))
+                write(
+                    jsonLine([
+                        "event": "token", "index": Int(t.index), "token_id": Int(t.tokenID), "piece": piece,
+                        "logprob": Double(t.logprob),
+                    ]))
             } else {
                 out.write(Data(assembler.append(t.piece).utf8))
             }
         case .finished(let f):
             if json {
-                write(jsonLine([
-                    "event": "finished", "reason": f.reason.generateName, "prompt_tokens": Int(f.usage.promptTokens),
-                    "completion_tokens": Int(f.usage.completionTokens), "prefill_us": Int(f.timings.prefillMicroseconds),
-                    "decode_us": Int(f.timings.decodeMicroseconds), "total_us": Int(f.timings.totalMicroseconds),
-                ]))
+                write(
+                    jsonLine([
+                        "event": "finished", "reason": f.reason.generateName,
+                        "prompt_tokens": Int(f.usage.promptTokens),
+                        "completion_tokens": Int(f.usage.completionTokens),
+                        "prefill_us": Int(f.timings.prefillMicroseconds),
+                        "decode_us": Int(f.timings.decodeMicroseconds), "total_us": Int(f.timings.totalMicroseconds),
+                    ]))
             } else if f.reason != .stopString {
                 out.write(Data(assembler.finish().utf8))
             }
@@ -104,7 +109,9 @@ struct EventPrinter {
     private func write(_ line: String) { out.write(Data((line + "\n").utf8)) }
 
     private func jsonLine(_ object: [String: Any]) -> String {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+            return "{}"
+        }
         return String(decoding: data, as: UTF8.self)
     }
 }
@@ -116,9 +123,10 @@ struct DrainCommand: ParsableCommand {
 
     @Option(help: "The coordinator's endpoint.") var coordinator = "tcp://127.0.0.1:5555"
     @Argument(help: "The worker's id (as `squat status` lists it).") var worker: String
+    @OptionGroup var keys: ClientKeyOptions
 
     func run() throws {
-        let client = try ClusterClient(endpoint: coordinator, timeout: .seconds(5))
+        let client = try ClusterClient(endpoint: coordinator, timeout: .seconds(5), curve: try keys.keys())
         let s = try client.drain(workerID: worker)
         print("draining \(worker); epoch \(s.epoch), \(s.workers.count) worker(s) known")
     }
@@ -130,22 +138,40 @@ struct StatusCommand: ParsableCommand {
         commandName: "status", abstract: "Print the coordinator's workers, layer ranges and live sequences.")
 
     @Option(help: "The coordinator's endpoint.") var coordinator = "tcp://127.0.0.1:5555"
+    @OptionGroup var keys: ClientKeyOptions
 
     func run() throws {
-        let client = try ClusterClient(endpoint: coordinator, timeout: .seconds(5))
+        let client = try ClusterClient(endpoint: coordinator, timeout: .seconds(5), curve: try keys.keys())
         let s = try client.status()
-        print("epoch \(s.epoch), model \(s.modelFingerprint), dropped: \(s.droppedStale) stale, \(s.droppedMalformed) malformed")
+        print(
+            "epoch \(s.epoch), model \(s.modelFingerprint), dropped: \(s.droppedStale) stale, \(s.droppedMalformed) malformed"
+        )
+        print(
+            "security \(s.security): \(s.authRejections) connection(s) refused by the key check, \(s.unauthorizedMessages) message(s) refused by role"
+        )
         let p = s.pipeline
-        print(p.holdReason.isEmpty ? "serving: \(p.maxInFlight) micro-batch(es) in flight at most" : "NOT serving: \(p.holdReason)")
-        print("re-plans \(p.replans), tokens replayed \(p.tokensReplayed), micro-batches \(p.microBatches), tokens out \(p.tokensOut)")
+        print(
+            p.holdReason.isEmpty
+                ? "serving: \(p.maxInFlight) micro-batch(es) in flight at most" : "NOT serving: \(p.holdReason)")
+        print(
+            "re-plans \(p.replans), tokens replayed \(p.tokensReplayed), micro-batches \(p.microBatches), tokens out \(p.tokensOut)"
+        )
         print("worker\tlayers\tstate\tkv bytes\ttok/s\tdata endpoint")
         for w in s.workers {
-            print("\(w.workerID)\t\(w.layers)\t\(w.state)\t\(w.kvBytesUsed)\t\(String(format: "%.1f", w.tokensPerSecond))\t\(w.dataEndpoint)")
+            print(
+                "\(w.workerID)\t\(w.layers)\t\(w.state)\t\(w.kvBytesUsed)\t\(String(format: "%.1f", w.tokensPerSecond))\t\(w.dataEndpoint)"
+            )
         }
-        for w in s.lostWorkers { print("\(w.workerID)\t\(w.layers)\tLOST\t\(w.kvBytesUsed)\t\(String(format: "%.1f", w.tokensPerSecond))\t\(w.dataEndpoint)") }
+        for w in s.lostWorkers {
+            print(
+                "\(w.workerID)\t\(w.layers)\tLOST\t\(w.kvBytesUsed)\t\(String(format: "%.1f", w.tokensPerSecond))\t\(w.dataEndpoint)"
+            )
+        }
         print("\(s.sequences.count) live sequence(s)")
         for q in s.sequences {
-            print("  \(q.requestID)\tseq \(q.sequenceID)\t\(q.state)\t\(q.promptTokens) prompt\t\(q.generatedTokens) generated")
+            print(
+                "  \(q.requestID)\tseq \(q.sequenceID)\t\(q.state)\t\(q.promptTokens) prompt\t\(q.generatedTokens) generated"
+            )
         }
     }
 }

@@ -19,6 +19,13 @@ struct WorkerCommand: ParsableCommand {
     @Flag(help: "Log every dropped frame.") var verbose = false
     @OptionGroup var engine: EngineOptions
     @OptionGroup var cacheOptions: CacheOptions
+    @OptionGroup var keys: ClientKeyOptions
+    @Flag(help: "Allow binding the data socket on a non-loopback address without CURVE keys.") var insecure = false
+
+    func validate() throws {
+        try checkOpenBind(
+            dataBind, what: "the worker's data socket", hasKeys: keys.curveSecret != nil, insecure: insecure)
+    }
 
     func run() throws {
         Signals.install()
@@ -35,6 +42,7 @@ struct WorkerCommand: ParsableCommand {
         options.registerTimeout = .seconds(registerTimeout)
         options.verbose = verbose
         options.rejoin = !exitOnCoordinatorLoss
+        options.curve = try keys.keys()
         let worker = try Worker(options: options)
         switch try worker.run(shouldStop: { Signals.stop }) {
         case .drained:

@@ -67,7 +67,11 @@ typedef enum _Squat__V1__ErrorCode {
    * no complete pipeline of workers
    */
   SQUAT__V1__ERROR_CODE__ERROR_CODE_UNAVAILABLE = 8,
-  SQUAT__V1__ERROR_CODE__ERROR_CODE_INTERNAL = 9
+  SQUAT__V1__ERROR_CODE__ERROR_CODE_INTERNAL = 9,
+  /*
+   * the sender's CURVE key may not send this message
+   */
+  SQUAT__V1__ERROR_CODE__ERROR_CODE_UNAUTHORIZED = 10
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SQUAT__V1__ERROR_CODE)
 } Squat__V1__ErrorCode;
 typedef enum _Squat__V1__WorkerState {
@@ -462,10 +466,22 @@ struct  Squat__V1__Status
    */
   size_t n_lost_workers;
   Squat__V1__WorkerStatus **lost_workers;
+  /*
+   * "curve" (keys required) or "none"
+   */
+  char *security;
+  /*
+   * connections refused by the key check (ZAP)
+   */
+  uint64_t auth_rejections;
+  /*
+   * messages refused because of the sender's role
+   */
+  uint64_t unauthorized_messages;
 };
 #define SQUAT__V1__STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__status__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, NULL, 0,NULL }
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, NULL, 0,NULL, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /* Squat__V1__ChatMessage methods */

@@ -36,7 +36,11 @@ typedef enum _Squat__V1__RefuseReason {
   SQUAT__V1__REFUSE_REASON__REFUSE_REASON_UNSUPPORTED_VERSION = 3,
   SQUAT__V1__REFUSE_REASON__REFUSE_REASON_INSUFFICIENT_MEMORY = 4,
   SQUAT__V1__REFUSE_REASON__REFUSE_REASON_CLUSTER_FULL = 5,
-  SQUAT__V1__REFUSE_REASON__REFUSE_REASON_SHUTTING_DOWN = 6
+  SQUAT__V1__REFUSE_REASON__REFUSE_REASON_SHUTTING_DOWN = 6,
+  /*
+   * the peer's CURVE key is not one of the coordinator's worker keys
+   */
+  SQUAT__V1__REFUSE_REASON__REFUSE_REASON_UNAUTHORIZED = 7
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SQUAT__V1__REFUSE_REASON)
 } Squat__V1__RefuseReason;
 
@@ -125,10 +129,21 @@ struct  Squat__V1__Assign
    * credit: micro-batches this stage may hold at once
    */
   uint32_t max_in_flight;
+  /*
+   * CURVE (Z85 public keys; empty when the cluster runs without keys):
+   */
+  /*
+   * the next stage's key, for connecting to its data socket
+   */
+  char *next_stage_server_key;
+  /*
+   * the key of whoever sends to this stage's data socket
+   */
+  char *upstream_key;
 };
 #define SQUAT__V1__ASSIGN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__assign__descriptor) \
-    , 0, NULL, (char *)protobuf_c_empty_string, 0, 0, NULL, 0 }
+    , 0, NULL, (char *)protobuf_c_empty_string, 0, 0, NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
