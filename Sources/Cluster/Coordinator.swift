@@ -200,10 +200,10 @@ public final class Coordinator {
         for extra in options.extraBinds { _ = try router.bind(extra) }
         let keys =
             options.security.map {
-                " (CURVE, key \($0.pair.publicKey), \($0.workers.count) worker and \($0.clients.count) client keys)"
+                "; CURVE: key \($0.pair.publicKey), \($0.workers.count) worker and \($0.clients.count) client keys admitted"
             } ?? ""
         log.info(
-            "listening on \(endpoint)\(keys); model \(options.modelPath) (\(files.config.layerCount) layers, \(fingerprint)); waiting for \(options.minWorkers) worker(s)"
+            "listening on \(endpoint); model \(options.modelPath) (\(files.config.layerCount) layers, \(fingerprint)); waiting for \(options.minWorkers) worker(s)\(keys)"
         )
     }
 

@@ -110,7 +110,8 @@ public final class Worker {
             // Listening before the data socket binds: without it libzmq would admit any key.
             // The coordinator's key is admitted from the start; each Assign adds the sender's.
             let log = self.log
-            zap = try ZAPHandler(context: context, keys: [curve.serverKey: "upstream"]) { request in
+            // The grace: the previous stage may knock before this stage has read the Assign naming it.
+            zap = try ZAPHandler(context: context, keys: [curve.serverKey: "upstream"], grace: .seconds(5)) { request in
                 log.info(
                     "refused a data connection from \(request.address.isEmpty ? "?" : request.address): "
                         + (request.publicKey.map { "key \($0) is not this stage's sender" } ?? "no CURVE key"))

@@ -12,8 +12,6 @@ public enum SocketType: Sendable, Hashable, CaseIterable, CustomStringConvertibl
     case pull
     /// Exclusive pair: tests, and in-process links.
     case pair
-    /// Synchronous reply side: the ZAP handler answering the context's key checks.
-    case rep
 
     var rawValue: Int32 {
         switch self {
@@ -22,7 +20,6 @@ public enum SocketType: Sendable, Hashable, CaseIterable, CustomStringConvertibl
         case .push: ZMQ_PUSH
         case .pull: ZMQ_PULL
         case .pair: ZMQ_PAIR
-        case .rep: ZMQ_REP
         }
     }
 
@@ -33,7 +30,6 @@ public enum SocketType: Sendable, Hashable, CaseIterable, CustomStringConvertibl
         case .push: "PUSH"
         case .pull: "PULL"
         case .pair: "PAIR"
-        case .rep: "REP"
         }
     }
 }

@@ -22,6 +22,11 @@ public struct ZAPRequest: Sendable, Equatable {
 /// Each admitted key carries a user id, which ZeroMQ attaches to the peer's messages as the
 /// "User-Id" property (`Incoming.userID`): the coordinator tells workers from clients by it.
 ///
+/// An unknown key may be given a grace period: its handshake waits (up to `grace`) for the key
+/// to be admitted before it is refused. A pipeline stage needs that: its sender's key arrives
+/// with the stage's Assign, which may be read after the sender, told its own Assign, knocks
+/// (and libzmq does not retry a connection refused by ZAP).
+///
 /// The handler's thread keeps it (and its context) alive until `stop()`.
 public final class ZAPHandler: Sendable {
     /// The endpoint ZeroMQ sends ZAP requests to.
@@ -36,7 +41,8 @@ public final class ZAPHandler: Sendable {
     /// Starts the handler on `context` with `keys` (Z85 public key → user id). `onReject` runs
     /// on the handler's thread for each refused peer (to log it).
     public init(
-        context: Context, keys: [String: String] = [:], onReject: @escaping @Sendable (ZAPRequest) -> Void = { _ in }
+        context: Context, keys: [String: String] = [:], grace: Duration = .zero,
+        onReject: @escaping @Sendable (ZAPRequest) -> Void = { _ in }
     ) throws(WireError) {
         self.keys = Mutex(keys)
         let ready = DispatchSemaphore(value: 0)
@@ -44,7 +50,8 @@ public final class ZAPHandler: Sendable {
         let thread = Thread { [self] in
             let socket: Socket
             do throws(WireError) {
-                socket = try Socket(context, .rep, options: [.linger(.zero), .receiveTimeout(.milliseconds(100))])
+                // A ROUTER rather than a REP: answers may wait (grace) while later requests are served.
+                socket = try Socket(context, .router, options: [.linger(.zero), .receiveTimeout(.milliseconds(50))])
                 try socket.bind(Self.endpoint)
             } catch {
                 bindError.withLock { $0 = error }
@@ -53,7 +60,7 @@ public final class ZAPHandler: Sendable {
                 return
             }
             ready.signal()
-            serve(socket, onReject: onReject)
+            serve(socket, grace: grace, onReject: onReject)
             socket.close()
             finished.signal()
         }
@@ -85,8 +92,44 @@ public final class ZAPHandler: Sendable {
     /// Peers admitted so far.
     public var admissions: UInt64 { admitted.load(ordering: .relaxed) }
 
-    private func serve(_ socket: Socket, onReject: @Sendable (ZAPRequest) -> Void) {
+    /// A request whose answer waits for its key to be admitted.
+    private struct Pending {
+        var envelope: [[UInt8]]
+        var requestID: [UInt8]
+        var request: ZAPRequest
+        var deadline: ContinuousClock.Instant
+    }
+
+    private func serve(_ socket: Socket, grace: Duration, onReject: @Sendable (ZAPRequest) -> Void) {
+        var pending: [Pending] = []
+        func answer(_ envelope: [[UInt8]], _ requestID: [UInt8], _ request: ZAPRequest, user: String?, reason: String) {
+            if user != nil {
+                admitted.add(1, ordering: .relaxed)
+            } else {
+                rejected.add(1, ordering: .relaxed)
+                onReject(request)
+            }
+            let status = user == nil ? "400" : "200"
+            let reply: [[UInt8]] =
+                envelope + [
+                    Array("1.0".utf8), requestID, Array(status.utf8), Array(reason.utf8), Array((user ?? "").utf8), [],
+                ]
+            _ = try? socket.send(frames: reply, dontWait: true)
+        }
         while !stopping.load(ordering: .relaxed) {
+            // Parked requests: admitted since, or out of time.
+            let now = ContinuousClock.now
+            pending.removeAll { p in
+                if let key = p.request.publicKey, let user = keys.withLock({ $0[key] }) {
+                    answer(p.envelope, p.requestID, p.request, user: user, reason: "OK")
+                    return true
+                }
+                if now >= p.deadline {
+                    answer(p.envelope, p.requestID, p.request, user: nil, reason: "key not authorized")
+                    return true
+                }
+                return false
+            }
             let received: Received
             do {
                 received = try socket.receive(maxFrames: 16)
@@ -95,32 +138,35 @@ public final class ZAPHandler: Sendable {
                 continue
             }
             guard case .message(let parts) = consume received else { continue }
-            let frames = parts.allBytes
+            var frames = parts.allBytes
+            // The routing id and the empty delimiter of libzmq's REQ-style request.
+            guard let split = frames.firstIndex(where: \.isEmpty) else { continue }
+            let envelope = Array(frames[...split])
+            frames.removeFirst(split + 1)
             // RFC 27: version, request id, domain, address, identity, mechanism, credentials…
             let requestID = frames.count > 1 ? frames[1] : []
-            var request = ZAPRequest(domain: "", address: "", mechanism: "", publicKey: nil)
-            var status = ("400", "malformed ZAP request", "")
-            if frames.count >= 6, frames[0] == Array("1.0".utf8) {
-                request.domain = String(decoding: frames[2], as: UTF8.self)
-                request.address = String(decoding: frames[3], as: UTF8.self)
-                request.mechanism = String(decoding: frames[5], as: UTF8.self)
-                if request.mechanism == "CURVE", frames.count >= 7 { request.publicKey = Curve.z85(frames[6]) }
-                if let key = request.publicKey, let user = keys.withLock({ $0[key] }) {
-                    status = ("200", "OK", user)
-                } else {
-                    status = ("400", request.publicKey == nil ? "no CURVE key" : "key not authorized", "")
-                }
+            guard frames.count >= 6, frames[0] == Array("1.0".utf8) else {
+                answer(
+                    envelope, requestID, ZAPRequest(domain: "", address: "", mechanism: "", publicKey: nil), user: nil,
+                    reason: "malformed ZAP request")
+                continue
             }
-            if status.0 == "200" {
-                admitted.add(1, ordering: .relaxed)
+            var request = ZAPRequest(
+                domain: String(decoding: frames[2], as: UTF8.self), address: String(decoding: frames[3], as: UTF8.self),
+                mechanism: String(decoding: frames[5], as: UTF8.self), publicKey: nil)
+            if request.mechanism == "CURVE", frames.count >= 7 { request.publicKey = Curve.z85(frames[6]) }
+            guard let key = request.publicKey else {
+                answer(envelope, requestID, request, user: nil, reason: "no CURVE key")
+                continue
+            }
+            if let user = keys.withLock({ $0[key] }) {
+                answer(envelope, requestID, request, user: user, reason: "OK")
+            } else if grace > .zero {
+                pending.append(
+                    Pending(envelope: envelope, requestID: requestID, request: request, deadline: .now + grace))
             } else {
-                rejected.add(1, ordering: .relaxed)
-                onReject(request)
+                answer(envelope, requestID, request, user: nil, reason: "key not authorized")
             }
-            let reply: [[UInt8]] = [
-                Array("1.0".utf8), requestID, Array(status.0.utf8), Array(status.1.utf8), Array(status.2.utf8), [],
-            ]
-            _ = try? socket.send(frames: reply)
         }
     }
 }

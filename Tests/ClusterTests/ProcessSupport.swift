@@ -20,7 +20,9 @@ enum Paths {
     /// beside the test bundle (`<scratch>/<config>/`). `SQUAT_BINARY` overrides.
     static func squat() throws -> String {
         if let env = ProcessInfo.processInfo.environment["SQUAT_BINARY"] { return env }
-        var dirs: [URL] = [URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()]
+        var dirs: [URL] = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        ]
         dirs.append(Bundle.main.bundleURL.deletingLastPathComponent())
         dirs += Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
         var tried: [String] = []
@@ -38,7 +40,8 @@ enum Paths {
                 dir = dir.deletingLastPathComponent()
             }
         }
-        throw ClusterError("no squat binary near the test bundle (tried \(tried.joined(separator: ", "))); set SQUAT_BINARY")
+        throw ClusterError(
+            "no squat binary near the test bundle (tried \(tried.joined(separator: ", "))); set SQUAT_BINARY")
     }
 }
 
@@ -84,7 +87,8 @@ final class Processes: @unchecked Sendable {
     }
 
     func log(_ name: String) -> String {
-        guard let c = children.first(where: { $0.name == name }), let d = FileManager.default.contents(atPath: c.log.path)
+        guard let c = children.first(where: { $0.name == name }),
+            let d = FileManager.default.contents(atPath: c.log.path)
         else { return "" }
         return String(decoding: d, as: UTF8.self)
     }
@@ -94,17 +98,22 @@ final class Processes: @unchecked Sendable {
     }
 
     /// Waits (bounded) for `condition`; false on timeout.
-    static func wait(_ timeout: Duration, every: Duration = .milliseconds(100), _ condition: () throws -> Bool) rethrows -> Bool {
+    static func wait(_ timeout: Duration, every: Duration = .milliseconds(100), _ condition: () throws -> Bool) rethrows
+        -> Bool
+    {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if try condition() { return true }
-            Thread.sleep(forTimeInterval: Double(every.components.attoseconds) * 1e-18 + Double(every.components.seconds))
+            Thread.sleep(
+                forTimeInterval: Double(every.components.attoseconds) * 1e-18 + Double(every.components.seconds))
         }
         return try condition()
     }
 
     /// Starts a coordinator on a free port and returns its endpoint (read from its log).
-    func startCoordinator(_ extra: [String], name: String = "coordinator", bind: String = "tcp://127.0.0.1:0") throws -> String {
+    func startCoordinator(_ extra: [String], name: String = "coordinator", bind: String = "tcp://127.0.0.1:0") throws
+        -> String
+    {
         try spawn(name, ["coordinator", "--model", Paths.model, "--bind", bind] + extra)
         var endpoint: String?
         _ = Processes.wait(.seconds(30)) {
@@ -130,18 +139,30 @@ final class Processes: @unchecked Sendable {
     /// Workers with these ids (one thread each) for the coordinator at `endpoint`.
     func startWorkers(_ endpoint: String, _ ids: [String], _ flags: [String] = []) throws {
         for w in ids {
-            try spawn(w, ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", w] + flags)
+            try spawn(
+                w, ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", w] + flags)
         }
     }
 
     /// Waits until the coordinator reports `count` ready workers.
-    func waitReady(_ endpoint: String, workers count: Int) throws {
-        let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(2))
+    func waitReady(_ endpoint: String, workers count: Int, curve: CurveClientKeys? = nil) throws {
+        let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(2), curve: curve)
         let ok = Processes.wait(.seconds(60), every: .milliseconds(300)) {
             guard let s = try? client.status() else { return false }
             return s.workers.filter { $0.state == .ready }.count >= count
         }
         if !ok { throw ClusterError("the pipeline did not become ready:\n\(allLogs)") }
+    }
+
+    /// Runs `squat args…` to its end (bounded by `timeout`, then killed) and returns its exit
+    /// status and its stdout+stderr.
+    func run(_ name: String, _ args: [String], timeout: Duration = .seconds(60)) throws -> (
+        status: Int32, output: String
+    ) {
+        let p = try spawn(name, args)
+        if !Processes.wait(timeout, { !p.isRunning }) { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        return (p.terminationStatus, log(name))
     }
 
     func stopAll() {

@@ -171,6 +171,50 @@ struct CurveTests {
         #expect(incoming.userID == "upstream")
     }
 
+    @Test(
+        "with a grace period, a key admitted while its handshake waits gets in; one never admitted is refused after it")
+    func grace() throws {
+        let context = try Context()
+        let serverPair = try CurveKeyPair.generate()
+        let late = try CurveKeyPair.generate()
+        let never = try CurveKeyPair.generate()
+        let zap = try ZAPHandler(context: context, grace: .seconds(2))
+        let pull = try Socket(context, .pull, options: serverPair.serverOptions + [.receiveTimeout(.seconds(5))])
+        let endpoint = try pull.bind("tcp://127.0.0.1:0")
+        defer {
+            pull.close()
+            zap.stop()
+        }
+        let clientContext = try Context()
+        let lateSocket = try Socket(
+            clientContext, .push, options: late.clientOptions(server: serverPair.publicKey) + [.linger(.zero)])
+        let neverSocket = try Socket(
+            clientContext, .push, options: never.clientOptions(server: serverPair.publicKey) + [.linger(.zero)])
+        defer {
+            lateSocket.close()
+            neverSocket.close()
+        }
+        let neverMonitor = try neverSocket.monitor(events: [.handshakeFailedAuth])
+        defer { neverMonitor.close() }
+        try lateSocket.connect(endpoint)
+        try neverSocket.connect(endpoint)
+        _ = try lateSocket.send(.statusRequest(StatusRequest()), dontWait: true)
+        _ = try neverSocket.send(.statusRequest(StatusRequest()), dontWait: true)
+        Thread.sleep(forTimeInterval: 0.5)
+        zap.admit(late.publicKey, userID: "upstream")
+        let inbound = try pull.receiveMessage()
+        guard case .message(let incoming) = consume inbound else {
+            Issue.record("the key admitted during its grace did not get through")
+            return
+        }
+        #expect(incoming.userID == "upstream")
+        let start = ContinuousClock.now
+        let event = try neverMonitor.next(timeout: .seconds(5))
+        #expect(event?.kind == .handshakeFailedAuth)
+        #expect(ContinuousClock.now - start < .seconds(3))
+        #expect(zap.rejections == 1 && zap.admissions == 1)
+    }
+
     @Test("a client without CURVE, or with the wrong server key, never reaches a CURVE server")
     func mismatchedSecurity() throws {
         let context = try Context()
