@@ -165,15 +165,29 @@ generate_refs() {
 generate_refs &
 refs_pid=$!
 
+# --- Keys: every link is CURVE-encrypted and every peer authenticated (the addresses are not
+# loopback, so the processes refuse to start without keys or --insecure).
+keys="$logs/keys"
+for k in coordinator w1 w2 w3 client; do
+  "$B" keygen --out "$keys/$k" --name "$k" >/dev/null || die "squat keygen failed for $k"
+done
+mkdir -p "$keys/authorized/workers" "$keys/authorized/clients"
+for w in w1 w2 w3; do cp "$keys/$w/$w.pub" "$keys/authorized/workers/"; done
+cp "$keys/client/client.pub" "$keys/authorized/clients/"
+server_key="$keys/coordinator/coordinator.pub"
+client_keys=(--curve-secret "$keys/client" --curve-server-key "$server_key")
+
 # --- The cluster: each process in its namespace, binding its own address.
 # `ip netns exec` executes the command in place, so $! is the squat process itself.
 ip netns exec "$(ns coord)" "$B" coordinator --model "$model" --bind "$endpoint" --workers 3 --kv squat \
+  --curve-secret "$keys/coordinator" --authorized-keys "$keys/authorized" \
   > >(stamp >"$logs/coordinator.log") 2>&1 &
 pids+=($!)
 wait_for 30 has_line "$logs/coordinator.log" "listening on" || die "the coordinator did not start"
 for w in w1 w2 w3; do
   ip netns exec "$(ns "$w")" "$B" worker --model "$model" --coordinator "$endpoint" \
     --data-bind "tcp://${addr[$w]}:0" --threads 1 --id "$w" \
+    --curve-secret "$keys/$w" --curve-server-key "$server_key" \
     > >(stamp >"$logs/worker-$w.log") 2>&1 &
   pids+=($!)
 done
@@ -182,14 +196,20 @@ say "$(grep -m1 -o 'pipeline ready.*' "$logs/coordinator.log")"
 wait "$refs_pid" || die "squat generate failed for the references (see ref*.err)"
 refs_pid=""
 
-status() { in_ns client "$B" status --coordinator "$endpoint"; }
+status() { in_ns client "$B" status --coordinator "$endpoint" "${client_keys[@]}"; }
+# A client without keys is turned away by the handshake, with a clear error, quickly.
+if keyless=$(in_ns client timeout 30 "$B" submit --coordinator "$endpoint" --max-tokens 2 "Hi" 2>&1); then
+  die "a client without keys was served"
+fi
+grep -q "handshake" <<<"$keyless" || die "a keyless client did not get a handshake error: $keyless"
+say "PASS: a keyless client is refused: ${keyless##*: }"
 # submit_all PHASE: starts every prompt at once from the client's namespace.
 submit_pids=()
 submit_all() {
   local i
   submit_pids=()
   for i in "${!prompts[@]}"; do
-    ip netns exec "$(ns client)" timeout 100 "$B" submit --coordinator "$endpoint" --temperature 0 \
+    ip netns exec "$(ns client)" timeout 100 "$B" submit --coordinator "$endpoint" "${client_keys[@]}" --temperature 0 \
       --max-tokens "$max_tokens" --timeout 60 "${prompts[$i]}" \
       >"$logs/$1-$i.out" 2> >(stamp >"$logs/$1-$i.err") &
     submit_pids+=($!)
@@ -246,7 +266,7 @@ echo "$st" >"$logs/status-b.txt"
 serving() { awk -F'\t' -v w="$1" '$1 == w && $3 != "LOST" { f = 1 } END { exit !f }'; }
 if serving "$cut_worker" <<<"$st"; then
   # The requests may outrun a silent-worker detection; give the coordinator its timeout.
-  not_serving() { ! ip netns exec "$(ns client)" "$B" status --coordinator "$endpoint" | serving "$cut_worker"; }
+  not_serving() { ! ip netns exec "$(ns client)" "$B" status --coordinator "$endpoint" "${client_keys[@]}" | serving "$cut_worker"; }
   wait_for 40 not_serving || die "(b) squat status still lists $cut_worker as serving after its link was cut: $st"
 fi
 st=$(status) || die "(b) squat status failed"
@@ -289,7 +309,7 @@ grep -q "$cut_worker" <<<"${rejoin_ready#* }" || die "(c) the plan after $cut_wo
 say "PASS (c): $cut_worker registered again $(since "$t_up" "$t_reg") s after the link came back; pipeline ready $(since "$t_up" "${rejoin_ready%% *}") s after"
 say "  $rejoin_ready"
 submit_pids=()
-in_ns client timeout 100 "$B" submit --coordinator "$endpoint" --temperature 0 \
+in_ns client timeout 100 "$B" submit --coordinator "$endpoint" "${client_keys[@]}" --temperature 0 \
   --max-tokens "$max_tokens" --timeout 60 "${prompts[0]}" >"$logs/c-0.out" 2>"$logs/c-0.err" ||
   die "(c) a request after the rejoin failed: $(tail -n 3 "$logs/c-0.err")"
 cmp -s "$logs/c-0.out" "$logs/ref0.out" || die "(c) the request after the rejoin differs from generate"
