@@ -84,6 +84,19 @@ struct CurveClusterTests {
             ])
         #expect(ok.status == 0, "\(ok.output)")
 
+        // The Python client with alice's keys, and with mallory's.
+        let python = [
+            "/usr/bin/env", "python3", PythonClientTests.script, "--coordinator", endpoint, "--curve-server-key",
+            serverKey,
+        ]
+        let pyAlice = try procs.runExecutable(
+            "python-alice", python + ["--curve-secret", aliceKeys, "--max-tokens", "4", "--temperature", "0", "Hello"])
+        #expect(pyAlice.status == 0, "\(pyAlice.output)")
+        #expect(pyAlice.output.contains("4 generated"), "\(pyAlice.output)")
+        let pyMallory = try procs.runExecutable("python-mallory", python + ["--curve-secret", malloryKeys, "Hello"])
+        #expect(pyMallory.status != 0)
+        #expect(pyMallory.output.contains("refused this client's CURVE key"), "\(pyMallory.output)")
+
         // A stranger's key: refused by the key check, told so, exits non-zero, never hangs.
         let start = ContinuousClock.now
         let mallory = try procs.run(

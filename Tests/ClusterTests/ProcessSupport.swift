@@ -159,7 +159,15 @@ final class Processes: @unchecked Sendable {
     func run(_ name: String, _ args: [String], timeout: Duration = .seconds(60)) throws -> (
         status: Int32, output: String
     ) {
-        let p = try spawn(name, args)
+        try runExecutable(name, [binary] + args, timeout: timeout)
+    }
+
+    /// Runs `command[0] command[1…]` to its end (bounded by `timeout`, then killed); its exit
+    /// status and its stdout+stderr.
+    func runExecutable(_ name: String, _ command: [String], timeout: Duration = .seconds(60)) throws -> (
+        status: Int32, output: String
+    ) {
+        let p = try spawn(name, executable: command[0], Array(command.dropFirst()))
         if !Processes.wait(timeout, { !p.isRunning }) { kill(p.processIdentifier, SIGKILL) }
         p.waitUntilExit()
         return (p.terminationStatus, log(name))

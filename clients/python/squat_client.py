@@ -13,11 +13,12 @@ Requirements: scripts/setup.sh installs them (protoc, pyzmq, protobuf).
 
     python3 clients/python/squat_client.py --coordinator tcp://127.0.0.1:5555 "The capital of France is"
 """
-import argparse, codecs, subprocess, sys, tempfile, uuid
+import argparse, codecs, subprocess, sys, tempfile, time, uuid
 from pathlib import Path
 
 try:
     import zmq
+    from zmq.utils.monitor import recv_monitor_message
     from google.protobuf import descriptor_pb2, message_factory
 except ImportError as e:
     sys.exit(f"squat_client: {e}: run scripts/setup.sh")
@@ -48,25 +49,74 @@ def enum_name(message, field):
     return message.DESCRIPTOR.fields_by_name[field].enum_type.values_by_number[getattr(message, field)].name
 
 
-class SquatClient:
-    """A DEALER connected to the coordinator's ROUTER."""
+def read_key(path):
+    """The Z85 key in a `squat keygen` file: its first line that is not empty or a # comment."""
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            if len(line) != 40:
+                raise ValueError(f"{path}: '{line[:48]}' is not a CURVE key (expected 40 Z85 characters)")
+            return line
+    raise ValueError(f"{path}: no key in the file")
 
-    def __init__(self, endpoint="tcp://127.0.0.1:5555", timeout=120.0):
+
+def load_curve_pair(directory):
+    """(public, secret) Z85 keys of the one NAME.key in `directory` (as `squat keygen --out` wrote it)."""
+    secrets = sorted(Path(directory).glob("*.key"))
+    if len(secrets) != 1:
+        raise ValueError(f"{directory}: expected exactly one NAME.key, found {len(secrets)}")
+    secret = read_key(secrets[0])
+    return zmq.curve_public(secret.encode()).decode(), secret
+
+
+HANDSHAKE_FAILURES = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused this client's CURVE key",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "security handshake failed (protocol)",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "security handshake failed",
+}
+
+
+class SquatClient:
+    """A DEALER connected to the coordinator's ROUTER; with `curve_secret` (a directory holding
+    this client's key pair) and `curve_server_key` (the coordinator's .pub file), over CURVE."""
+
+    def __init__(self, endpoint="tcp://127.0.0.1:5555", timeout=120.0, curve_secret=None, curve_server_key=None):
         self.endpoint, self.timeout = endpoint, timeout
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if (curve_secret is None) != (curve_server_key is None):
+            raise ValueError("curve_secret and curve_server_key go together")
+        if curve_secret is not None:
+            public, secret = load_curve_pair(curve_secret)
+            self.socket.curve_publickey, self.socket.curve_secretkey = public.encode(), secret.encode()
+            self.socket.curve_serverkey = read_key(curve_server_key).encode()
+        # Handshake failures end a request with a clear error instead of a silence.
+        self.monitor = self.socket.get_monitor_socket(sum(HANDSHAKE_FAILURES))
         self.socket.connect(endpoint)
 
     def close(self):
+        self.socket.disable_monitor()
+        self.monitor.close()
         self.socket.close()
 
-    def _send(self, **body):
-        self.socket.send(pb["Envelope"](protocol_version=PROTOCOL_VERSION, **body).SerializeToString())
+    def _check_handshake(self):
+        while self.monitor.poll(0):
+            event = recv_monitor_message(self.monitor)
+            if event["event"] in HANDSHAKE_FAILURES:
+                raise ConnectionRefusedError(
+                    f"the coordinator at {self.endpoint}: {HANDSHAKE_FAILURES[event['event']]} (status {event['value']}); "
+                    "check --curve-secret / --curve-server-key and the coordinator's --authorized-keys")
+
+    def _send(self, flags=0, **body):
+        self.socket.send(pb["Envelope"](protocol_version=PROTOCOL_VERSION, **body).SerializeToString(), flags)
 
     def _receive(self, timeout):
         """(body name, body message) of the next envelope; TimeoutError after `timeout` seconds of silence."""
-        if not self.socket.poll(int(timeout * 1000)):
-            raise TimeoutError(f"no answer from the coordinator at {self.endpoint} for {timeout} s")
+        deadline = time.monotonic() + timeout
+        while not self.socket.poll(200):
+            self._check_handshake()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no answer from the coordinator at {self.endpoint} for {timeout} s")
         envelope = pb["Envelope"].FromString(self.socket.recv())
         if envelope.protocol_version != PROTOCOL_VERSION:
             raise RuntimeError(f"coordinator speaks protocol version {envelope.protocol_version}")
@@ -114,7 +164,11 @@ class SquatClient:
 
     def cancel(self, request_id):
         """Stops a request; its generator then ends with Finished(FINISH_REASON_CANCELLED)."""
-        self._send(cancel=pb["Cancel"](request_id=request_id))
+        try:
+            # Never blocks: after a failed handshake there is no connection to queue on.
+            self._send(zmq.NOBLOCK, cancel=pb["Cancel"](request_id=request_id))
+        except zmq.Again:
+            pass
 
     def status(self, include_sequences=True, timeout=5.0):
         """The cluster as the coordinator sees it: a squat.v1.Status (epoch, workers, sequences)."""
@@ -167,8 +221,14 @@ def main():
     ap.add_argument("--stop", action="append", default=[])
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds of silence before giving up")
     ap.add_argument("--status", action="store_true", help="print the coordinator's status instead")
+    ap.add_argument("--curve-secret", help="directory with this client's CURVE key pair (squat keygen --out DIR)")
+    ap.add_argument("--curve-server-key", help="the coordinator's public key file (its NAME.pub)")
     args = ap.parse_args()
-    client = SquatClient(args.coordinator, timeout=args.timeout)
+    try:
+        client = SquatClient(args.coordinator, timeout=args.timeout, curve_secret=args.curve_secret,
+                             curve_server_key=args.curve_server_key)
+    except (ValueError, OSError) as e:
+        sys.exit(f"squat_client: {e}")
     if args.status:
         s = client.status()
         print(f"epoch {s.epoch}, model {s.model_fingerprint}, {len(s.sequences)} live sequence(s)")
@@ -202,4 +262,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ConnectionRefusedError, TimeoutError) as e:
+        sys.exit(f"squat_client: {e}")
