@@ -606,9 +606,13 @@ def check_keys(root):
 
     # --insecure: only in comments (the explicit opt-out), never in a line that runs.
     for path in sorted(deploy.rglob("*")):
-        if not path.is_file() or path.suffix in (".py", ".sh", ".md"):
+        if not path.is_file() or path.suffix in (".py", ".pyc", ".sh", ".md") or "__pycache__" in path.parts:
             continue
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # not a text file of the recipes
+        for n, line in enumerate(text.splitlines(), 1):
             if "--insecure" in line and not line.lstrip().startswith("#"):
                 problem(f"{path.relative_to(root)}:{n}", "--insecure outside a comment")
     print(f"  {len(lines)} command lines: every non-loopback bind has CURVE keys, on paths the process can read")
