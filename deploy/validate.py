@@ -4,6 +4,7 @@
   validate.py yaml FILE...   every document parses; no mapping repeats a key
   validate.py flags ROOT     every squat flag in deploy/ exists in the CLI sources
   validate.py refs ROOT      names that files refer to exist (env vars, ConfigMap keys, ...)
+  validate.py keys ROOT      every recipe runs with CURVE keys that its processes can read
 
 Each prints one line per problem and exits 1 if there is any.
 """
@@ -14,10 +15,6 @@ import shlex
 import sys
 
 import yaml
-
-# Flags announced by the CURVE issue but not in the CLI yet: allowed only in comments (the
-# files show them commented out) until the sources declare them.
-PENDING_FLAGS = {"--curve-secret", "--curve-server-key", "--authorized-keys"}
 
 problems: list[str] = []
 
@@ -178,22 +175,71 @@ def check_flags(root):
             if m and file_cmd:
                 add(f"{path.relative_to(root)}:{n}", file_cmd, [m.group(1)], commented=True)
 
+    # `squat SUBCOMMAND --flags` in scripts (Compose entrypoints, Kubernetes init containers), in
+    # the comments of deploy/ and in README.md's "Deploying": the steps shown there. A wrapper
+    # `squat "$@" --flags` (Compose's client service) must suit submit, status and drain.
+    def add_script(where, text):
+        for line in text.splitlines():
+            for cmd, words in squat_commands(line):
+                for c in (["submit", "status", "drain"] if cmd == "$@" else [cmd]):
+                    add(where, c, words, commented=True)
+
+    if compose.exists():
+        for doc in load_all(compose):
+            for name, service in (doc.get("services") or {}).items():
+                entrypoint = service.get("entrypoint")
+                if entrypoint and "sh" in str(entrypoint[0] if isinstance(entrypoint, list) else entrypoint):
+                    parts = (entrypoint if isinstance(entrypoint, list) else [entrypoint]) + list(service.get("command") or [])
+                    add_script(f"{compose.relative_to(root)} ({name} script)", "\n".join(map(str, parts)))
+    for path in sorted((deploy / "kubernetes").glob("*.yaml")):
+        for doc in load_all(path):
+            spec = (doc.get("spec") or {}).get("template", {}).get("spec", {}) if isinstance(doc, dict) else {}
+            for c in spec.get("containers", []) + spec.get("initContainers", []):
+                if c.get("command"):
+                    add_script(f"{path.relative_to(root)} ({c.get('name')} command)",
+                               "\n".join(map(str, c.get("command", []) + c.get("args", []))))
+    texts = [p for p in sorted(deploy.rglob("*")) if p.is_file() and p.suffix in (".yaml", ".service", ".example", ".sysusers")]
+    texts += [deploy / "container" / "Dockerfile", deploy / "README.md"]
+    for path in texts:
+        if path.exists():
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if line.lstrip().startswith("#") or path.suffix == ".md":
+                    add_script(f"{path.relative_to(root)}:{n}", line)
+    readme = root / "README.md"
+    if readme.exists():
+        section = deploying_section(readme.read_text(encoding="utf-8"))
+        for n, line in enumerate(section.splitlines(), 1):
+            for cmd, words in squat_commands(line):
+                add(f"README.md (Deploying, line {n})", cmd, words, commented=True)
+
     if not uses:
         problem("deploy", "found no squat flags to check")
     for where, cmd, flag, commented in uses:
         if cmd not in known:
-            problem(where, f"`squat {cmd}` is not a subcommand of the CLI")
-        elif flag in known[cmd]:
-            continue
-        elif flag in PENDING_FLAGS and commented:
-            continue
-        elif flag in PENDING_FLAGS:
-            problem(where, f"{flag} is not in `squat {cmd}` yet: keep it commented out")
-        else:
+            if not commented:
+                problem(where, f"`squat {cmd}` is not a subcommand of the CLI")
+        elif flag not in known[cmd]:
             problem(where, f"`squat {cmd}` has no flag {flag}")
-    checked = sum(1 for u in uses if not (u[2] in PENDING_FLAGS and u[3]))
-    pending = len(uses) - checked
-    print(f"  {checked} flag uses checked against the CLI sources, {pending} commented CURVE flag(s) pending")
+    in_commands = sum(1 for u in uses if not u[3])
+    print(f"  {in_commands} flag uses in command lines and {len(uses) - in_commands} in scripts, comments and "
+          "README.md checked against the CLI sources")
+
+
+_SQUAT_COMMAND = re.compile(r"""(?:^|[\s`'"(])squat\s+("\$\$?@"|[a-z]+\b)([^`;|&)]*)""")
+
+
+def squat_commands(line):
+    """(subcommand, words) of each `squat SUBCOMMAND ...` in a line of text; "$@" for a wrapper."""
+    found = []
+    for m in _SQUAT_COMMAND.finditer(line):
+        cmd = m.group(1)
+        found.append(("$@" if "@" in cmd else cmd, m.group(2).replace("=", " ").split()))
+    return found
+
+
+def deploying_section(readme):
+    m = re.search(r"^## Deploying\n(.*?)(?=^## |\Z)", readme, re.M | re.S)
+    return m.group(1) if m else ""
 
 
 # ---------------------------------------------------------------- cross references
@@ -205,7 +251,7 @@ def check_refs(root):
     # systemd: every ${VAR}/$VAR of ExecStart is set by the unit or by its example env file.
     for unit in sorted((deploy / "systemd").glob("*.service")):
         text = unit.read_text(encoding="utf-8")
-        defined = set(re.findall(r"^Environment=(\w+)=", text, re.M))
+        defined = set(unit_environment(text))
         example = deploy / "systemd" / ("worker.env.example" if unit.name.startswith("squat-worker") else "coordinator.env.example")
         if example.exists():
             defined |= set(re.findall(r"^(\w+)=", example.read_text(encoding="utf-8"), re.M))
@@ -238,6 +284,11 @@ def check_refs(root):
             for d in deps if isinstance(deps, list) else list(deps):
                 if d not in services:
                     problem(compose.relative_to(root), f"{name} depends on unknown service {d}")
+            for v in s.get("volumes", []):
+                source = v.get("source") if isinstance(v, dict) else (v.split(":")[0] if ":" in v else None)
+                kind = v.get("type") if isinstance(v, dict) else ("bind" if source and source[0] in "./~$" else "volume")
+                if kind == "volume" and source and source not in (doc.get("volumes") or {}):
+                    problem(compose.relative_to(root), f"{name} mounts volume {source}, not declared under volumes:")
             command = s.get("command", "")
             for host in re.findall(r"--coordinator[ =]tcp://([\w.-]+):\d+", command if isinstance(command, str) else " ".join(command)):
                 if host not in services:
@@ -266,6 +317,9 @@ def check_refs(root):
     for path in sorted(kdir.glob("*.yaml")):
         for d in load_all(path):
             docs.append((path, d))
+    readme = root / "README.md"
+    documented_secrets = set(re.findall(r"kubectl create secret generic ([\w.-]+)",
+                                        deploying_section(readme.read_text(encoding="utf-8")) if readme.exists() else ""))
     kust = [d for p, d in docs if d.get("kind") == "Kustomization"]
     for k in kust:
         for r in k.get("resources", []):
@@ -297,8 +351,10 @@ def check_refs(root):
                 if claim and claim not in pvcs:
                     problem(where, f"claims unknown PVC {claim}")
                 secret = v.get("secret")
-                if secret and not secret.get("optional") and secret.get("secretName") not in by_kind.get("Secret", {}):
-                    problem(where, f"Secret {secret.get('secretName')} is neither in the manifests nor optional")
+                if (secret and not secret.get("optional") and secret.get("secretName") not in by_kind.get("Secret", {})
+                        and secret.get("secretName") not in documented_secrets):
+                    problem(where, f"Secret {secret.get('secretName')} is not in the manifests, not optional, and "
+                            "no `kubectl create secret generic` in README.md's \"Deploying\" makes it")
             for c in containers:
                 env_names = {e["name"] for e in c.get("env", [])}
                 for e in c.get("env", []):
@@ -336,9 +392,248 @@ def check_refs(root):
         if len(matched) != 1:
             problem(f"{path.relative_to(root)} (Service {name})", f"selector matches {len(matched)} Deployments, not 1")
 
+# ---------------------------------------------------------------- CURVE keys
+
+
+def local_only(endpoint):
+    """Mirrors Curve.isLocalOnly (Sources/Wire/Curve.swift): what squat binds without keys."""
+    if endpoint.startswith(("inproc://", "ipc://")):
+        return True
+    if not endpoint.startswith("tcp://"):
+        return False
+    host = endpoint[len("tcp://"):].split(";")[0]
+    if host.startswith("["):
+        if "]" not in host:
+            return False
+        host = host[1:host.index("]")]
+    elif ":" in host:
+        host = host[:host.rindex(":")]
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+_VALUED = {"--bind", "--data-bind", "--http", "--http-token", "--coordinator", "--curve-secret",
+           "--curve-server-key", "--authorized-keys"}
+_KEY_PAIRS = {"coordinator": ("--curve-secret", "--authorized-keys"),
+              "worker": ("--curve-secret", "--curve-server-key"),
+              "submit": ("--curve-secret", "--curve-server-key"),
+              "status": ("--curve-secret", "--curve-server-key"),
+              "drain": ("--curve-secret", "--curve-server-key")}
+
+
+def options_of(words):
+    """{flag: value} of the flags that matter here (valueless flags map to True)."""
+    opts, i = {}, 0
+    while i < len(words):
+        w = words[i]
+        if w.startswith("--"):
+            name, eq, value = w.partition("=")
+            if eq:
+                opts[name] = value
+            elif name in _VALUED and i + 1 < len(words):
+                opts[name] = words[i + 1]
+                i += 1
+            else:
+                opts[name] = True
+        i += 1
+    return opts
+
+
+def unit_environment(text):
+    """Environment= assignments of a unit (quoted ones included), in order."""
+    env = {}
+    for line in text.splitlines():
+        if line.startswith("Environment="):
+            for word in shlex.split(line[len("Environment="):]):
+                k, _, v = word.partition("=")
+                env[k] = v
+    return env
+
+
+def expand_exec(line, env):
+    """ExecStart as systemd expands it: ${X} one word, $X split at whitespace."""
+    argv = []
+    for word in line.split():
+        if re.fullmatch(r"\$\w+", word):
+            argv += env.get(word[1:], "").split()
+        else:
+            argv.append(re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), ""), word))
+    return argv
+
+
+def expand_compose(text):
+    """${X:-default} and ${X-default} as their defaults, ${X} as empty, $$ as $."""
+    text = re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: m.group(2) or "", text)
+    return text.replace("$$", "$")
+
+
+def check_keys(root):
+    """Every recipe runs with CURVE keys its processes can read; --insecure only in comments."""
+    deploy = root / "deploy"
+    lines = []  # (where, recipe, subcommand, opts, context)
+
+    # systemd: ExecStart with the unit's defaults alone (an env file that sets nothing) and with
+    # the example env file.
+    for unit in sorted((deploy / "systemd").glob("*.service")):
+        text = unit.read_text(encoding="utf-8")
+        example = deploy / "systemd" / ("worker.env.example" if unit.name.startswith("squat-worker") else "coordinator.env.example")
+        defaults = unit_environment(text)
+        with_example = dict(defaults)
+        if example.exists():
+            with_example.update(env_file_values(example))
+        exec_line = re.search(r"^ExecStart=(.*)$", text, re.M)
+        if not exec_line:
+            continue
+        sandbox = {k: v for k, v in re.findall(r"^(ProtectHome|PrivateTmp|InaccessiblePaths|TemporaryFileSystem)=(.*)$", text, re.M)}
+        for label, env in (("unit defaults", defaults), (example.name, with_example)):
+            argv = expand_exec(exec_line.group(1).replace("%i", "w1"), env)
+            lines.append((f"{unit.relative_to(root)} ({label})", "systemd", argv[1], options_of(argv[2:]), sandbox))
+
+    # Compose: each service's squat command line (sh wrappers: their `squat ...` commands).
+    compose = deploy / "container" / "compose.yaml"
+    compose_doc = load_all(compose)[0] if compose.exists() else {}
+    for name, s in (compose_doc.get("services") or {}).items():
+        entrypoint = s.get("entrypoint")
+        command = s.get("command")
+        if entrypoint:
+            parts = (entrypoint if isinstance(entrypoint, list) else [entrypoint]) + (command if isinstance(command, list) else [command or ""])
+            for line in expand_compose("\n".join(map(str, parts))).splitlines():
+                for cmd, words in squat_commands(line):
+                    lines.append((f"{compose.relative_to(root)} ({name})", "compose", "submit" if cmd == "$@" else cmd,
+                                  options_of(words), s))
+        elif command:
+            words = shlex.split(expand_compose(command)) if isinstance(command, str) else list(command)
+            lines.append((f"{compose.relative_to(root)} ({name})", "compose", words[0], options_of(words[1:]), s))
+
+    # Kubernetes: containers' args.
+    pods = []
+    for path in sorted((deploy / "kubernetes").glob("*.yaml")):
+        for doc in load_all(path):
+            spec = (doc.get("spec") or {}).get("template", {}).get("spec") if isinstance(doc, dict) else None
+            if not spec:
+                continue
+            pods.append((path, doc["metadata"]["name"], spec))
+            for c in spec.get("containers", []):
+                args = [str(a) for a in c.get("args", [])]
+                if args:
+                    lines.append((f"{path.relative_to(root)} ({c['name']})", "kubernetes", args[0], options_of(args[1:]), (spec, c)))
+
+    keyed = {}  # recipe -> {subcommand: [has keys]}
+    for where, recipe, cmd, opts, context in lines:
+        if cmd not in _KEY_PAIRS:
+            continue
+        first, second = _KEY_PAIRS[cmd]
+        has = first in opts and second in opts
+        if (first in opts) != (second in opts):
+            problem(where, f"{first} and {second} go together")
+        if opts.get("--insecure"):
+            problem(where, "--insecure in a command line: the recipes run with keys (show the opt-out in a comment)")
+        bind = {"coordinator": opts.get("--bind", "tcp://127.0.0.1:5555"),
+                "worker": opts.get("--data-bind", "tcp://127.0.0.1:0")}.get(cmd)
+        if bind and not local_only(bind) and not has:
+            problem(where, f"binds {bind} without CURVE keys ({first} {second}): squat refuses that")
+        http = opts.get("--http")
+        if isinstance(http, str) and not re.match(r"^(127\.|localhost:|\[::1\]:)", http) and "--http-token" not in opts:
+            problem(where, f"--http {http} without --http-token: squat refuses that")
+        if cmd in ("coordinator", "worker"):
+            keyed.setdefault(recipe, {}).setdefault(cmd, []).append(has)
+        if not has:
+            continue
+        paths = [opts[first], opts[second]]
+        if recipe == "systemd":
+            for path in paths:
+                hidden = []
+                if context.get("ProtectHome", "no") != "no":
+                    hidden += ["/home", "/root", "/run/user"]
+                if context.get("PrivateTmp", "no") != "no":
+                    hidden += ["/tmp", "/var/tmp"]
+                hidden += context.get("InaccessiblePaths", "").split() + context.get("TemporaryFileSystem", "").split()
+                if not path.startswith("/"):
+                    problem(where, f"key path {path} is relative")
+                for h in hidden:
+                    h = h.lstrip("-+").split(":")[0]
+                    if h and under(path, h):
+                        problem(where, f"key path {path} is hidden from the unit by its sandbox ({h})")
+        elif recipe == "compose":
+            mounts = {}
+            for v in context.get("volumes", []):
+                if isinstance(v, dict):
+                    mounts[v.get("target")] = v.get("source")
+                else:
+                    bits = v.split(":")
+                    mounts[bits[1] if len(bits) > 1 else bits[0]] = bits[0]
+            for path in paths:
+                if not any(under(path, t) or under(t, path) for t in mounts):
+                    problem(where, f"key path {path} is on no volume of the service")
+            secret_volume = mounts.get(opts[first])
+            for other, s in (compose_doc.get("services") or {}).items():
+                if s is context:
+                    continue
+                if s.get("entrypoint") and "keygen" in str(s.get("command")):
+                    continue  # the service that writes the keys
+                for v in s.get("volumes", []):
+                    if not isinstance(v, dict) and v.split(":")[0] == secret_volume:
+                        problem(where, f"its secret key's volume {secret_volume} is mounted by {other} too")
+        elif recipe == "kubernetes":
+            spec, c = context
+            volumes = {v["name"]: v for v in spec.get("volumes", [])}
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            for path in paths:
+                if not any(under(path, mp) or under(mp, path) for mp in mounts):
+                    problem(where, f"key path {path} is on no volume of the container")
+            volume = volumes.get(mounts.get(opts[first]), {})
+            fs_group = (spec.get("securityContext") or {}).get("fsGroup")
+            if "secret" in volume:
+                mode = volume["secret"].get("defaultMode", 0o644)
+                if fs_group is not None or mode & 0o077:
+                    problem(where, f"{first} is the Secret volume {volume['name']}: its files are group- or "
+                            "other-readable (fsGroup, defaultMode; kubernetes#57923) and squat refuses such a "
+                            "secret key: copy it into an emptyDir with an init container")
+            elif "emptyDir" in volume:
+                fillers = [i["name"] for i in spec.get("initContainers", [])
+                           if any(m["name"] == volume["name"] and not m.get("readOnly") for m in i.get("volumeMounts", []))]
+                if not fillers:
+                    problem(where, f"{first} is the emptyDir {volume['name']}, which no init container fills")
+    for path, name, spec in pods:
+        for v in spec.get("volumes", []):
+            secret = v.get("secret")
+            if secret and secret.get("secretName", "").endswith("-key") and secret.get("defaultMode", 0o644) & 0o007:
+                problem(f"{path.relative_to(root)} ({name})", f"Secret {secret['secretName']} (a secret key) is "
+                        f"readable by others: defaultMode {secret.get('defaultMode', 0o644):04o}")
+    for recipe, by_cmd in keyed.items():
+        if len({h for hs in by_cmd.values() for h in hs}) > 1:
+            problem(f"deploy ({recipe})", "the coordinator and the workers do not agree on CURVE keys "
+                    "(a keyed coordinator refuses a keyless worker, and the other way round)")
+
+    # --insecure: only in comments (the explicit opt-out), never in a line that runs.
+    for path in sorted(deploy.rglob("*")):
+        if not path.is_file() or path.suffix in (".py", ".pyc", ".sh", ".md") or "__pycache__" in path.parts:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # not a text file of the recipes
+        for n, line in enumerate(text.splitlines(), 1):
+            if "--insecure" in line and not line.lstrip().startswith("#"):
+                problem(f"{path.relative_to(root)}:{n}", "--insecure outside a comment")
+    print(f"  {len(lines)} command lines: every non-loopback bind has CURVE keys, on paths the process can read")
+
+
+def under(path, folder):
+    """Whether path is folder or inside it."""
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def env_file_values(path):
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^(\w+)=(.*)$", line)
+        if m:
+            values[m.group(1)] = m.group(2).strip().strip('"')
+    return values
+
 
 def main(argv):
-    if len(argv) < 2 or argv[1] not in ("yaml", "flags", "refs"):
+    if len(argv) < 2 or argv[1] not in ("yaml", "flags", "refs", "keys"):
         print(__doc__, file=sys.stderr)
         return 2
     try:
@@ -346,6 +641,8 @@ def main(argv):
             check_yaml(argv[2:])
         elif argv[1] == "flags":
             check_flags(pathlib.Path(argv[2]).resolve())
+        elif argv[1] == "keys":
+            check_keys(pathlib.Path(argv[2]).resolve())
         else:
             check_refs(pathlib.Path(argv[2]).resolve())
     except (yaml.YAMLError, KeyError, TypeError, AttributeError, OSError) as e:

