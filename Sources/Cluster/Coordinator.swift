@@ -23,6 +23,10 @@ public struct CoordinatorOptions: Sendable {
     public var maxBatchRows: Int = 512
     /// Tokens generated when a request does not say.
     public var defaultMaxTokens: Int = 256
+    /// The longest prompt accepted, in tokens (nil: the context length − 1; never more).
+    public var maxPromptTokens: Int?
+    /// The most tokens one request may ask to generate (nil: the context length).
+    public var maxTokensLimit: Int?
     /// Live requests (queued or running) beyond which a Submit is answered "busy" (OVERLOADED).
     public var maxLiveRequests: Int = 256
     /// Live requests one client connection may have.
@@ -506,6 +510,16 @@ public final class Coordinator {
         guard prompt.count < config.contextLength else {
             return refuse(
                 .promptTooLong, "the prompt has \(prompt.count) tokens; the context holds \(config.contextLength)")
+        }
+        if let limit = options.maxPromptTokens, prompt.count > limit {
+            return refuse(
+                .promptTooLong, "the prompt has \(prompt.count) tokens; the limit (--max-prompt-tokens) is \(limit)")
+        }
+        let tokenLimit = options.maxTokensLimit ?? config.contextLength
+        if Int(s.sampling.maxTokens) > tokenLimit {
+            return refuse(
+                .invalidRequest,
+                "max_tokens \(s.sampling.maxTokens) is more than the limit (--max-tokens-limit) of \(tokenLimit)")
         }
         if let bad = prompt.first(where: { $0 < 0 || Int($0) >= config.vocabularySize }) {
             return refuse(

@@ -17,6 +17,9 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Micro-batches the pipeline may hold at once (default: one per stage).") var maxInFlight: Int?
     @Option(help: "Live requests (queued or running) beyond which new ones are refused as busy.") var maxRequests = 256
     @Option(help: "Live requests one client connection may have.") var maxRequestsPerClient = 64
+    @Option(help: "The longest prompt accepted, in tokens (default: the context length − 1).") var maxPromptTokens: Int?
+    @Option(help: "The most tokens one request may ask to generate (default: the context length).") var maxTokensLimit:
+        Int?
     @Flag(help: "Log every dropped frame and admitted request.") var verbose = false
     @OptionGroup var cacheOptions: CacheOptions
     @Option(
@@ -52,6 +55,8 @@ struct CoordinatorCommand: ParsableCommand {
         try checkOpenBind(bind, what: "the coordinator", hasKeys: curveSecret != nil, insecure: insecure)
         guard workers >= 1 else { throw ValidationError("--workers must be ≥ 1") }
         if let m = maxInFlight, m < 1 { throw ValidationError("--max-in-flight must be ≥ 1, got \(m)") }
+        if let m = maxPromptTokens, m < 1 { throw ValidationError("--max-prompt-tokens must be ≥ 1, got \(m)") }
+        if let m = maxTokensLimit, m < 1 { throw ValidationError("--max-tokens-limit must be ≥ 1, got \(m)") }
         guard maxRequests >= 1, maxRequestsPerClient >= 1 else {
             throw ValidationError("--max-requests and --max-requests-per-client must be ≥ 1")
         }
@@ -84,6 +89,8 @@ struct CoordinatorCommand: ParsableCommand {
         options.maxInFlight = maxInFlight
         options.maxLiveRequests = maxRequests
         options.maxRequestsPerClient = maxRequestsPerClient
+        options.maxPromptTokens = maxPromptTokens
+        options.maxTokensLimit = maxTokensLimit
         options.verbose = verbose
         if let curveSecret, let authorizedKeys {
             do {

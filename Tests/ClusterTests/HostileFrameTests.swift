@@ -22,18 +22,23 @@ struct HostileFrameTests {
             return [Array(v.prefix(Int.random(in: 0..<max(1, v.count), using: &rng)))]
         case 2:  // wrong frame counts: extra frames after a valid message, or empty frames
             let v = valid.randomElement(using: &rng) ?? [0]
-            return [v] + (0..<Int.random(in: 1...3, using: &rng)).map { _ in random(Int.random(in: 0...40, using: &rng)) }
+            return [v]
+                + (0..<Int.random(in: 1...3, using: &rng)).map { _ in random(Int.random(in: 0...40, using: &rng)) }
         case 3:  // a tensor whose size disagrees with its header
             let rows = UInt32.random(in: 1...4, using: &rng)
             let a = Activations(
-                epoch: epoch, microBatchID: rng.next(), rows: [BatchRow(sequenceID: rng.next() % 5, startPosition: 0, count: rows)],
+                epoch: epoch, microBatchID: rng.next(),
+                rows: [BatchRow(sequenceID: rng.next() % 5, startPosition: 0, count: rows)],
                 tensor: TensorHeader(dtype: .f32, shape: [rows, 576]))
             return [try WireMessage.activations(a).encoded(), random(Int.random(in: 0...64, using: &rng) * 4)]
         case 4:  // old and future epochs, unknown sequences
             let epochs: [UInt64] = [0, epoch &- 1, epoch + 1, 999]
             let e = epochs.randomElement(using: &rng) ?? 0
             let b = StepBatch(
-                epoch: e, microBatchID: rng.next(), rows: [BatchRow(sequenceID: rng.next(), startPosition: UInt32.random(in: 0...9, using: &rng), count: 1)],
+                epoch: e, microBatchID: rng.next(),
+                rows: [
+                    BatchRow(sequenceID: rng.next(), startPosition: UInt32.random(in: 0...9, using: &rng), count: 1)
+                ],
                 tokenIDs: [UInt32.random(in: 0...60_000, using: &rng)])
             return [try WireMessage.stepBatch(b).encoded()]
         default:  // one flipped byte in a valid frame
@@ -48,7 +53,8 @@ struct HostileFrameTests {
         let prompt = "The capital of France is"
         let files = try ModelLoader.open(path: Paths.model)
         let tokenizer = try files.tokenizer()
-        let stage = LlamaStage(weights: try files.weights(), threads: 1, activations: try EngineOptions.parse([]).activationPrecision)
+        let stage = LlamaStage(
+            weights: try files.weights(), threads: 1, activations: try EngineOptions.parse([]).activationPrecision)
         let factory = try CacheOptions.parse(["--kv", "full"]).factory(
             headDim: files.config.headDim, contextLength: files.config.contextLength)
         let expected = try Generator(stage: stage, tokenizer: tokenizer, cacheFactory: factory).generate(
@@ -65,8 +71,14 @@ struct HostileFrameTests {
             WireMessage.cancel(Cancel(requestID: "x")).encoded(),
             WireMessage.statusRequest(StatusRequest(includeSequences: true)).encoded(),
             WireMessage.heartbeat(Heartbeat(epoch: before.epoch, sequence: 1, sentUnixMs: 0)).encoded(),
-            WireMessage.stepBatch(StepBatch(epoch: before.epoch, microBatchID: 1, rows: [BatchRow(sequenceID: 1, startPosition: 0, count: 1)], tokenIDs: [1])).encoded(),
-            WireMessage.sampledTokens(SampledTokens(epoch: before.epoch, microBatchID: 9, tokens: [SampledToken(sequenceID: 1, tokenID: 2)])).encoded(),
+            WireMessage.stepBatch(
+                StepBatch(
+                    epoch: before.epoch, microBatchID: 1, rows: [BatchRow(sequenceID: 1, startPosition: 0, count: 1)],
+                    tokenIDs: [1])
+            ).encoded(),
+            WireMessage.sampledTokens(
+                SampledTokens(epoch: before.epoch, microBatchID: 9, tokens: [SampledToken(sequenceID: 1, tokenID: 2)])
+            ).encoded(),
         ]
         let context = try Context()
         let toCoordinator = try Socket(context, .dealer, options: [.linger(.seconds(5)), .sendHighWaterMark(20_000)])
@@ -79,16 +91,19 @@ struct HostileFrameTests {
             _ = try toWorker.send(frames: try Self.garbage(&rng, valid: valid, epoch: before.epoch))
         }
         // Everything delivered and read: the counters grow, and the processes are all alive.
-        #expect(Processes.wait(.seconds(60), every: .milliseconds(500)) {
-            guard let s = try? client.status() else { return false }
-            let workerDrops = s.workers.map(\.droppedStale).reduce(0, +)
-            return s.droppedMalformed >= before.droppedMalformed + 1_000 && workerDrops >= 100
-        }, "drop counters did not grow:\n\(procs.allLogs)")
+        #expect(
+            Processes.wait(.seconds(60), every: .milliseconds(500)) {
+                guard let s = try? client.status() else { return false }
+                let workerDrops = s.workers.map(\.droppedStale).reduce(0, +)
+                return s.droppedMalformed >= before.droppedMalformed + 1_000 && workerDrops >= 100
+            }, "drop counters did not grow:\n\(procs.allLogs)")
         #expect(procs.children.allSatisfy { $0.process.isRunning }, "a process died:\n\(procs.allLogs)")
 
         var tokens: [Int32] = []
         try client.submit(
-            Submit(requestID: "after", prompt: .text(prompt), sampling: Sampling(sampler: SamplerParams(.greedy), maxTokens: 16))
+            Submit(
+                requestID: "after", prompt: .text(prompt),
+                sampling: Sampling(sampler: SamplerParams(.greedy), maxTokens: 16))
         ) { event in
             if case .token(let t) = event { tokens.append(Int32(bitPattern: t.tokenID)) }
         }
@@ -103,16 +118,24 @@ struct HostileFrameTests {
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
             let inbound = try socket.receiveMessage()
-            if case .message(let m) = consume inbound, case .error(let e) = m.message, e.requestID == requestID { return e }
+            if case .message(let m) = consume inbound, case .error(let e) = m.message, e.requestID == requestID {
+                return e
+            }
         }
         return nil
     }
 
-    @Test("request limits per client and in total, and a protocol version mismatch, are answered with coded errors")
+    @Test(
+        "request limits per client and in total, prompt and generation limits, and a protocol version mismatch, are answered with coded errors"
+    )
     func limits() throws {
         let procs = try Processes()
         defer { procs.stopAll() }
-        let endpoint = try procs.startCoordinator(["--workers", "1", "--kv", "full", "--max-requests", "3", "--max-requests-per-client", "2"])
+        let endpoint = try procs.startCoordinator([
+            "--workers", "1", "--kv", "full", "--max-requests", "3", "--max-requests-per-client", "2",
+            "--max-prompt-tokens", "50",
+            "--max-tokens-limit", "500",
+        ])
         try procs.startWorkers(endpoint, ["w1"], ["--kv", "full"])
         try procs.waitReady(endpoint, workers: 1)
         let context = try Context()
@@ -122,8 +145,36 @@ struct HostileFrameTests {
             return s
         }
         func submit(_ id: String) -> WireMessage {
-            .submit(Submit(requestID: id, prompt: .text("Count to one hundred:"), sampling: Sampling(maxTokens: 400, ignoreEndOfGeneration: true)))
+            .submit(
+                Submit(
+                    requestID: id, prompt: .text("Count to one hundred:"),
+                    sampling: Sampling(maxTokens: 400, ignoreEndOfGeneration: true)))
         }
+        // Per-request limits: a long prompt, too many tokens asked, a bad sampling value, an unknown id.
+        let c = try client()
+        _ = try c.send(.submit(Submit(requestID: "long", prompt: .tokens(Array(repeating: 42, count: 51)))))
+        let long = try errorReply(c, "long")
+        #expect(
+            long?.code == .promptTooLong && long?.message.contains("--max-prompt-tokens") == true,
+            "\(String(describing: long))")
+        _ = try c.send(.submit(Submit(requestID: "many", prompt: .text("Hi"), sampling: Sampling(maxTokens: 501))))
+        let many = try errorReply(c, "many")
+        #expect(
+            many?.code == .invalidRequest && many?.message.contains("--max-tokens-limit") == true,
+            "\(String(describing: many))")
+        _ = try c.send(
+            .submit(
+                Submit(
+                    requestID: "hot", prompt: .text("Hi"),
+                    sampling: Sampling(sampler: SamplerParams(temperature: -1), maxTokens: 4))))
+        let badSampling = try errorReply(c, "hot")
+        #expect(
+            badSampling?.code == .invalidRequest && badSampling?.message.contains("temperature") == true,
+            "\(String(describing: badSampling))")
+        _ = try c.send(.cancel(Cancel(requestID: "nobody")))
+        let unknown = try errorReply(c, "nobody")
+        #expect(unknown?.code == .unknownRequest)
+
         let a = try client()
         for id in ["a1", "a2", "a3"] { _ = try a.send(submit(id)) }
         let perClient = try errorReply(a, "a3")
@@ -141,6 +192,9 @@ struct HostileFrameTests {
         // Cancel what runs; the coordinator is fine.
         for id in ["a1", "a2"] { _ = try a.send(.cancel(Cancel(requestID: id))) }
         _ = try b.send(.cancel(Cancel(requestID: "b1")))
-        #expect(Processes.wait(.seconds(20)) { (try? ClusterClient(endpoint: endpoint).status().sequences.isEmpty) ?? false })
+        #expect(
+            Processes.wait(.seconds(20)) {
+                (try? ClusterClient(endpoint: endpoint).status().sequences.isEmpty) ?? false
+            })
     }
 }
