@@ -34,6 +34,7 @@ public final class GatewayMetrics: Sendable {
     let pipelineTokens: Counter
     let microBatches: Counter
     let droppedFrames: @Sendable (String) -> Counter
+    let rejectedPeers: @Sendable (String) -> Counter
 
     /// Per-worker and per-stage series come and go with the workers.
     private struct Scraped {
@@ -121,6 +122,16 @@ public final class GatewayMetrics: Sendable {
                     helpText: "Frames the coordinator dropped, by reason (stale: of an old epoch; malformed)."),
                 labels: [("reason", reason)])
         }
+        rejectedPeers = { reason in
+            registry.makeCounter(
+                descriptor: MetricNameDescriptor(
+                    namespace: "squat", metricName: "rejected_connections", unitName: "total",
+                    helpText:
+                        "Peers the coordinator refused, by reason (key: CURVE key not admitted by ZAP; role: a message its key may not send)."
+                ),
+                labels: [("reason", reason)])
+        }
+        for reason in ["key", "role"] { _ = rejectedPeers(reason) }
         for outcome in ["stop", "length"] {
             for endpoint in [GenerationRequest.Kind.completion, .chat] { _ = requests(endpoint.rawValue, outcome) }
         }
@@ -164,6 +175,8 @@ public final class GatewayMetrics: Sendable {
             follow("micro_batches", microBatches, p.microBatches)
             follow("dropped_stale", droppedFrames("stale"), s.droppedStale)
             follow("dropped_malformed", droppedFrames("malformed"), s.droppedMalformed)
+            follow("rejected_key", rejectedPeers("key"), s.authRejections)
+            follow("rejected_role", rejectedPeers("role"), s.unauthorizedMessages)
 
             let busyName = MetricNameDescriptor(
                 namespace: "squat", metricName: "stage_busy", unitName: "seconds_total",

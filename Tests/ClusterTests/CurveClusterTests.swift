@@ -43,7 +43,8 @@ struct CurveClusterTests {
         try fm.copyItem(atPath: publicKeyFile(aliceKeys, "alice"), toPath: "\(auth)/clients/alice.pub")
 
         let endpoint = try procs.startCoordinator([
-            "--workers", "2", "--kv", "full", "--curve-secret", coordinatorKeys, "--authorized-keys", auth,
+            "--workers", "2", "--kv", "full", "--curve-secret", coordinatorKeys, "--authorized-keys", auth, "--http",
+            "127.0.0.1:0",
         ])
         #expect(procs.log("coordinator").contains("CURVE"))
         for (name, dir) in zip(["w1", "w2"], workerKeys) {
@@ -161,6 +162,31 @@ struct CurveClusterTests {
         #expect(Set(after.workers.map(\.workerID)) == ["w1", "w2"])
         #expect(procs.log("coordinator").contains("refused a connection from 127.0.0.1"))
         #expect(try generate(prompts[0]) == expected[0].0)
+
+        // The HTTP gateway (in the coordinator's process, over inproc: no key) serves /metrics
+        // with the refusals counted by reason.
+        let log = procs.log("coordinator")
+        let base = try #require(
+            log.range(of: "HTTP gateway on ").flatMap {
+                log[$0.upperBound...].split(separator: " ").first.map(String.init)
+            })
+        let metrics = try procs.runExecutable(
+            "metrics",
+            [
+                "/usr/bin/env", "python3", "-c",
+                "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode())",
+                base + "/metrics",
+            ])
+        let keyLine = metrics.output.split(separator: "\n").first {
+            $0.hasPrefix("squat_rejected_connections_total{reason=\"key\"}")
+        }
+        let refusedByKey = keyLine.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) } ?? -1
+        #expect(refusedByKey >= 2, "\(metrics.output)")
+        let roleLine = metrics.output.split(separator: "\n").first {
+            $0.hasPrefix("squat_rejected_connections_total{reason=\"role\"}")
+        }
+        #expect(
+            (roleLine.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) } ?? -1) >= 1, "\(metrics.output)")
     }
 
     @Test("binding a non-loopback address without keys is refused unless --insecure")

@@ -130,6 +130,7 @@ struct HTTPGatewayTests {
             "squat_inter_token_latency_seconds", "squat_queue_length", "squat_live_sequences",
             "squat_worker_kv_used_bytes", "squat_worker_kv_free_bytes", "squat_stage_busy_seconds", "squat_workers_up",
             "squat_replans", "squat_tokens_replayed", "squat_http_auth_rejected", "squat_pipeline_serving",
+            "squat_rejected_connections",
         ]
         for name in families { #expect(after[name] != nil, "no metric family \(name) in /metrics") }
         func value(_ families: [String: Any], _ family: String, sample: String, labels: [String: String] = [:])
