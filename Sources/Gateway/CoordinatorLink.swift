@@ -28,9 +28,9 @@ final class CoordinatorLink: Sendable {
         case unavailable(String)
     }
 
-    /// Set when the HTTP side gives up on a request (its client went away): the request's
-    /// thread then drops its ClusterClient, and the coordinator cancels the request and frees its
-    /// caches when it next finds that connection gone.
+    /// Set when the HTTP side gives up on a request (its client went away): at the request's
+    /// next event its thread sends Cancel and drops its ClusterClient; the coordinator ends the
+    /// request and frees its caches.
     final class CancelFlag: Sendable {
         private let flag = Atomic<Bool>(false)
         var isSet: Bool { flag.load(ordering: .relaxed) }
@@ -60,7 +60,11 @@ final class CoordinatorLink: Sendable {
                     return
                 }
                 try client.submit(submit) { event in
-                    if cancel.isSet { throw Abandoned() }
+                    if cancel.isSet {
+                        // Tell the coordinator now (it would also notice the dropped connection).
+                        try? client.cancel(submit.requestID)
+                        throw Abandoned()
+                    }
                     switch event {
                     case .token(let t):
                         onToken(t.index, ContinuousClock.now)

@@ -170,4 +170,73 @@ struct HTTPGatewayTests {
             value(after, "squat_worker_kv_used_bytes", sample: "squat_worker_kv_used_bytes", labels: ["worker": "w1"])
                 != nil)
     }
+
+    @Test("an HTTP client that disconnects mid-stream has its request cancelled and its caches freed")
+    func clientDisconnect() throws {
+        let procs = try Processes()
+        defer { procs.stopAll() }
+        let endpoint = try procs.startCoordinator(["--workers", "1", "--kv", "full", "--http", "127.0.0.1:0"])
+        var baseURL: String?
+        _ = Processes.wait(.seconds(30)) {
+            let log = procs.log("coordinator")
+            if let r = log.range(of: "HTTP gateway on ") {
+                baseURL = log[r.upperBound...].split(separator: " ").first.map(String.init)
+            }
+            return baseURL != nil
+        }
+        let base = try #require(baseURL, "the HTTP gateway did not start:\n\(procs.allLogs)")
+        try procs.spawn(
+            "w1", ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", "w1"])
+        try procs.waitReady(endpoint, workers: 1)
+
+        // A streamed completion of up to 2,000 tokens; the client reads three events and hangs up.
+        let script = """
+            import http.client, json, sys, urllib.parse
+            u = urllib.parse.urlparse(sys.argv[1])
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+            body = {"model": "SmolLM2-135M-Instruct.Q4_1.gguf", "prompt": "Count from one to one thousand: one, two, three,", "max_tokens": 2000,
+                    "temperature": 0, "stream": True}
+            c.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+            r = c.getresponse()
+            events = 0
+            while events < 3:
+                line = r.fp.readline()
+                if not line:
+                    sys.exit(f"the stream ended after {events} events (HTTP {r.status})")
+                if line.startswith(b"data: "):
+                    events += 1
+            c.sock.close()
+            print(events)
+            """
+        let reader = try procs.runExecutable("reader", ["/usr/bin/env", "python3", "-c", script, base])
+        #expect(reader.status == 0 && reader.output.contains("3"), "\(reader.output)")
+
+        // The request ends well before its 2,000 tokens, and the coordinator holds no sequence.
+        let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(5))
+        #expect(
+            Processes.wait(.seconds(15)) { (try? client.status().sequences.isEmpty) ?? false },
+            "the request is still live after its HTTP client left:\n\(procs.allLogs)")
+        let settled = try client.status().pipeline.tokensOut
+        Thread.sleep(forTimeInterval: 1)
+        let later = try client.status()
+        #expect(later.pipeline.tokensOut == settled, "tokens are still being generated")
+        // Greedy, this prompt loops without an end-of-generation token (`squat generate` ran 300
+        // tokens to its limit): only the cancel stops it this early.
+        #expect(settled < 200, "\(settled) tokens generated: the request ran on")
+        // The worker freed the sequence's KV cache (its load report, within a heartbeat or two).
+        #expect(
+            Processes.wait(.seconds(10)) { (try? client.status().workers.first?.kvBytesUsed) == 0 },
+            "the worker still holds KV cache: \(String(describing: try? client.status().workers))")
+        let metrics = try procs.runExecutable(
+            "metrics",
+            [
+                "/usr/bin/env", "python3", "-c",
+                "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode())",
+                base + "/metrics",
+            ])
+        #expect(
+            metrics.output.contains("squat_http_requests_total{endpoint=\"completions\",outcome=\"client_gone\"} 1")
+                || metrics.output.contains("outcome=\"client_gone\",endpoint=\"completions\"} 1"),
+            "\(metrics.output.split(separator: "\n").filter { $0.contains("http_requests") })")
+    }
 }
