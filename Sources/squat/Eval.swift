@@ -69,9 +69,13 @@ struct Eval: ParsableCommand {
             enc.outputFormatting = [.prettyPrinted]
             print(String(decoding: try enc.encode(rows), as: UTF8.self))
         } else {
-            print("mode                              ppl        KL      top-1")
+            // `%-28@` does not pad on Linux: the columns of strings are padded by hand.
+            let width = max(28, rows.map(\.mode.count).max() ?? 0)
+            func column(_ s: String) -> String { s.padding(toLength: width, withPad: " ", startingAt: 0) }
+            func right(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+            print(column("mode") + " " + right("ppl", 9) + " " + right("KL", 9) + " " + right("top-1", 10))
             for r in rows {
-                print(String(format: "%-28@ %9.3f %9.4f %9.1f%%", r.mode as NSString, r.ppl, r.kl, r.top1 * 100))
+                print(column(r.mode) + String(format: " %9.3f %9.4f %9.1f%%", r.ppl, r.kl, r.top1 * 100))
             }
         }
     }
