@@ -149,6 +149,11 @@ func extraSampleMessages() -> [WireMessage] {
                     microBatches: 10, rows: 20, tokensIn: 300, tokensOut: 10, roundTripMicroseconds: 5_000,
                     stageBusyMicroseconds: [1_000, 2_000], maxInFlight: 2, peakInFlight: 2),
                 lostWorkers: [WorkerStatus(workerID: "gone", state: .lost, dataEndpoint: "tcp://h:2")])),
+        .status(
+            Status(
+                pipeline: PipelineStats(
+                    microBatches: .max, tokensOut: .max, roundTripMicroseconds: .max,
+                    stageBusyMicroseconds: [.max, .max, 1], maxInFlight: .max, peakInFlight: .max))),
         .drainRequest(DrainRequest(workerID: "worker-α")),
         .drainRequest(DrainRequest(workerID: "")),
         .cancel(Cancel(requestID: "")),

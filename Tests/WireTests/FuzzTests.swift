@@ -124,6 +124,25 @@ struct FuzzTests {
         #expect(tally.count { $0.hasPrefix("other") } == 0, "\(tally)")
     }
 
+    /// Found by this fuzzer: `PipelineStats.meanHopMicroseconds` summed `stage_busy_us` in UInt64
+    /// and trapped on overflow for a `Status` whose stage times add up past 2^64.
+    @Test("regression: a Status whose stage times overflow UInt64 gives a finite mean hop time")
+    func stageTimesOverflow() throws {
+        var stats = ProtoWriter()
+        stats.uint(1, 1)  // micro_batches
+        for value in [UInt64.max, UInt64.max, 1] { stats.uint(6, value) }  // stage_busy_us, unpacked
+        var status = ProtoWriter()
+        status.lengthDelimited(7, stats.bytes)  // pipeline
+        guard case .status(let decoded) = try WireMessage.decode(ProtoWriter.envelope(field: 16, body: status.bytes))
+        else {
+            Issue.record("not decoded as a Status")
+            return
+        }
+        #expect(decoded.pipeline.stageBusyMicroseconds == [.max, .max, 1])
+        let hop = decoded.pipeline.meanHopMicroseconds
+        #expect(hop == 0)
+    }
+
     @Test("every body type has sample messages")
     func samplesCoverEveryType() {
         let names = Set(fuzzSeedMessages().map(\.name))
