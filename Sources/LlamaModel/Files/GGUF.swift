@@ -219,7 +219,7 @@ public final class GGUFFile: Sendable {
                 throw ModelFileError(file: path, what: "tensor '\(info.name)' offset \(info.offset) is not aligned to \(align)")
             }
             guard info.offset <= UInt64(Int.max - dataStart),
-                let buf = file.bytes(at: dataStart + Int(info.offset), length: bytes)
+                let buf = file.bytes(at: dataStart + Int(info.offset), length: bytes), let start = buf.baseAddress
             else {
                 throw ModelFileError(
                     file: path,
@@ -229,7 +229,7 @@ public final class GGUFFile: Sendable {
                 throw ModelFileError(file: path, what: "tensor '\(info.name)' appears twice")
             }
             views[info.name] = TensorView(
-                name: info.name, type: info.type, shape: info.shape, data: buf.baseAddress!,
+                name: info.name, type: info.type, shape: info.shape, data: start,
                 byteCount: bytes, owner: file)
             names.append(info.name)
         }
