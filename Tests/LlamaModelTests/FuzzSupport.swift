@@ -9,8 +9,8 @@ import Synchronization
 /// Byte-level mutations for file formats: bit flips, byte replacements, insertions, deletions,
 /// truncations, little-endian "interesting" integers written over 1, 2, 4 or 8 bytes (lengths,
 /// counts, type ids, offsets), repeated slices and splices of other valid files, and, for text
-/// formats, tokens from a dictionary (JSON punctuation, literals, numbers at the edges) inserted or
-/// written over the text.
+/// formats, tokens from a dictionary (JSON punctuation, literals, numbers at the edges) inserted,
+/// written over the text, or put in place of a whole number.
 enum FileMutator {
     /// Values that sit at the edges of the parsers' checks.
     static let interesting: [UInt64] = [
@@ -32,7 +32,7 @@ enum FileMutator {
     static func mutate(_ bytes: inout [UInt8], donors: [[UInt8]], dictionary: [[UInt8]], using rng: inout SeededRandom)
     {
         let position = bytes.isEmpty ? 0 : Int.random(in: 0..<bytes.count, using: &rng)
-        switch Int.random(in: 0..<(dictionary.isEmpty ? 9 : 12), using: &rng) {
+        switch Int.random(in: 0..<(dictionary.isEmpty ? 9 : 14), using: &rng) {
         case 0 where !bytes.isEmpty:  // flip one bit
             bytes[position] ^= 1 << UInt8.random(in: 0...7, using: &rng)
         case 1 where !bytes.isEmpty:  // replace a byte
@@ -54,6 +54,12 @@ enum FileMutator {
         case 7 where !bytes.isEmpty:  // repeat a slice
             let end = min(bytes.count, position + Int.random(in: 1...64, using: &rng))
             bytes.insert(contentsOf: bytes[position..<end], at: end)
+        case 12, 13:  // a whole number in the text (a run of digits) replaced by a dictionary number
+            let digits = UInt8(ascii: "0")...UInt8(ascii: "9")
+            guard let start = bytes[position...].firstIndex(where: { digits.contains($0) }) else { return }
+            let end = bytes[start...].firstIndex { !digits.contains($0) } ?? bytes.count
+            let numbers = dictionary.filter { $0.first.map { digits.contains($0) || $0 == UInt8(ascii: "-") } ?? false }
+            bytes.replaceSubrange(start..<end, with: numbers.randomElement(using: &rng) ?? [])
         case 9, 10, 11:  // a dictionary token, inserted or written over
             let token = dictionary.randomElement(using: &rng) ?? []
             if Bool.random(using: &rng) || bytes.isEmpty {

@@ -277,6 +277,27 @@ struct JSONFuzzTests {
         #expect(tally["tokenizer"] > 5_000 && tally["ModelFileError"] > 10_000, "\(tally)")
     }
 
+    /// Found by this fuzzer (once it could put a dictionary number in place of a whole number):
+    /// an added token's id far past the others made the reader reserve room for every id up to
+    /// it before finding the gap; 2^31 - 2 asked for 32 GiB and aborted the process.
+    @Test("regression: a tokenizer.json token id far past the vocabulary is refused without reserving room for it")
+    func hugeTokenID() throws {
+        func json(_ id: Int) -> [UInt8] {
+            Array(
+                #"{"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]},"added_tokens":[{"id":\#(id),"content":"x","special":true}]}"#
+                    .utf8)
+        }
+        for id in [2_147_483_646, 1_000_000_000] {
+            let error = #expect(throws: ModelFileError.self) { try Tokenizer(tokenizerJSON: json(id), path: "t.json") }
+            #expect(
+                error
+                    == ModelFileError(
+                        file: "t.json", what: "key 'model.vocab' has no token with id 3 (ids must be contiguous from 0)"
+                    ))
+        }
+        #expect(try Tokenizer(tokenizerJSON: json(3), path: "t.json").vocabularySize == 4)
+    }
+
     @Test("the seed tokenizer.json files load, with and without their configs")
     func seedsLoad() throws {
         let configs = Self.tokenizerConfigs()

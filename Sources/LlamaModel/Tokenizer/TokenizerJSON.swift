@@ -106,8 +106,10 @@ private struct HFTokenizerReader {
             }
         }
         guard let maxID = byID.keys.max() else { throw fail("model.vocab", "is empty") }
+        // Room for the ids there are, not for `maxID + 1`: an id far past the others (up to 2^31)
+        // is a gap, found within `byID.count + 1` steps.
         var tokens: [String] = []
-        tokens.reserveCapacity(maxID + 1)
+        tokens.reserveCapacity(byID.count)
         for id in 0...maxID {
             guard let t = byID[id] else { throw fail("model.vocab", "has no token with id \(id) (ids must be contiguous from 0)") }
             tokens.append(t)
