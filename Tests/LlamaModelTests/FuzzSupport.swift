@@ -1,10 +1,9 @@
 import Foundation
-import Synchronization
+import FuzzSupport
 
 @testable import LlamaModel
 
-// Shared by the file and tokenizer fuzzers of this target (the wire fuzzers have their own
-// copy in WireTests/FuzzSupport.swift: test targets cannot share sources).
+// The mutations of the file and tokenizer fuzzers (tally and runner: module FuzzSupport).
 
 /// Byte-level mutations for file formats: bit flips, byte replacements, insertions, deletions,
 /// truncations, little-endian "interesting" integers written over 1, 2, 4 or 8 bytes (lengths,
@@ -88,105 +87,4 @@ enum FileMutator {
         "9223372036854775807", "9223372036854775808", "-9223372036854775808", "18446744073709551616",
         "1e-400", "0.0000001", " ", "\n", "[[[[[[[[", "]]]]]]]]", "{\"a\":", "\"\":", "é", "\u{FFFD}", "\u{0}",
     ].map { Array($0.utf8) }
-}
-
-/// What a fuzzer saw: the number of inputs run, how many ended in each outcome (one per input),
-/// and notes (observations about some inputs, such as what a parsed file went on to give).
-struct FuzzTally: CustomStringConvertible {
-    private(set) var inputs = 0
-    private(set) var outcomes: [String: Int] = [:]
-    private(set) var notes: [String: Int] = [:]
-    /// The slowest single input, in seconds, and its index.
-    private(set) var slowest: (seconds: Double, index: Int) = (0, -1)
-
-    /// The outcome of one input.
-    mutating func record(_ outcome: String) {
-        inputs += 1
-        outcomes[outcome, default: 0] += 1
-    }
-
-    /// An observation about the current input (not an outcome: inputs are not counted).
-    mutating func note(_ observation: String) {
-        notes[observation, default: 0] += 1
-    }
-
-    /// Runs one input, keeping the slowest time (a hang shows as the test's time limit; a
-    /// pathological slowdown as this).
-    mutating func timed(_ index: Int, _ body: (inout FuzzTally) -> Void) {
-        let start = ContinuousClock.now
-        body(&self)
-        let seconds = durationSeconds(ContinuousClock.now - start)
-        if seconds > slowest.seconds { slowest = (seconds, index) }
-    }
-
-    /// The inputs with this outcome, or the count of this note.
-    subscript(_ key: String) -> Int { outcomes[key, default: 0] + notes[key, default: 0] }
-
-    var description: String {
-        var text = outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-        if !notes.isEmpty {
-            text +=
-                "; notes: " + notes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-        }
-        if slowest.index >= 0 {
-            text += String(format: "; slowest input %.1f ms (#%d)", slowest.seconds * 1e3, slowest.index)
-        }
-        return text
-    }
-}
-
-func durationSeconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-}
-
-/// Runs `body`, prints one line with the decoder, the inputs, the outcomes and the wall time
-/// (the numbers the CI log keeps for each fuzzer), and returns the tally. Swift Testing's
-/// backtrace of every thrown error is off meanwhile (see `ThrowBacktraces`).
-func runFuzzer(_ decoder: String, _ body: (inout FuzzTally) -> Void) -> FuzzTally {
-    var tally = FuzzTally()
-    ThrowBacktraces.suspend()
-    let elapsed = ContinuousClock().measure { body(&tally) }
-    ThrowBacktraces.resume()
-    print("fuzz \(decoder): \(tally.inputs) inputs in \(String(format: "%.2f", durationSeconds(elapsed))) s: \(tally)")
-    return tally
-}
-
-/// Swift Testing hooks `swift_willThrow` to record a backtrace of every error thrown (for its
-/// reports), about 10 µs a throw here: more than most decoders take to reject an input, so it
-/// would dominate the fuzzers. `suspend()` clears the Swift runtime's two hooks (untyped and
-/// typed throws) while any fuzzer runs and `resume()` puts them back after the last one; tests
-/// running meanwhile only lose those backtraces. If the runtime's symbols are not found,
-/// nothing changes but the speed.
-enum ThrowBacktraces {
-    private struct State {
-        var depth = 0
-        var saved: [UInt] = []
-    }
-    private static let state = Mutex(State())
-
-    /// The Swift runtime's hook variables: `_swift_willThrow`, `_swift_willThrowTypedImpl`.
-    private static func hooks() -> [UnsafeMutablePointer<UInt>] {
-        let names: [String] = ["_swift_willThrow", "_swift_willThrowTypedImpl"]
-        return names.compactMap { name in
-            dlsym(UnsafeMutableRawPointer(bitPattern: 0), name)?.assumingMemoryBound(to: UInt.self)
-        }
-    }
-
-    static func suspend() {
-        state.withLock { state in
-            state.depth += 1
-            guard state.depth == 1 else { return }
-            let hooks = hooks()
-            state.saved = hooks.map { $0.pointee }
-            for hook in hooks { hook.pointee = 0 }
-        }
-    }
-
-    static func resume() {
-        state.withLock { state in
-            state.depth -= 1
-            guard state.depth == 0 else { return }
-            for (hook, saved) in zip(hooks(), state.saved) { hook.pointee = saved }
-        }
-    }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import FuzzSupport
 
 @testable import Wire
 
@@ -64,40 +64,6 @@ enum Mutator {
     }
 }
 
-/// What a fuzzer saw: the number of inputs run, how many ended in each outcome (one per input),
-/// and notes (observations about some inputs, such as an unstable re-encoding).
-struct FuzzTally: CustomStringConvertible {
-    private(set) var inputs = 0
-    private(set) var outcomes: [String: Int] = [:]
-    private(set) var notes: [String: Int] = [:]
-
-    /// The outcome of one input.
-    mutating func record(_ outcome: String) {
-        inputs += 1
-        outcomes[outcome, default: 0] += 1
-    }
-
-    /// An observation about the current input (not an outcome: inputs are not counted).
-    mutating func note(_ observation: String) {
-        notes[observation, default: 0] += 1
-    }
-
-    /// The inputs with this outcome, or the count of this note.
-    subscript(_ key: String) -> Int { outcomes[key, default: 0] + notes[key, default: 0] }
-
-    /// The number of inputs whose outcome satisfies `predicate`.
-    func count(where predicate: (String) -> Bool) -> Int {
-        outcomes.filter { predicate($0.key) }.values.reduce(0, +)
-    }
-
-    var description: String {
-        let text = outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-        guard !notes.isEmpty else { return text }
-        return text + "; notes: "
-            + notes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-    }
-}
-
 /// The case name of a wire error, for tallies.
 func errorKind(_ error: WireError) -> String {
     switch error {
@@ -112,20 +78,6 @@ func errorKind(_ error: WireError) -> String {
     case .missingFrame: "missingFrame"
     default: "other: \(error)"
     }
-}
-
-/// Runs `body`, prints one line with the decoder, the inputs, the outcomes and the wall time
-/// (the numbers the CI log keeps for each fuzzer), and returns the tally. Swift Testing's
-/// backtrace of every thrown error is off meanwhile (see `ThrowBacktraces`).
-func runFuzzer(_ decoder: String, _ body: (inout FuzzTally) -> Void) -> FuzzTally {
-    var tally = FuzzTally()
-    let clock = ContinuousClock()
-    ThrowBacktraces.suspend()
-    let elapsed = clock.measure { body(&tally) }
-    ThrowBacktraces.resume()
-    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-    print("fuzz \(decoder): \(tally.inputs) inputs in \(String(format: "%.2f", seconds)) s: \(tally)")
-    return tally
 }
 
 /// Messages beyond `sampleMessages()` so that every body type and every nested message type
@@ -221,45 +173,5 @@ func consume(_ message: WireMessage) {
         _ = tokenCount(a.rows)
     default:
         break
-    }
-}
-
-/// Swift Testing hooks `swift_willThrow` to record a backtrace of every error thrown (for its
-/// reports), about 10 µs a throw here: ten times what a decoder takes to reject a frame, so it
-/// would dominate the fuzzers. `suspend()` clears the Swift runtime's two hooks (untyped and
-/// typed throws) while any fuzzer runs and `resume()` puts them back after the last one; tests
-/// running meanwhile only lose those backtraces. If the runtime's symbols are not found,
-/// nothing changes but the speed.
-enum ThrowBacktraces {
-    private struct State {
-        var depth = 0
-        var saved: [UInt] = []
-    }
-    private static let state = Mutex(State())
-
-    /// The Swift runtime's hook variables: `_swift_willThrow`, `_swift_willThrowTypedImpl`.
-    private static func hooks() -> [UnsafeMutablePointer<UInt>] {
-        let names: [String] = ["_swift_willThrow", "_swift_willThrowTypedImpl"]
-        return names.compactMap { name in
-            dlsym(UnsafeMutableRawPointer(bitPattern: 0), name)?.assumingMemoryBound(to: UInt.self)
-        }
-    }
-
-    static func suspend() {
-        state.withLock { state in
-            state.depth += 1
-            guard state.depth == 1 else { return }
-            let hooks = hooks()
-            state.saved = hooks.map { $0.pointee }
-            for hook in hooks { hook.pointee = 0 }
-        }
-    }
-
-    static func resume() {
-        state.withLock { state in
-            state.depth -= 1
-            guard state.depth == 0 else { return }
-            for (hook, saved) in zip(hooks(), state.saved) { hook.pointee = saved }
-        }
     }
 }

@@ -1,4 +1,5 @@
 import CProtobufC
+import FuzzSupport
 import SquatProto
 import Testing
 
