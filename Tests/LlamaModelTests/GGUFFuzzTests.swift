@@ -78,7 +78,9 @@ struct GGUFFuzzTests {
                 _ = try LlamaConfig(gguf: gguf)
                 tally.note("config read")
             } catch {
-                if error.file != path { failures.append("config error names \(error.file)") }
+                if error.file != path || error.what.utf8.count > bytes.count + 1024 {
+                    failures.append("config error '\(error.what.prefix(200))…' (\(error.what.utf8.count) bytes)")
+                }
                 tally.note("config refused")
             }
             guard gguf.metadata["tokenizer.ggml.tokens"] != nil else { return }
@@ -91,11 +93,17 @@ struct GGUFFuzzTests {
                 _ = tokenizer.decode(ids + [-1, Int32(tokenizer.vocabularySize)])
                 tally.note("tokenizer read")
             } catch {
-                if error.file != path { failures.append("tokenizer error names \(error.file)") }
+                if error.file != path || error.what.utf8.count > bytes.count + 1024 {
+                    failures.append("tokenizer error '\(error.what.prefix(200))…' (\(error.what.utf8.count) bytes)")
+                }
                 tally.note("tokenizer refused")
             }
         } catch {
-            if error.file != path || error.what.isEmpty { failures.append("error '\(error)' does not name the file") }
+            // An error names the file and says what was wrong, in a message no longer than the
+            // input (plus some words): no description of a whole value.
+            if error.file != path || error.what.isEmpty || error.what.utf8.count > bytes.count + 1024 {
+                failures.append("error '\(error.what.prefix(200))…' (\(error.what.utf8.count) bytes) for \(error.file)")
+            }
             tally.record("rejected")
         }
     }
@@ -127,6 +135,35 @@ struct GGUFFuzzTests {
         #expect(tally["parsed"] > 10_000 && tally["rejected"] > 10_000, "\(tally)")
         #expect(tally["config read"] > 100 && tally["config refused"] > 100, "\(tally)")
         #expect(tally["tokenizer read"] > 100 && tally["tokenizer refused"] > 100, "\(tally)")
+    }
+
+    /// Found reading the parser's error paths (the fuzzer now also bounds every message by the
+    /// input's size): an invalid `general.alignment` or configuration value was described in
+    /// full, so a 1 MB array took 4 s and gave a 31 MB message.
+    @Test("regression: an invalid metadata value of any size is described in a short message")
+    func hugeValueInError() throws {
+        let big = GGUFWriter.Value.array(elementType: 0, Array(repeating: .u8(7), count: 1_000_000))
+        var w = GGUFWriter()
+        w.metadata = [("general.alignment", big)]
+        let alignment = #expect(throws: ModelFileError.self) {
+            try GGUFFile(file: MappedFile(copying: w.encode(), path: "a.gguf"))
+        }
+        #expect(
+            alignment?.what
+                == "metadata 'general.alignment' is array of 1000000, first uint8 7, expected a power of two")
+        var llama = Self.tinyLlama()
+        llama.metadata[1] = ("llama.embedding_length", big)
+        llama.metadata[7] = ("llama.rope.freq_base", .string(String(repeating: "é\u{301}", count: 100_000)))
+        let gguf = try GGUFFile(file: MappedFile(copying: llama.encode(), path: "l.gguf"))
+        let config = #expect(throws: ModelFileError.self) { try LlamaConfig(gguf: gguf) }
+        #expect(
+            config?.what
+                == "metadata key 'llama.embedding_length' is array of 1000000, first uint8 7, expected an integer")
+        llama.metadata[1] = ("llama.embedding_length", .u32(8))
+        let theta = #expect(throws: ModelFileError.self) {
+            try LlamaConfig(gguf: GGUFFile(file: MappedFile(copying: llama.encode(), path: "l.gguf")))
+        }
+        #expect((theta?.what.utf8.count ?? .max) < 200, "\(theta?.what.prefix(200) ?? "")")
     }
 
     @Test("the seeds parse, with their configuration and vocabularies")
