@@ -14,7 +14,7 @@ import Testing
 //   tokenizer_config.json, read with Foundation's JSONSerialization): mutations of small
 //   byte-level and SentencePiece-style (byte fallback, Prepend/Replace, Metaspace) files.
 // Each input must give a value or the decoder's typed error (`JSONParseError` at an offset
-// inside the text; `ModelFileError` naming the file).
+// inside the text; `ModelFileError` naming the file), its message at most twice the input.
 @Suite("Fuzz: JSON, config.json and tokenizer.json", .timeLimit(.minutes(1)))
 struct JSONFuzzTests {
     static let inputs = 100_000
@@ -159,7 +159,9 @@ struct JSONFuzzTests {
                         _ = (value.brief, value.intValue, value.doubleValue)
                         tally.record("parsed")
                     } catch {
-                        if error.offset < 0 || error.offset > bytes.count || error.message.isEmpty {
+                        if error.offset < 0 || error.offset > bytes.count || error.message.isEmpty
+                            || error.message.utf8.count > 2 * bytes.count + 1024
+                        {
                             failures.append("error '\(error)' for \(bytes.count) bytes")
                         }
                         tally.record("JSONParseError")
@@ -220,7 +222,11 @@ struct JSONFuzzTests {
                         _ = try LlamaConfig(huggingFaceConfig: json, file: file)
                         tally.record("config read")
                     } catch {
-                        if error.file != file || error.what.isEmpty { failures.append("error '\(error)'") }
+                        if error.file != file || error.what.isEmpty
+                            || error.what.utf8.count > 2 * text.utf8.count + 1024
+                        {
+                            failures.append("error '\(error)'")
+                        }
                         tally.record("ModelFileError")
                     }
                 }
@@ -265,7 +271,10 @@ struct JSONFuzzTests {
                         _ = tokenizer.decode(ids + [-1, Int32(tokenizer.vocabularySize)])
                         tally.record("tokenizer")
                     } catch {
-                        if error.file != path && error.file != configPath || error.what.isEmpty {
+                        let input = json.count + (config?.count ?? 0)
+                        if error.file != path && error.file != configPath || error.what.isEmpty
+                            || error.what.utf8.count > 2 * input + 1024
+                        {
                             failures.append("error '\(error)'")
                         }
                         tally.record("ModelFileError")
