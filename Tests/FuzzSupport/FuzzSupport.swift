@@ -62,16 +62,27 @@ public func durationSeconds(_ d: Duration) -> Double {
     Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
 }
 
-/// Runs `body`, prints one line with the decoder, the inputs, the outcomes and the wall time
-/// (the numbers the CI log keeps for each fuzzer), and returns the tally. Swift Testing's
-/// backtrace of every thrown error is off meanwhile (see `ThrowBacktraces`).
+/// Runs `body`, prints one line with the decoder, the inputs, the outcomes, the wall time and
+/// the thread's CPU time (which other load on the machine does not inflate): the numbers the
+/// CI log keeps for each fuzzer. Returns the tally. Swift Testing's backtrace of every thrown
+/// error is off meanwhile (see `ThrowBacktraces`).
 public func runFuzzer(_ decoder: String, _ body: (inout FuzzTally) -> Void) -> FuzzTally {
     var tally = FuzzTally()
     ThrowBacktraces.suspend()
+    let cpuStart = threadCPUSeconds()
     let elapsed = ContinuousClock().measure { body(&tally) }
+    let cpu = threadCPUSeconds() - cpuStart
     ThrowBacktraces.resume()
-    print("fuzz \(decoder): \(tally.inputs) inputs in \(String(format: "%.2f", durationSeconds(elapsed))) s: \(tally)")
+    let times = String(format: "%.2f s (CPU %.2f s)", durationSeconds(elapsed), cpu)
+    print("fuzz \(decoder): \(tally.inputs) inputs in \(times): \(tally)")
     return tally
+}
+
+/// The CPU time of the calling thread, in seconds.
+func threadCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 /// Swift Testing hooks `swift_willThrow` to record a backtrace of every error thrown (for its
