@@ -11,7 +11,7 @@ import Testing
 // a SentencePiece vocabulary; the sentencepiece_tiny.gguf fixture), 10% random bytes, half
 // behind a valid magic and version. Each must parse, with every tensor view inside the file,
 // or be a `ModelFileError` naming the file.
-@Suite("Fuzz: GGUF parser", .timeLimit(.minutes(1)))
+@Suite("Fuzz: GGUF parser", .timeLimit(.minutes(10)))
 struct GGUFFuzzTests {
     static let inputs = 100_000
 

@@ -15,7 +15,7 @@ import Testing
 //   byte-level and SentencePiece-style (byte fallback, Prepend/Replace, Metaspace) files.
 // Each input must give a value or the decoder's typed error (`JSONParseError` at an offset
 // inside the text; `ModelFileError` naming the file), its message at most twice the input.
-@Suite("Fuzz: JSON, config.json and tokenizer.json", .timeLimit(.minutes(1)))
+@Suite("Fuzz: JSON, config.json and tokenizer.json", .timeLimit(.minutes(10)))
 struct JSONFuzzTests {
     static let inputs = 100_000
 

@@ -11,7 +11,7 @@ import Testing
 // edge integers, 10% random bytes, half behind a plausible header length. Each must parse,
 // with every tensor inside the data, or be a `ModelFileError` naming the file (its message at
 // most twice the input).
-@Suite("Fuzz: safetensors header", .timeLimit(.minutes(1)))
+@Suite("Fuzz: safetensors header", .timeLimit(.minutes(10)))
 struct SafetensorsFuzzTests {
     static let inputs = 100_000
 

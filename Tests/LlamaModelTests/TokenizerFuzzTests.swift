@@ -13,7 +13,7 @@ import Testing
 // sequences decoded, whole and streamed, ids out of range included. Checks: every id in the
 // vocabulary, the text back from its ids (without special-token parsing: half the inputs),
 // streaming = whole decode.
-@Suite("Fuzz: tokenizer encode and decode", .timeLimit(.minutes(1)))
+@Suite("Fuzz: tokenizer encode and decode", .timeLimit(.minutes(10)))
 struct TokenizerFuzzTests {
     static let inputs = 100_000
 

@@ -11,7 +11,7 @@ import Testing
 // byte or one element off, missing or extra, envelopes mutated or of other types. Each must
 // assemble into a message whose tensor is exactly what its header promises, or a typed
 // rejection.
-@Suite("Fuzz: frame assembly", .timeLimit(.minutes(1)))
+@Suite("Fuzz: frame assembly", .timeLimit(.minutes(10)))
 struct FrameAssemblyFuzzTests {
     static let inputs = 100_000
 

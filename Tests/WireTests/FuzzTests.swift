@@ -9,7 +9,7 @@ import Testing
 // behind that type's envelope field; plus 100,000 unstructured frames (random bytes, random
 // versions and fields, mutations of any type). Each input must decode to a message or a typed
 // `WireError`, and a decoded message must re-encode to a fixed point.
-@Suite("Fuzz: WireMessage.decode", .timeLimit(.minutes(1)))
+@Suite("Fuzz: WireMessage.decode", .timeLimit(.minutes(10)))
 struct FuzzTests {
     static let inputsPerType = 100_000
 

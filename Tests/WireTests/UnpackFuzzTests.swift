@@ -11,7 +11,7 @@ import Testing
 // inputs per type (3,600,000 in all): 90% mutations of the type's valid encodings, 10% random
 // bytes. Each input must unpack to a value (which then re-encodes to a fixed point), be
 // refused by protobuf-c, or be a typed `WireError` from the conversion.
-@Suite("Fuzz: protobuf-c unpack of each message type", .timeLimit(.minutes(1)))
+@Suite("Fuzz: protobuf-c unpack of each message type", .timeLimit(.minutes(10)))
 struct UnpackFuzzTests {
     static let inputsPerType = 100_000
 
