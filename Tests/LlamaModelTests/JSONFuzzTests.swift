@@ -135,37 +135,35 @@ struct JSONFuzzTests {
     }
 
     @Test("100,000 seeded JSON texts parse or give a JSONParseError at an offset inside the text")
-    func parser() {
+    func parser() async {
         let seeds = Self.jsonSeeds()
         let alphabet = Array("{}[]\":,0123456789-+eE.truefalsnl \\u\n".utf8)
         var rng = SeededRandom(seed: 0x150_5EED)
         var failures: [String] = []
-        let tally = runFuzzer("JSONParser") { tally in
-            for i in 0..<Self.inputs {
-                let bytes: [UInt8]
-                if i % 10 == 0 {
-                    bytes = (0..<Int.random(in: 0...64, using: &rng)).map { _ in
-                        Bool.random(using: &rng)
-                            ? (alphabet.randomElement(using: &rng) ?? 0) : UInt8.random(in: 0...255, using: &rng)
-                    }
-                } else {
-                    bytes = FileMutator.mutated(
-                        seeds[i % seeds.count], donors: seeds, dictionary: FileMutator.jsonDictionary, using: &rng)
+        let tally = await runFuzzer("JSONParser", inputs: Self.inputs) { i, tally in
+            let bytes: [UInt8]
+            if i % 10 == 0 {
+                bytes = (0..<Int.random(in: 0...64, using: &rng)).map { _ in
+                    Bool.random(using: &rng)
+                        ? (alphabet.randomElement(using: &rng) ?? 0) : UInt8.random(in: 0...255, using: &rng)
                 }
-                let duplicates: JSONParser.DuplicateKeys = i % 2 == 0 ? .lastWins : .reject
-                tally.timed(i) { tally in
-                    do throws(JSONParseError) {
-                        let value = try JSONParser.parse(bytes, duplicateKeys: duplicates)
-                        _ = (value.brief, value.intValue, value.doubleValue)
-                        tally.record("parsed")
-                    } catch {
-                        if error.offset < 0 || error.offset > bytes.count || error.message.isEmpty
-                            || error.message.utf8.count > 2 * bytes.count + 1024
-                        {
-                            failures.append("error '\(error)' for \(bytes.count) bytes")
-                        }
-                        tally.record("JSONParseError")
+            } else {
+                bytes = FileMutator.mutated(
+                    seeds[i % seeds.count], donors: seeds, dictionary: FileMutator.jsonDictionary, using: &rng)
+            }
+            let duplicates: JSONParser.DuplicateKeys = i % 2 == 0 ? .lastWins : .reject
+            tally.timed(i) { tally in
+                do throws(JSONParseError) {
+                    let value = try JSONParser.parse(bytes, duplicateKeys: duplicates)
+                    _ = (value.brief, value.intValue, value.doubleValue)
+                    tally.record("parsed")
+                } catch {
+                    if error.offset < 0 || error.offset > bytes.count || error.message.isEmpty
+                        || error.message.utf8.count > 2 * bytes.count + 1024
+                    {
+                        failures.append("error '\(error)' for \(bytes.count) bytes")
                     }
+                    tally.record("JSONParseError")
                 }
             }
         }
@@ -193,42 +191,40 @@ struct JSONFuzzTests {
     ]
 
     @Test("100,000 seeded config.json texts give a configuration or a ModelFileError naming the file")
-    func config() {
+    func config() async {
         var rng = SeededRandom(seed: 0xC0F1_65EED)
         var failures: [String] = []
         let file = "/fuzz/config.json"
-        let tally = runFuzzer("LlamaConfig(huggingFaceConfig:)") { tally in
-            for i in 0..<Self.inputs {
-                var overrides: [String: String?] = [:]
-                for _ in 0..<Int.random(in: 1...4, using: &rng) {
-                    let key = Self.configKeys.randomElement(using: &rng) ?? "hidden_size"
-                    overrides[key] =
-                        Int.random(in: 0..<8, using: &rng) == 0
-                        ? .some(nil) : Self.configValues.randomElement(using: &rng)
+        let tally = await runFuzzer("LlamaConfig(huggingFaceConfig:)", inputs: Self.inputs) { i, tally in
+            var overrides: [String: String?] = [:]
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                let key = Self.configKeys.randomElement(using: &rng) ?? "hidden_size"
+                overrides[key] =
+                    Int.random(in: 0..<8, using: &rng) == 0
+                    ? .some(nil) : Self.configValues.randomElement(using: &rng)
+            }
+            // One time in twenty, the whole config is some other JSON value.
+            let text =
+                i % 20 == 0 ? (Self.configValues.randomElement(using: &rng) ?? "0") : tinyConfigJSON(overrides)
+            tally.timed(i) { tally in
+                let json: JSONValue
+                do {
+                    json = try JSONParser.parse(Array(text.utf8))
+                } catch {
+                    failures.append("generated config is not JSON: \(text)")
+                    tally.record("not JSON")
+                    return
                 }
-                // One time in twenty, the whole config is some other JSON value.
-                let text =
-                    i % 20 == 0 ? (Self.configValues.randomElement(using: &rng) ?? "0") : tinyConfigJSON(overrides)
-                tally.timed(i) { tally in
-                    let json: JSONValue
-                    do {
-                        json = try JSONParser.parse(Array(text.utf8))
-                    } catch {
-                        failures.append("generated config is not JSON: \(text)")
-                        tally.record("not JSON")
-                        return
+                do throws(ModelFileError) {
+                    _ = try LlamaConfig(huggingFaceConfig: json, file: file)
+                    tally.record("config read")
+                } catch {
+                    if error.file != file || error.what.isEmpty
+                        || error.what.utf8.count > 2 * text.utf8.count + 1024
+                    {
+                        failures.append("error '\(error)'")
                     }
-                    do throws(ModelFileError) {
-                        _ = try LlamaConfig(huggingFaceConfig: json, file: file)
-                        tally.record("config read")
-                    } catch {
-                        if error.file != file || error.what.isEmpty
-                            || error.what.utf8.count > 2 * text.utf8.count + 1024
-                        {
-                            failures.append("error '\(error)'")
-                        }
-                        tally.record("ModelFileError")
-                    }
+                    tally.record("ModelFileError")
                 }
             }
         }
@@ -238,7 +234,7 @@ struct JSONFuzzTests {
     }
 
     @Test("100,000 seeded tokenizer.json files give a working tokenizer or a ModelFileError naming the file")
-    func tokenizerJSON() throws {
+    func tokenizerJSON() async throws {
         let tokenizers = [
             Self.byteLevelTokenizer(), Self.sentencePieceTokenizer(metaspace: false),
             Self.sentencePieceTokenizer(metaspace: true),
@@ -249,36 +245,34 @@ struct JSONFuzzTests {
         var failures: [String] = []
         let path = "/fuzz/tokenizer.json"
         let configPath = "/fuzz/tokenizer_config.json"
-        let tally = runFuzzer("Tokenizer(tokenizerJSON:)") { tally in
-            for i in 0..<Self.inputs {
-                var json = tokenizers[i % tokenizers.count]
-                // The SentencePiece-style files with the <s>/</s> config, the byte-level one with its own.
-                var config: [UInt8]? = i % 3 == 0 ? configs[1] : (i % 2 == 0 ? configs[0] : nil)
-                if i % 5 == 0, let c = config {
-                    config = FileMutator.mutated(c, donors: donors, dictionary: FileMutator.jsonDictionary, using: &rng)
-                } else {
-                    json = FileMutator.mutated(
-                        json, donors: donors, dictionary: FileMutator.jsonDictionary, using: &rng)
-                }
-                tally.timed(i) { tally in
-                    do throws(ModelFileError) {
-                        let tokenizer = try Tokenizer(
-                            tokenizerJSON: json, path: path, tokenizerConfig: config, configPath: configPath)
-                        let ids = tokenizer.encode("the hello <|im_start|>wörld 12 <s>\u{1F600}\u{FFFD}")
-                        if ids.contains(where: { $0 < 0 || Int($0) >= tokenizer.vocabularySize }) {
-                            failures.append("token id out of range")
-                        }
-                        _ = tokenizer.decode(ids + [-1, Int32(tokenizer.vocabularySize)])
-                        tally.record("tokenizer")
-                    } catch {
-                        let input = json.count + (config?.count ?? 0)
-                        if error.file != path && error.file != configPath || error.what.isEmpty
-                            || error.what.utf8.count > 2 * input + 1024
-                        {
-                            failures.append("error '\(error)'")
-                        }
-                        tally.record("ModelFileError")
+        let tally = await runFuzzer("Tokenizer(tokenizerJSON:)", inputs: Self.inputs) { i, tally in
+            var json = tokenizers[i % tokenizers.count]
+            // The SentencePiece-style files with the <s>/</s> config, the byte-level one with its own.
+            var config: [UInt8]? = i % 3 == 0 ? configs[1] : (i % 2 == 0 ? configs[0] : nil)
+            if i % 5 == 0, let c = config {
+                config = FileMutator.mutated(c, donors: donors, dictionary: FileMutator.jsonDictionary, using: &rng)
+            } else {
+                json = FileMutator.mutated(
+                    json, donors: donors, dictionary: FileMutator.jsonDictionary, using: &rng)
+            }
+            tally.timed(i) { tally in
+                do throws(ModelFileError) {
+                    let tokenizer = try Tokenizer(
+                        tokenizerJSON: json, path: path, tokenizerConfig: config, configPath: configPath)
+                    let ids = tokenizer.encode("the hello <|im_start|>wörld 12 <s>\u{1F600}\u{FFFD}")
+                    if ids.contains(where: { $0 < 0 || Int($0) >= tokenizer.vocabularySize }) {
+                        failures.append("token id out of range")
                     }
+                    _ = tokenizer.decode(ids + [-1, Int32(tokenizer.vocabularySize)])
+                    tally.record("tokenizer")
+                } catch {
+                    let input = json.count + (config?.count ?? 0)
+                    if error.file != path && error.file != configPath || error.what.isEmpty
+                        || error.what.utf8.count > 2 * input + 1024
+                    {
+                        failures.append("error '\(error)'")
+                    }
+                    tally.record("ModelFileError")
                 }
             }
         }

@@ -70,23 +70,21 @@ struct SafetensorsFuzzTests {
     }
 
     @Test("100,000 seeded random and mutated safetensors files parse or give a ModelFileError naming the file")
-    func fuzz() {
+    func fuzz() async {
         let seeds = Self.seeds()
         var rng = SeededRandom(seed: 0x5AFE_5EED)
         var failures: [String] = []
         let path = "/fuzz/model.safetensors"
-        let tally = runFuzzer("SafetensorsFile") { tally in
-            for i in 0..<Self.inputs {
-                var bytes: [UInt8]
-                if i % 10 == 0 {
-                    bytes = FileMutator.random(Int.random(in: 0...200, using: &rng), using: &rng)
-                    if i % 20 == 0, bytes.count > 8 { bytes.replaceSubrange(0..<8, with: le(UInt64(bytes.count - 8))) }
-                } else {
-                    bytes = FileMutator.mutated(
-                        seeds[i % seeds.count], donors: seeds, dictionary: FileMutator.jsonDictionary, using: &rng)
-                }
-                tally.timed(i) { Self.exercise(bytes, path: path, &$0, failures: &failures) }
+        let tally = await runFuzzer("SafetensorsFile", inputs: Self.inputs) { i, tally in
+            var bytes: [UInt8]
+            if i % 10 == 0 {
+                bytes = FileMutator.random(Int.random(in: 0...200, using: &rng), using: &rng)
+                if i % 20 == 0, bytes.count > 8 { bytes.replaceSubrange(0..<8, with: le(UInt64(bytes.count - 8))) }
+            } else {
+                bytes = FileMutator.mutated(
+                    seeds[i % seeds.count], donors: seeds, dictionary: FileMutator.jsonDictionary, using: &rng)
             }
+            tally.timed(i) { Self.exercise(bytes, path: path, &$0, failures: &failures) }
         }
         #expect(failures.isEmpty, "\(failures.prefix(10))")
         #expect(tally.inputs == Self.inputs)

@@ -106,51 +106,49 @@ struct TokenizerFuzzTests {
     }
 
     @Test("100,000 seeded texts encode and 100,000 id sequences decode, per flavour", arguments: Flavour.allCases)
-    func fuzz(_ flavour: Flavour) throws {
+    func fuzz(_ flavour: Flavour) async throws {
         let tok = try Self.tokenizer(flavour)
         let specialIDs = tok.specialTokensByLength
         let specials = specialIDs.compactMap { tok.tokenText($0) } + ["<|im_start|>", "<s>", "</s>", "<unk>"]
         var rng = SeededRandom(seed: 0x70_4E5EED ^ UInt64(flavour.rawValue.utf8.count))
         var failures: [String] = []
-        let tally = runFuzzer("tokenizer \(flavour.rawValue)") { tally in
-            for i in 0..<Self.inputs {
-                let text = Self.text(&rng, specials: specials)
-                let addSpecial = Bool.random(using: &rng)
-                let parseSpecial = Bool.random(using: &rng)
-                let randomIDs = Self.ids(&rng, vocabulary: tok.vocabularySize, specials: specialIDs)
-                tally.timed(i) { tally in
-                    let ids = tok.encode(text, addSpecial: addSpecial, parseSpecial: parseSpecial)
-                    if ids.contains(where: { $0 < 0 || Int($0) >= tok.vocabularySize }) {
-                        failures.append("id out of range for \(Array(text.utf8))")
-                    }
-                    tally.record(ids.contains { specialIDs.contains($0) } ? "encoded with special tokens" : "encoded")
-                    if ids.contains(where: { tok.attributes(of: $0).contains(.byte) }) { tally.note("byte fallback") }
-                    if ids.contains(where: { $0 == tok.unknownToken }) { tally.note("unknown token") }
-                    // Without special-token parsing (half the inputs), the text comes back (less
-                    // the BOS/EOS the model adds).
-                    if !parseSpecial {
-                        var plain = ids[...]
-                        if addSpecial, tok.addsBOS { plain = plain.dropFirst() }
-                        if addSpecial, tok.addsEOS { plain = plain.dropLast() }
-                        let back = tok.decode(Array(plain))
-                        if back == Self.expectedRoundTrip(text, tok, flavour) {
-                            tally.note("round trip exact")
-                        } else {
-                            tally.note("round trip differs")
-                            failures.append("round trip of \(Array(text.utf8)): \(back)")
-                        }
-                    }
-                    // Decoding: whole and streamed agree, ids out of range included.
-                    let whole = tok.decode(randomIDs)
-                    var stream = StreamingDecoder(tokenizer: tok, skipSpecialTokens: i % 2 == 0)
-                    var streamed = ""
-                    for id in randomIDs { streamed += stream.append(id) }
-                    streamed += stream.flush()
-                    if streamed != tok.decode(randomIDs, skipSpecialTokens: i % 2 == 0) {
-                        failures.append("streamed \(randomIDs) differs")
-                    }
-                    tally.note(whole.contains("\u{FFFD}") ? "decoded with U+FFFD" : "decoded")
+        let tally = await runFuzzer("tokenizer \(flavour.rawValue)", inputs: Self.inputs) { i, tally in
+            let text = Self.text(&rng, specials: specials)
+            let addSpecial = Bool.random(using: &rng)
+            let parseSpecial = Bool.random(using: &rng)
+            let randomIDs = Self.ids(&rng, vocabulary: tok.vocabularySize, specials: specialIDs)
+            tally.timed(i) { tally in
+                let ids = tok.encode(text, addSpecial: addSpecial, parseSpecial: parseSpecial)
+                if ids.contains(where: { $0 < 0 || Int($0) >= tok.vocabularySize }) {
+                    failures.append("id out of range for \(Array(text.utf8))")
                 }
+                tally.record(ids.contains { specialIDs.contains($0) } ? "encoded with special tokens" : "encoded")
+                if ids.contains(where: { tok.attributes(of: $0).contains(.byte) }) { tally.note("byte fallback") }
+                if ids.contains(where: { $0 == tok.unknownToken }) { tally.note("unknown token") }
+                // Without special-token parsing (half the inputs), the text comes back (less
+                // the BOS/EOS the model adds).
+                if !parseSpecial {
+                    var plain = ids[...]
+                    if addSpecial, tok.addsBOS { plain = plain.dropFirst() }
+                    if addSpecial, tok.addsEOS { plain = plain.dropLast() }
+                    let back = tok.decode(Array(plain))
+                    if back == Self.expectedRoundTrip(text, tok, flavour) {
+                        tally.note("round trip exact")
+                    } else {
+                        tally.note("round trip differs")
+                        failures.append("round trip of \(Array(text.utf8)): \(back)")
+                    }
+                }
+                // Decoding: whole and streamed agree, ids out of range included.
+                let whole = tok.decode(randomIDs)
+                var stream = StreamingDecoder(tokenizer: tok, skipSpecialTokens: i % 2 == 0)
+                var streamed = ""
+                for id in randomIDs { streamed += stream.append(id) }
+                streamed += stream.flush()
+                if streamed != tok.decode(randomIDs, skipSpecialTokens: i % 2 == 0) {
+                    failures.append("streamed \(randomIDs) differs")
+                }
+                tally.note(whole.contains("\u{FFFD}") ? "decoded with U+FFFD" : "decoded")
             }
         }
         #expect(failures.isEmpty, "\(failures.count) failures: \(failures.prefix(5))")

@@ -107,54 +107,52 @@ struct FrameAssemblyFuzzTests {
     }
 
     @Test("100,000 seeded multipart messages assemble into a checked message or a typed rejection")
-    func assemble() throws {
+    func assemble() async throws {
         let samples = fuzzSeedMessages()
         let encodings = try samples.map { try $0.encoded() }
         var rng = SplitMix64(seed: 0xF4A3_E5EE)
         var failures: [String] = []
-        let tally = runFuzzer("frame assembly") { tally in
-            for i in 0..<Self.inputs {
-                let routed = i % 2 == 0
-                let maxSize = i % 50 == 7 ? Int.random(in: 0...64, using: &rng) : WireMessage.defaultMaxSize
-                let frames: [[UInt8]]
-                let parts: Multipart
-                do {
-                    frames = try Self.frames(routed: routed, &rng, samples: samples, encodings: encodings)
-                    parts = try Multipart(frames)
-                } catch {
-                    failures.append("building input \(i): \(error)")
-                    continue
+        let tally = await runFuzzer("frame assembly", inputs: Self.inputs) { i, tally in
+            let routed = i % 2 == 0
+            let maxSize = i % 50 == 7 ? Int.random(in: 0...64, using: &rng) : WireMessage.defaultMaxSize
+            let frames: [[UInt8]]
+            let parts: Multipart
+            do {
+                frames = try Self.frames(routed: routed, &rng, samples: samples, encodings: encodings)
+                parts = try Multipart(frames)
+            } catch {
+                failures.append("building input \(i): \(error)")
+                return
+            }
+            switch Inbound.assemble(parts, routed: routed, maxSize: maxSize) {
+            case .timeout:
+                failures.append("input \(i): timeout")
+            case .rejected(let identity, let error):
+                if routed, frames.count <= 3, identity != (frames.first ?? []) {
+                    failures.append("input \(i): rejected with identity \(String(describing: identity))")
                 }
-                switch Inbound.assemble(parts, routed: routed, maxSize: maxSize) {
-                case .timeout:
-                    failures.append("input \(i): timeout")
-                case .rejected(let identity, let error):
-                    if routed, frames.count <= 3, identity != (frames.first ?? []) {
-                        failures.append("input \(i): rejected with identity \(String(describing: identity))")
-                    }
-                    tally.record(errorKind(error))
-                case .message(var incoming):
-                    consume(incoming.message)
-                    if routed, incoming.identity != frames.first {
-                        failures.append("input \(i): identity \(String(describing: incoming.identity))")
-                    }
-                    guard let header = incoming.message.tensorHeader else {
-                        if incoming.hasTensor { failures.append("input \(i): a tensor without a header") }
-                        tally.record("message")
-                        break
-                    }
-                    // The tensor is exactly what the header promises, and readable in full.
-                    let promised = try? header.byteCount()
-                    let ok = incoming.withTensor { tensor in
-                        tensor.byteCount == promised && tensor.header == header
-                            && (tensor.elementCount > 1 << 14 || tensor.floats().count == tensor.elementCount)
-                    }
-                    if ok != true { failures.append("input \(i): tensor does not match \(header)") }
-                    if incoming.takeTensor() == nil || incoming.hasTensor {
-                        failures.append("input \(i): takeTensor")
-                    }
-                    tally.record("message with tensor")
+                tally.record(errorKind(error))
+            case .message(var incoming):
+                consume(incoming.message)
+                if routed, incoming.identity != frames.first {
+                    failures.append("input \(i): identity \(String(describing: incoming.identity))")
                 }
+                guard let header = incoming.message.tensorHeader else {
+                    if incoming.hasTensor { failures.append("input \(i): a tensor without a header") }
+                    tally.record("message")
+                    break
+                }
+                // The tensor is exactly what the header promises, and readable in full.
+                let promised = try? header.byteCount()
+                let ok = incoming.withTensor { tensor in
+                    tensor.byteCount == promised && tensor.header == header
+                        && (tensor.elementCount > 1 << 14 || tensor.floats().count == tensor.elementCount)
+                }
+                if ok != true { failures.append("input \(i): tensor does not match \(header)") }
+                if incoming.takeTensor() == nil || incoming.hasTensor {
+                    failures.append("input \(i): takeTensor")
+                }
+                tally.record("message with tensor")
             }
         }
         #expect(failures.isEmpty, "\(failures.prefix(10))")

@@ -56,28 +56,26 @@ struct FuzzTests {
     @Test(
         "100,000 seeded random and mutated frames per body type decode to that message or a typed error",
         arguments: bodyTypes)
-    func perType(_ type: BodyType) throws {
+    func perType(_ type: BodyType) async throws {
         let all = try fuzzSeedMessages().map { try $0.encoded() }
         let seeds = try fuzzSeedMessages().filter { $0.name == type.name }.map { try $0.encoded() }
         try #require(!seeds.isEmpty, "no sample message of \(type)")
         var rng = SplitMix64(seed: 0x5_1CE_5EED ^ UInt64(type.field) << 32)
-        let tally = runFuzzer("WireMessage.decode \(type.name)") { tally in
-            for i in 0..<Self.inputsPerType {
-                let bytes: [UInt8]
-                if i % 10 == 0 {
-                    // Random body bytes behind a valid version and this type's field.
-                    let body = Mutator.random(Int.random(in: 0...200, using: &rng), using: &rng)
-                    let length = Bool.random(using: &rng) ? UInt64(body.count) : UInt64.random(in: 0...300, using: &rng)
-                    bytes = [0x08, 0x01, type.field << 3 | 2] + Mutator.varint(length) + body
-                } else {
-                    let seed = seeds[Int.random(in: 0..<seeds.count, using: &rng)]
-                    // Donors: mostly this type's encodings, sometimes any type's.
-                    bytes = Mutator.mutated(seed, donors: i % 4 == 0 ? all : seeds, using: &rng)
-                }
-                // 1%: a size limit below the frame's size.
-                let maxSize = i % 100 == 1 ? Int.random(in: 0...bytes.count, using: &rng) : WireMessage.defaultMaxSize
-                Self.exercise(bytes, expecting: type.name, maxSize: maxSize, &tally)
+        let tally = await runFuzzer("WireMessage.decode \(type.name)", inputs: Self.inputsPerType) { i, tally in
+            let bytes: [UInt8]
+            if i % 10 == 0 {
+                // Random body bytes behind a valid version and this type's field.
+                let body = Mutator.random(Int.random(in: 0...200, using: &rng), using: &rng)
+                let length = Bool.random(using: &rng) ? UInt64(body.count) : UInt64.random(in: 0...300, using: &rng)
+                bytes = [0x08, 0x01, type.field << 3 | 2] + Mutator.varint(length) + body
+            } else {
+                let seed = seeds[Int.random(in: 0..<seeds.count, using: &rng)]
+                // Donors: mostly this type's encodings, sometimes any type's.
+                bytes = Mutator.mutated(seed, donors: i % 4 == 0 ? all : seeds, using: &rng)
             }
+            // 1%: a size limit below the frame's size.
+            let maxSize = i % 100 == 1 ? Int.random(in: 0...bytes.count, using: &rng) : WireMessage.defaultMaxSize
+            Self.exercise(bytes, expecting: type.name, maxSize: maxSize, &tally)
         }
         #expect(tally.inputs == Self.inputsPerType)
         #expect(tally["unstable"] == 0, "\(tally)")
@@ -88,34 +86,32 @@ struct FuzzTests {
     }
 
     @Test("100,000 unstructured frames (random bytes, versions, fields) decode to a message or a typed error")
-    func unstructured() throws {
+    func unstructured() async throws {
         let all = try fuzzSeedMessages().map { try $0.encoded() }
         var rng = SplitMix64(seed: 0xF0F0_5EED)
-        let tally = runFuzzer("WireMessage.decode unstructured") { tally in
-            for i in 0..<Self.inputsPerType {
-                var bytes: [UInt8]
-                switch i % 4 {
-                case 0:  // random bytes
-                    bytes = Mutator.random(Int.random(in: 0...300, using: &rng), using: &rng)
-                case 1:  // a random version and field number (known, unknown, the version's own)
-                    let field = UInt64.random(in: 1...40, using: &rng)
-                    let wireType = UInt64.random(in: 0...7, using: &rng)
-                    var w = ProtoWriter()
-                    w.uint(1, Bool.random(using: &rng) ? 1 : UInt64.random(in: 0...3, using: &rng))
-                    w.tag(field, wireType: wireType)
-                    bytes = w.bytes + Mutator.random(Int.random(in: 0...60, using: &rng), using: &rng)
-                case 2:  // a valid envelope of another type's body behind some field
-                    bytes = all[Int.random(in: 0..<all.count, using: &rng)]
-                    Mutator.mutate(&bytes, donors: all, using: &rng)
-                    bytes = ProtoWriter.envelope(field: UInt64.random(in: 10...32, using: &rng), body: bytes)
-                default:  // two envelopes concatenated (proto merges them), mutated
-                    bytes =
-                        all[Int.random(in: 0..<all.count, using: &rng)]
-                        + all[Int.random(in: 0..<all.count, using: &rng)]
-                    bytes = Mutator.mutated(bytes, donors: all, using: &rng)
-                }
-                Self.exercise(bytes, expecting: nil, maxSize: WireMessage.defaultMaxSize, &tally)
+        let tally = await runFuzzer("WireMessage.decode unstructured", inputs: Self.inputsPerType) { i, tally in
+            var bytes: [UInt8]
+            switch i % 4 {
+            case 0:  // random bytes
+                bytes = Mutator.random(Int.random(in: 0...300, using: &rng), using: &rng)
+            case 1:  // a random version and field number (known, unknown, the version's own)
+                let field = UInt64.random(in: 1...40, using: &rng)
+                let wireType = UInt64.random(in: 0...7, using: &rng)
+                var w = ProtoWriter()
+                w.uint(1, Bool.random(using: &rng) ? 1 : UInt64.random(in: 0...3, using: &rng))
+                w.tag(field, wireType: wireType)
+                bytes = w.bytes + Mutator.random(Int.random(in: 0...60, using: &rng), using: &rng)
+            case 2:  // a valid envelope of another type's body behind some field
+                bytes = all[Int.random(in: 0..<all.count, using: &rng)]
+                Mutator.mutate(&bytes, donors: all, using: &rng)
+                bytes = ProtoWriter.envelope(field: UInt64.random(in: 10...32, using: &rng), body: bytes)
+            default:  // two envelopes concatenated (proto merges them), mutated
+                bytes =
+                    all[Int.random(in: 0..<all.count, using: &rng)]
+                    + all[Int.random(in: 0..<all.count, using: &rng)]
+                bytes = Mutator.mutated(bytes, donors: all, using: &rng)
             }
+            Self.exercise(bytes, expecting: nil, maxSize: WireMessage.defaultMaxSize, &tally)
         }
         #expect(tally.inputs == Self.inputsPerType)
         #expect(tally["unstable"] == 0, "\(tally)")

@@ -205,22 +205,20 @@ struct UnpackFuzzTests {
     @Test(
         "100,000 seeded random and mutated inputs per message type unpack to a value or a typed error",
         arguments: typeNames)
-    func perType(_ name: String) throws {
+    func perType(_ name: String) async throws {
         let target = try #require(Self.allTargets().first { $0.name == name })
         let encodings = try Self.seedEncodings()
         let seeds = try #require(encodings[name], "no sample of \(name)")
         let all = encodings.values.flatMap { $0 }
         var rng = SplitMix64(seed: 0xD1_5EED ^ UInt64(Self.typeNames.firstIndex(of: name) ?? 0) << 40)
-        let tally = runFuzzer("unpack \(name)") { tally in
-            for i in 0..<Self.inputsPerType {
-                let bytes =
-                    i % 10 == 0
-                    ? Mutator.random(Int.random(in: 0...120, using: &rng), using: &rng)
-                    : Mutator.mutated(
-                        seeds[Int.random(in: 0..<seeds.count, using: &rng)], donors: i % 4 == 0 ? all : seeds,
-                        using: &rng)
-                target.run(bytes, &tally)
-            }
+        let tally = await runFuzzer("unpack \(name)", inputs: Self.inputsPerType) { i, tally in
+            let bytes =
+                i % 10 == 0
+                ? Mutator.random(Int.random(in: 0...120, using: &rng), using: &rng)
+                : Mutator.mutated(
+                    seeds[Int.random(in: 0..<seeds.count, using: &rng)], donors: i % 4 == 0 ? all : seeds,
+                    using: &rng)
+            target.run(bytes, &tally)
         }
         #expect(tally.inputs == Self.inputsPerType)
         #expect(tally["unstable"] == 0, "\(tally)")
