@@ -51,16 +51,18 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The fuzz tests' tally, runner and throw-backtrace switch, shared by the test targets.
+        .target(name: "FuzzSupport", path: "Tests/FuzzSupport"),
         .testTarget(name: "KernelTests", dependencies: ["CKernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "QuantizationTests", dependencies: ["KVCache", "CKernels"]),
         .testTarget(
-            name: "LlamaModelTests", dependencies: ["LlamaModel", "KVCache", "CKernels"],
+            name: "LlamaModelTests", dependencies: ["LlamaModel", "KVCache", "CKernels", "FuzzSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache", "CKernels"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CZeroMQ", "CProtobufC"]),
         .testTarget(
             name: "ClusterTests", dependencies: ["Cluster", "Wire", "LlamaModel", "KVCache", "Gateway", "squat"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "CZeroMQ", "CProtobufC", "SquatProto"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "CZeroMQ", "CProtobufC", "SquatProto", "FuzzSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -477,9 +477,10 @@ public struct PipelineStats: Sendable, Hashable {
 
     /// Mean time per hop outside the stages' compute: (round trip − compute) over
     /// micro-batches × (stages + 1) hops. Includes queueing when several batches are in flight.
+    /// Summed in floating point: the totals come off the wire, and any UInt64 values must do.
     public var meanHopMicroseconds: Double {
         guard microBatches > 0 else { return 0 }
-        let busy = stageBusyMicroseconds.reduce(0, +)
+        let busy = stageBusyMicroseconds.reduce(0.0) { $0 + Double($1) }
         let outside = Double(roundTripMicroseconds) - Double(busy)
         return max(0, outside) / Double(microBatches) / Double(stageBusyMicroseconds.count + 1)
     }

@@ -122,41 +122,57 @@ extension Socket {
         switch consume received {
         case .timeout:
             return .timeout
-        case .message(var parts):
-            var identity: [UInt8]? = nil
-            if routed { identity = parts.removeFirst()?.bytes ?? [] }
-            guard parts.count >= 1 else {
-                return .rejected(
-                    identity: identity, error: .unexpectedFrames(expected: "1 or 2 after the routing id", received: 0))
+        case .message(let parts):
+            return Inbound.assemble(parts, routed: routed, maxSize: maxSize)
+        }
+    }
+}
+
+extension Inbound {
+    /// Turns the frames of one multipart message, as received, into a message or a rejection:
+    /// the routing id first when `routed` (a ROUTER), then the `Envelope` (at most `maxSize`
+    /// bytes), then a tensor frame exactly when the envelope's header announces one, of the
+    /// size it promises (`WireMessage.validateTensor`). More frames than that are
+    /// `unexpectedFrames` without an identity, as `Socket.receive` reports them.
+    static func assemble(_ parts: consuming Multipart, routed: Bool, maxSize: Int) -> Inbound {
+        let maxFrames = routed ? 3 : 2
+        guard parts.count <= maxFrames else {
+            return .rejected(
+                identity: nil, error: .unexpectedFrames(expected: "at most \(maxFrames)", received: parts.count))
+        }
+        var identity: [UInt8]? = nil
+        if routed { identity = parts.removeFirst()?.bytes ?? [] }
+        guard parts.count >= 1 else {
+            return .rejected(
+                identity: identity, error: .unexpectedFrames(expected: "1 or 2 after the routing id", received: 0))
+        }
+        let userID = parts.property("User-Id", at: 0).flatMap { $0.isEmpty ? nil : $0 }
+        let decoded: WireMessage
+        do {
+            decoded = try parts.withFrame(at: 0) { raw throws(WireError) in
+                try WireMessage.decode(raw, maxSize: maxSize)
             }
-            let userID = parts.property("User-Id", at: 0).flatMap { $0.isEmpty ? nil : $0 }
-            let decoded: WireMessage
-            do {
-                decoded = try parts.withFrame(at: 0) { raw throws(WireError) in
-                    try WireMessage.decode(raw, maxSize: maxSize)
-                }
-            } catch {
-                return .rejected(identity: identity, error: error)
-            }
-            let tensorBytes: Int? = parts.count == 2 ? parts.frameSizes[1] : nil
-            do {
-                try decoded.validateTensor(frameBytes: tensorBytes)
-            } catch {
-                return .rejected(identity: identity, error: error)
-            }
-            guard let header = decoded.tensorHeader else {
-                return .message(Incoming(identity: identity, message: decoded, tensor: nil, userID: userID))
-            }
-            _ = parts.removeFirst()  // the envelope, already decoded
-            guard let frame = parts.removeFirst() else {
-                return .rejected(identity: identity, error: .tensorMismatch(reason: "tensor frame vanished"))
-            }
-            do {
-                let tensor = try TensorFrame(header: header, frame: frame)
-                return .message(Incoming(identity: identity, message: decoded, tensor: tensor, userID: userID))
-            } catch {
-                return .rejected(identity: identity, error: error)
-            }
+        } catch {
+            return .rejected(identity: identity, error: error)
+        }
+        let tensorBytes: Int? = parts.count == 2 ? parts.frameSizes[1] : nil
+        do {
+            try decoded.validateTensor(frameBytes: tensorBytes)
+        } catch {
+            return .rejected(identity: identity, error: error)
+        }
+        guard let header = decoded.tensorHeader else {
+            return .message(Incoming(identity: identity, message: decoded, tensor: nil, userID: userID))
+        }
+        _ = parts.removeFirst()  // the envelope, already decoded
+        guard let frame = parts.removeFirst() else {
+            return .rejected(identity: identity, error: .tensorMismatch(reason: "tensor frame vanished"))
+        }
+        do {
+            let tensor = try TensorFrame(header: header, frame: frame)
+            return .message(Incoming(identity: identity, message: decoded, tensor: tensor, userID: userID))
+        } catch {
+            return .rejected(identity: identity, error: error)
         }
     }
 }

@@ -16,6 +16,13 @@ enum TestGGUFWriter {
     }
 
     static func write(_ kvs: [(String, Value)]) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("squat-tok-\(UUID().uuidString).gguf")
+        try Data(encode(kvs)).write(to: url)
+        return url.path
+    }
+
+    /// The bytes of a GGUF v3 file holding `kvs` and no tensors.
+    static func encode(_ kvs: [(String, Value)]) -> [UInt8] {
         var d = Data()
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
         func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
@@ -41,9 +48,7 @@ enum TestGGUFWriter {
             case .float32s(let a): u32(9); u32(6); u64(UInt64(a.count)); a.forEach { u32($0.bitPattern) }
             }
         }
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("squat-tok-\(UUID().uuidString).gguf")
-        try d.write(to: url)
-        return url.path
+        return Array(d)
     }
 
     /// Writes the file, loads it, removes it.

@@ -15,7 +15,7 @@ extension LlamaConfig {
                 throw ModelFileError(file: file, what: "missing metadata key '\(arch).\(key)'")
             }
             guard let i = v.intValue else {
-                throw ModelFileError(file: file, what: "metadata key '\(arch).\(key)' is \(v), expected an integer")
+                throw ModelFileError(file: file, what: "metadata key '\(arch).\(key)' is \(v.brief), expected an integer")
             }
             return i
         }
@@ -25,7 +25,7 @@ extension LlamaConfig {
                 throw ModelFileError(file: file, what: "missing metadata key '\(arch).\(key)'")
             }
             guard let f = v.doubleValue else {
-                throw ModelFileError(file: file, what: "metadata key '\(arch).\(key)' is \(v), expected a number")
+                throw ModelFileError(file: file, what: "metadata key '\(arch).\(key)' is \(v.brief), expected a number")
             }
             return Float(f)
         }

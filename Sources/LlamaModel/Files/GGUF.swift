@@ -40,6 +40,28 @@ public enum GGUFValue: Sendable, Equatable {
         if case .array(let a) = self { return a }
         return nil
     }
+
+    /// A short description for error messages: the type and the value, cut for long strings,
+    /// the count and first element for arrays (a value can be as large as the file).
+    public var brief: String {
+        switch self {
+        case .uint8(let v): "uint8 \(v)"
+        case .int8(let v): "int8 \(v)"
+        case .uint16(let v): "uint16 \(v)"
+        case .int16(let v): "int16 \(v)"
+        case .uint32(let v): "uint32 \(v)"
+        case .int32(let v): "int32 \(v)"
+        case .uint64(let v): "uint64 \(v)"
+        case .int64(let v): "int64 \(v)"
+        case .float32(let v): "float32 \(v)"
+        case .float64(let v): "float64 \(v)"
+        case .bool(let v): "bool \(v)"
+        case .string(let s) where s.utf8.count > 40:
+            "string \"\(String(s.unicodeScalars.prefix(32)))…\" (\(s.utf8.count) bytes)"
+        case .string(let s): "string \"\(s)\""
+        case .array(let a): a.first.map { "array of \(a.count), first \($0.brief)" } ?? "empty array"
+        }
+    }
 }
 
 /// The storage type of a tensor; raw values are GGML's type ids.
@@ -161,7 +183,8 @@ public final class GGUFFile: Sendable {
         var align = 32
         if let a = meta["general.alignment"] {
             guard let v = a.intValue, v > 0, v.nonzeroBitCount == 1, v <= 1 << 20 else {
-                throw ModelFileError(file: path, what: "metadata 'general.alignment' is \(a), expected a power of two")
+                throw ModelFileError(
+                    file: path, what: "metadata 'general.alignment' is \(a.brief), expected a power of two")
             }
             align = v
         }
@@ -219,7 +242,7 @@ public final class GGUFFile: Sendable {
                 throw ModelFileError(file: path, what: "tensor '\(info.name)' offset \(info.offset) is not aligned to \(align)")
             }
             guard info.offset <= UInt64(Int.max - dataStart),
-                let buf = file.bytes(at: dataStart + Int(info.offset), length: bytes)
+                let buf = file.bytes(at: dataStart + Int(info.offset), length: bytes), let start = buf.baseAddress
             else {
                 throw ModelFileError(
                     file: path,
@@ -229,7 +252,7 @@ public final class GGUFFile: Sendable {
                 throw ModelFileError(file: path, what: "tensor '\(info.name)' appears twice")
             }
             views[info.name] = TensorView(
-                name: info.name, type: info.type, shape: info.shape, data: buf.baseAddress!,
+                name: info.name, type: info.type, shape: info.shape, data: start,
                 byteCount: bytes, owner: file)
             names.append(info.name)
         }

@@ -6,11 +6,14 @@
 
 /// A read-only memory mapping of a whole file. Tensor views point into it without copying.
 ///
-/// `@unchecked Sendable`: the mapping is immutable (PROT_READ) and lives as long as this object.
+/// `@unchecked Sendable`: the mapping is immutable (PROT_READ) and lives as long as this object;
+/// so is the private copy of `init(copying:path:)`, which is never written after it is made.
 public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let base: UnsafeRawPointer
     public let count: Int
+    /// Whether `base` is an `mmap` (else memory allocated by `init(copying:path:)`).
+    private let isMapping: Bool
 
     public init(path: String) throws(ModelFileError) {
         self.path = path
@@ -33,10 +36,31 @@ public final class MappedFile: @unchecked Sendable {
         }
         self.base = UnsafeRawPointer(p)
         self.count = size
+        self.isMapping = true
+    }
+
+    /// A copy of `bytes` in memory, standing in for the file `path` (which is only used in error
+    /// messages): parsers read it exactly as they read a mapping, without a file system, e.g.
+    /// for files that arrive some other way or for fuzzing. The copy is aligned to 64 bytes (a
+    /// mapping is page-aligned). Empty input is refused as an empty file is.
+    public init(copying bytes: [UInt8], path: String) throws(ModelFileError) {
+        guard !bytes.isEmpty else { throw ModelFileError(file: path, what: "file is empty") }
+        let p = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 64)
+        bytes.withUnsafeBytes { source in
+            if let start = source.baseAddress { p.copyMemory(from: start, byteCount: source.count) }
+        }
+        self.path = path
+        self.base = UnsafeRawPointer(p)
+        self.count = bytes.count
+        self.isMapping = false
     }
 
     deinit {
-        munmap(UnsafeMutableRawPointer(mutating: base), count)
+        if isMapping {
+            munmap(UnsafeMutableRawPointer(mutating: base), count)
+        } else {
+            UnsafeMutableRawPointer(mutating: base).deallocate()
+        }
     }
 
     /// A bounds-checked view of `length` bytes at `offset`.

@@ -21,10 +21,26 @@ extension Tokenizer {
         try self.init(definition: try reader.definition())
     }
 
+    /// The same from the files' contents already in memory; `path` and `configPath` only name
+    /// them in errors.
+    public convenience init(
+        tokenizerJSON: [UInt8], path: String, tokenizerConfig: [UInt8]? = nil, configPath: String? = nil
+    ) throws(ModelFileError) {
+        let root = try Self.parseJSONObject(Data(tokenizerJSON), path)
+        var config: [String: Any] = [:]
+        if let tokenizerConfig { config = try Self.parseJSONObject(Data(tokenizerConfig), configPath ?? path) }
+        let reader = HFTokenizerReader(path: path, root: root, configPath: configPath ?? path, config: config)
+        try self.init(definition: try reader.definition())
+    }
+
     static func readJSONObject(_ path: String) throws(ModelFileError) -> [String: Any] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ModelFileError(file: path, what: "cannot read the file")
         }
+        return try parseJSONObject(data, path)
+    }
+
+    static func parseJSONObject(_ data: Data, _ path: String) throws(ModelFileError) -> [String: Any] {
         let object: Any
         do {
             object = try JSONSerialization.jsonObject(with: data)
@@ -90,8 +106,10 @@ private struct HFTokenizerReader {
             }
         }
         guard let maxID = byID.keys.max() else { throw fail("model.vocab", "is empty") }
+        // Room for the ids there are, not for `maxID + 1`: an id far past the others (up to 2^31)
+        // is a gap, found within `byID.count + 1` steps.
         var tokens: [String] = []
-        tokens.reserveCapacity(maxID + 1)
+        tokens.reserveCapacity(byID.count)
         for id in 0...maxID {
             guard let t = byID[id] else { throw fail("model.vocab", "has no token with id \(id) (ids must be contiguous from 0)") }
             tokens.append(t)
