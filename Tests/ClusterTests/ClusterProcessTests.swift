@@ -54,13 +54,16 @@ struct ClusterProcessTests {
         ]
     }
 
-    /// The generator's tokens per cache kind, computed once for all cluster shapes.
+    /// The generator's tokens per cache kind and prompt set, computed once for all cluster shapes.
     static let references = Mutex<[String: [([Int32], String)]]>([:])
 
+    /// Keyed by the cache kind *and* the prompts: `CurveClusterTests` asks for other prompts with
+    /// the same kind, and got this suite's answers when both ran in one process.
     func cachedReference(_ kv: String, prompts: [(name: String, text: String, tokens: Int)]) throws -> [([Int32], String)] {
-        if let r = Self.references.withLock({ $0[kv] }) { return r }
+        let key = ([kv] + prompts.map { "\($0.name):\($0.tokens):\($0.text)" }).joined(separator: "\u{0}")
+        if let r = Self.references.withLock({ $0[key] }) { return r }
         let r = try reference(kv, prompts: prompts)
-        Self.references.withLock { $0[kv] = r }
+        Self.references.withLock { $0[key] = r }
         return r
     }
 
