@@ -15,7 +15,8 @@ extension LlamaConfig {
                 throw ModelFileError(file: file, what: "missing metadata key '\(arch).\(key)'")
             }
             guard let i = v.intValue else {
-                throw ModelFileError(file: file, what: "metadata key '\(arch).\(key)' is \(v.brief), expected an integer")
+                throw ModelFileError(
+                    file: file, what: "metadata key '\(arch).\(key)' is \(v.brief), expected an integer")
             }
             return i
         }
@@ -25,7 +26,8 @@ extension LlamaConfig {
                 throw ModelFileError(file: file, what: "missing metadata key '\(arch).\(key)'")
             }
             guard let f = v.doubleValue else {
-                throw ModelFileError(file: file, what: "metadata key '\(arch).\(key)' is \(v.brief), expected a number")
+                throw ModelFileError(
+                    file: file, what: "metadata key '\(arch).\(key)' is \(v.brief), expected a number")
             }
             return Float(f)
         }
