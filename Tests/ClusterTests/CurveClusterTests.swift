@@ -118,20 +118,18 @@ struct CurveClusterTests {
         #expect(plain.output.contains("handshake"), "\(plain.output)")
 
         // A client key cannot register as a worker; a stranger's key cannot either.
-        let impostor = try procs.run(
-            "worker-alice",
-            [
-                "worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", "impostor",
-                "--curve-secret", aliceKeys, "--curve-server-key", serverKey,
-            ], timeout: .seconds(30))
+        func keyedWorker(_ name: String, id: String, keys: String) throws -> (status: Int32, output: String) {
+            try procs.run(
+                name,
+                [
+                    "worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", id,
+                    "--curve-secret", keys, "--curve-server-key", serverKey,
+                ], timeout: .seconds(30))
+        }
+        let impostor = try keyedWorker("worker-alice", id: "impostor", keys: aliceKeys)
         #expect(impostor.status == 2, "\(impostor.output)")
         #expect(impostor.output.contains("may not register as a worker"), "\(impostor.output)")
-        let strangerWorker = try procs.run(
-            "worker-mallory",
-            [
-                "worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", "stranger",
-                "--curve-secret", malloryKeys, "--curve-server-key", serverKey,
-            ], timeout: .seconds(30))
+        let strangerWorker = try keyedWorker("worker-mallory", id: "stranger", keys: malloryKeys)
         #expect(strangerWorker.status != 0)
         #expect(strangerWorker.output.contains("refused this worker's CURVE key"), "\(strangerWorker.output)")
 
@@ -165,11 +163,7 @@ struct CurveClusterTests {
 
         // The HTTP gateway (in the coordinator's process, over inproc: no key) serves /metrics
         // with the refusals counted by reason.
-        let log = procs.log("coordinator")
-        let base = try #require(
-            log.range(of: "HTTP gateway on ").flatMap {
-                log[$0.upperBound...].split(separator: " ").first.map(String.init)
-            })
+        let base = try procs.httpBase()
         let metrics = try procs.runExecutable(
             "metrics",
             [

@@ -28,15 +28,7 @@ struct HTTPGatewayTests {
         let endpoint = try procs.startCoordinator([
             "--workers", "1", "--http", "127.0.0.1:0", "--http-token", Self.token,
         ])
-        var baseURL: String?
-        _ = Processes.wait(.seconds(30)) {
-            let log = procs.log("coordinator")
-            if let r = log.range(of: "HTTP gateway on ") {
-                baseURL = log[r.upperBound...].split(separator: " ").first.map(String.init)
-            }
-            return baseURL != nil
-        }
-        let base = try #require(baseURL, "the HTTP gateway did not start:\n\(procs.allLogs)")
+        let base = try procs.httpBase()
         try procs.spawn(
             "w1", ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", "w1"])
         try procs.waitReady(endpoint, workers: 1)
@@ -176,15 +168,7 @@ struct HTTPGatewayTests {
         let procs = try Processes()
         defer { procs.stopAll() }
         let endpoint = try procs.startCoordinator(["--workers", "1", "--kv", "full", "--http", "127.0.0.1:0"])
-        var baseURL: String?
-        _ = Processes.wait(.seconds(30)) {
-            let log = procs.log("coordinator")
-            if let r = log.range(of: "HTTP gateway on ") {
-                baseURL = log[r.upperBound...].split(separator: " ").first.map(String.init)
-            }
-            return baseURL != nil
-        }
-        let base = try #require(baseURL, "the HTTP gateway did not start:\n\(procs.allLogs)")
+        let base = try procs.httpBase()
         try procs.spawn(
             "w1", ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", "w1"])
         try procs.waitReady(endpoint, workers: 1)

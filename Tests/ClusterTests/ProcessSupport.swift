@@ -115,16 +115,31 @@ final class Processes: @unchecked Sendable {
         -> String
     {
         try spawn(name, ["coordinator", "--model", Paths.model, "--bind", bind] + extra)
-        var endpoint: String?
+        guard let endpoint = logValue(name, after: "listening on ", until: ";") else {
+            throw ClusterError("the coordinator did not start:\n\(allLogs)")
+        }
+        return endpoint
+    }
+
+    /// The base URL of the HTTP gateway of coordinator `name` (started with `--http`), read from its log.
+    func httpBase(_ name: String = "coordinator") throws -> String {
+        guard let base = logValue(name, after: "HTTP gateway on ", until: " ") else {
+            throw ClusterError("the HTTP gateway did not start:\n\(allLogs)")
+        }
+        return base
+    }
+
+    /// What follows `marker` in child `name`'s log up to `separator`, once it appears (30 s at most).
+    func logValue(_ name: String, after marker: String, until separator: Character) -> String? {
+        var value: String?
         _ = Processes.wait(.seconds(30)) {
             let log = self.log(name)
-            if let r = log.range(of: "listening on ") {
-                endpoint = log[r.upperBound...].split(separator: ";").first.map(String.init)
+            if let r = log.range(of: marker) {
+                value = log[r.upperBound...].split(separator: separator).first.map(String.init)
             }
-            return endpoint != nil
+            return value != nil
         }
-        guard let endpoint else { throw ClusterError("the coordinator did not start:\n\(allLogs)") }
-        return endpoint
+        return value
     }
 
     /// A coordinator waiting for `n` workers and workers w1…wn (one thread each), all with `flags`
