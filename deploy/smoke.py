@@ -50,6 +50,8 @@ import time
 
 import yaml
 
+from validate import env_file_values  # the same KEY=value reader the offline checks use
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 procs: list[subprocess.Popen] = []
@@ -59,15 +61,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def env_file(path):
-    values = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        m = re.match(r"^(\w+)=(.*)$", line)
-        if m:
-            values[m.group(1)] = m.group(2).strip().strip('"')
-    return values
 
 
 def replace_all(words, replace):
@@ -85,7 +78,7 @@ def systemd_argv(unit, instance, overrides, replace):
             k, _, v = word.partition("=")
             env[k] = v
     example = "worker.env.example" if "worker" in unit.name else "coordinator.env.example"
-    env.update(env_file(DEPLOY / "systemd" / example))
+    env.update(env_file_values(DEPLOY / "systemd" / example))
     env.update(overrides)
     line = re.search(r"^ExecStart=(.*)$", text, re.M).group(1).replace("%i", instance)
     argv = []
