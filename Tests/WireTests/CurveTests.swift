@@ -86,11 +86,12 @@ struct CurveTests {
     }
 
     /// A CURVE server ROUTER on a free port with a ZAP handler admitting `admitted`.
-    private func server(_ context: Context, _ pair: CurveKeyPair, admitted: [String: String]) throws -> (
-        Socket, ZAPHandler, String
-    ) {
-        let zap = try ZAPHandler(context: context, keys: admitted)
-        let router = try Socket(context, .router, options: pair.serverOptions + [.receiveTimeout(.seconds(5))])
+    private func server(
+        _ context: Context, _ pair: CurveKeyPair, admitted: [String: String], receiveTimeout: Duration = .seconds(5),
+        onReject: @escaping @Sendable (ZAPRequest) -> Void = { _ in }
+    ) throws -> (Socket, ZAPHandler, String) {
+        let zap = try ZAPHandler(context: context, keys: admitted, onReject: onReject)
+        let router = try Socket(context, .router, options: pair.serverOptions + [.receiveTimeout(receiveTimeout)])
         let endpoint = try router.bind("tcp://127.0.0.1:0")
         return (router, zap, endpoint)
     }
@@ -129,11 +130,11 @@ struct CurveTests {
         let known = try CurveKeyPair.generate()
         let stranger = try CurveKeyPair.generate()
         let refusedPeers = Mutex<[ZAPRequest]>([])
-        let zap = try ZAPHandler(context: context, keys: [known.publicKey: "client:known"]) { request in
+        let (router, zap, endpoint) = try server(
+            context, serverPair, admitted: [known.publicKey: "client:known"], receiveTimeout: .seconds(2)
+        ) { request in
             refusedPeers.withLock { $0.append(request) }
         }
-        let router = try Socket(context, .router, options: serverPair.serverOptions + [.receiveTimeout(.seconds(2))])
-        let endpoint = try router.bind("tcp://127.0.0.1:0")
         defer {
             router.close()
             zap.stop()
