@@ -5,6 +5,12 @@
 // byte and w = D/k bytes, byte i holds the code of channel i + j*w at bit j*bits (j < k).
 // Keys: codes per token, scale/min (f16) per channel per group of `key_group` tokens.
 // Values: codes per token, scale/min (f16) per token per group of `value_group` channels.
+//
+// Keys stored before RoPE are rotated on the fly without reading a cos/sin row per token: for a
+// key at position p in the group starting at a (a multiple of key_group), q . R(p) k is computed
+// as (R(a)^T q) . (R(p - a) k), so only the group's anchor row and the first key_group rows of
+// the table are read. The scalar and AVX2 paths do the same operations in the same order and
+// agree bit for bit; a token's score never depends on the other tokens of the call.
 #include <math.h>
 #include <string.h>
 #include "sq_internal.h"
@@ -30,22 +36,17 @@ static inline float load_scale(const void *p, int64_t i, int f32) {
     return f32 ? ((const float *)p)[i] : sq_f16_to_f32(((const uint16_t *)p)[i]);
 }
 
-// Dequantized key of one token into k[D] (scalar), rotated by RoPE (halves layout) if cs given.
-static inline void key_scalar(const uint8_t *packed, int D, int bits, const float *s, const float *m, const float *c,
-                              const float *sn, float *k) {
-    uint8_t codes[256];
-    sq_unpack_codes(packed, D, bits, codes);
-    for (int i = 0; i < D; i++) k[i] = fmaf((float)codes[i], s[i], m[i]);
-    if (c) {
-        const int h = D / 2;
-        for (int i = 0; i < h; i++) {
-            float a = k[i], b = k[i + h];
-            k[i] = fmaf(a, c[i], -b * sn[i]);
-            k[i + h] = fmaf(a, sn[i], b * c[i]);
-        }
+// R(a)^T q for one head (halves layout): the query rotated back by the anchor's angle.
+static inline void unrotate_query_scalar(const float *q, int D, const float *c, const float *sn, float *out) {
+    const int h = D / 2;
+    for (int i = 0; i < h; i++) {
+        float a = q[i], b = q[i + h];
+        out[i] = fmaf(a, c[i], b * sn[i]);
+        out[i + h] = fmaf(b, c[i], -(a * sn[i]));
     }
 }
 
+// Lane j accumulates q[i+j] k[i+j] over i = 0, 8, ...; lanes summed ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
 static inline float dot_scalar8(const float *q, const float *k, int D) {
     float acc[8] = {0};
     for (int i = 0; i < D; i += 8)
@@ -54,6 +55,321 @@ static inline float dot_scalar8(const float *q, const float *k, int D) {
     return (a0 + a2) + (a1 + a3);
 }
 
+// Work buffers of the kernels, on the stack: these bound the fast and scalar paths.
+#define SQ_PACKED_MAX_D 256
+#define SQ_PACKED_MAX_QD 4096  // g * D
+#define SQ_VALUE_ROWS 64       // g * channel groups, rows of the AVX2 value kernel's weight table
+
+static void scores_packed_scalar(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
+                                 const void *kmin, int scale_f32, int key_group, int64_t pos0, const float *rope_cos,
+                                 const float *rope_sin, int64_t n, float scale, float *scores, int64_t stride) {
+    const int pb = D * bits / 8, h = D / 2;
+    float s[SQ_PACKED_MAX_D], m[SQ_PACKED_MAX_D], k[SQ_PACKED_MAX_D], qr[SQ_PACKED_MAX_D];
+    uint8_t c[SQ_PACKED_MAX_D];
+    for (int j = 0; j < g; j++) {
+        int64_t group = -1;
+        for (int64_t t = 0; t < n; t++) {
+            const int64_t pos = pos0 + t, gi = pos / key_group;
+            if (gi != group) {
+                group = gi;
+                for (int i = 0; i < D; i++) {
+                    s[i] = load_scale(kscale, gi * D + i, scale_f32);
+                    m[i] = load_scale(kmin, gi * D + i, scale_f32);
+                }
+                if (rope_cos) unrotate_query_scalar(q + j * D, D, rope_cos + gi * key_group * h, rope_sin + gi * key_group * h, qr);
+                else memcpy(qr, q + j * D, sizeof(float) * (size_t)D);
+            }
+            sq_unpack_codes(codes + t * pb, D, bits, c);
+            for (int i = 0; i < D; i++) k[i] = fmaf((float)c[i], s[i], m[i]);
+            if (rope_cos) {
+                const float *c = rope_cos + (pos - gi * key_group) * h, *sn = rope_sin + (pos - gi * key_group) * h;
+                for (int i = 0; i < h; i++) {
+                    float a = k[i], b = k[i + h];
+                    k[i] = fmaf(a, c[i], -(b * sn[i]));
+                    k[i + h] = fmaf(a, sn[i], b * c[i]);
+                }
+            }
+            scores[j * stride + t] = dot_scalar8(qr, k, D) * scale;
+        }
+    }
+}
+
+// out[j*D + i] += acc + mterm, acc = sum_t fma(p*scale_t, code_t[i], acc) in token order and
+// mterm = sum_t fma(p, min_t, mterm) per channel group.
+static void values_packed_scalar(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
+                                 const void *vscale, const void *vmin, int scale_f32, int value_group, int64_t n,
+                                 float *out) {
+    const int pb = D * bits / 8, ng = D / value_group;
+    uint8_t c[SQ_PACKED_MAX_D];
+    float acc[SQ_PACKED_MAX_D], mterm[8 * SQ_PACKED_MAX_D];  // mterm: 8 lanes (t mod 8) per group
+    for (int j = 0; j < g; j++) {
+        for (int i = 0; i < D; i++) acc[i] = 0;
+        for (int i = 0; i < 8 * ng; i++) mterm[i] = 0;
+        for (int64_t t = 0; t < n; t++) {
+            const float pt = p[j * p_stride + t];
+            sq_unpack_codes(codes + t * pb, D, bits, c);
+            for (int gi = 0; gi < ng; gi++) {
+                const float w = pt * load_scale(vscale, t * ng + gi, scale_f32);
+                for (int i = gi * value_group; i < (gi + 1) * value_group; i++) acc[i] = fmaf(w, (float)c[i], acc[i]);
+                float *lane = mterm + gi * 8 + t % 8;
+                *lane = fmaf(pt, load_scale(vmin, t * ng + gi, scale_f32), *lane);
+            }
+        }
+        for (int gi = 0; gi < ng; gi++) {
+            const float *l = mterm + gi * 8;
+            const float mt = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+            for (int i = gi * value_group; i < (gi + 1) * value_group; i++) out[j * D + i] += acc[i] + mt;
+        }
+    }
+}
+
+#if SQ_X86
+#define SQ_INLINE_AVX2 SQ_AVX2 static inline __attribute__((always_inline))
+
+// Codes of channels ch..ch+7 of one token as floats (w % 8 == 0: they share a byte run and shift).
+SQ_INLINE_AVX2 __m256 codes8(const uint8_t *packed, int D, int bits, int ch) {
+    const int w = D * bits / 8;
+    __m256i x = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(packed + ch % w)));
+    if (bits < 8) {
+        x = _mm256_srli_epi32(x, (ch / w) * bits);
+        x = _mm256_and_si256(x, _mm256_set1_epi32((1 << bits) - 1));
+    }
+    return _mm256_cvtepi32_ps(x);
+}
+
+SQ_INLINE_AVX2 __m256 load8_scale(const void *p, int64_t i, int f32) {
+    return f32 ? _mm256_loadu_ps((const float *)p + i)
+               : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+}
+
+// Four keys' accumulators reduced together, each as ((x0+x4)+(x2+x6)) + ((x1+x5)+(x3+x7)).
+SQ_INLINE_AVX2 __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+    __m256 u = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, 0x44), _mm256_shuffle_ps(ab, cd, 0xEE));
+    __m256 hs = _mm256_hadd_ps(u, u);
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(hs), _mm256_extractf128_ps(hs, 1));
+}
+
+// One key at packed, dequantized with the group's s/m and (with cr) rotated by its in-group row,
+// scored against G (<= 4) rotated query heads qr (rows D apart): returns the G scores (lane j).
+SQ_INLINE_AVX2 __m128 key_scores(const uint8_t *packed, int D, int bits, const float *s, const float *m,
+                                 const float *cr, const float *sr, const float *qr, int G) {
+    const int h = D / 2;
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 acc[4] = {zero, zero, zero, zero}, k[SQ_PACKED_MAX_D / 8];
+    if (cr) {
+        for (int v = 0; v < h; v += 8) {
+            __m256 a = _mm256_fmadd_ps(codes8(packed, D, bits, v), _mm256_loadu_ps(s + v), _mm256_loadu_ps(m + v));
+            __m256 b = _mm256_fmadd_ps(codes8(packed, D, bits, v + h), _mm256_loadu_ps(s + v + h),
+                                       _mm256_loadu_ps(m + v + h));
+            __m256 c = _mm256_loadu_ps(cr + v), sn = _mm256_loadu_ps(sr + v);
+            k[v / 8] = _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, sn));
+            k[(v + h) / 8] = _mm256_fmadd_ps(a, sn, _mm256_mul_ps(b, c));
+        }
+        for (int v = 0; v < D; v += 8)
+            for (int j = 0; j < G; j++) acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v), k[v / 8], acc[j]);
+    } else {
+        for (int v = 0; v < D; v += 8) {
+            __m256 k = _mm256_fmadd_ps(codes8(packed, D, bits, v), _mm256_loadu_ps(s + v), _mm256_loadu_ps(m + v));
+            for (int j = 0; j < G; j++) acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v), k, acc[j]);
+        }
+    }
+    return reduce4(acc[0], acc[1], acc[2], acc[3]);
+}
+
+SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8_t *codes, int bits,
+                                       const void *kscale, const void *kmin, int scale_f32, int key_group, int64_t pos0,
+                                       const float *rope_cos, const float *rope_sin, int64_t n, float scale,
+                                       float *scores, int64_t stride) {
+    const int pb = D * bits / 8, h = D / 2;
+    float s[SQ_PACKED_MAX_D], m[SQ_PACKED_MAX_D];
+    float qr[SQ_PACKED_MAX_QD];
+    const __m128 vscale = _mm_set1_ps(scale);
+    int64_t t = 0;
+    while (t < n) {
+        const int64_t gi = (pos0 + t) / key_group, anchor = gi * key_group;
+        const int64_t end = anchor + key_group - pos0 < n ? anchor + key_group - pos0 : n;
+        for (int v = 0; v < D; v += 8) {
+            _mm256_storeu_ps(s + v, load8_scale(kscale, gi * D + v, scale_f32));
+            _mm256_storeu_ps(m + v, load8_scale(kmin, gi * D + v, scale_f32));
+        }
+        if (rope_cos) {
+            const float *c = rope_cos + anchor * h, *sn = rope_sin + anchor * h;
+            for (int j = 0; j < g; j++)
+                for (int v = 0; v < h; v += 8) {
+                    __m256 a = _mm256_loadu_ps(q + j * D + v), b = _mm256_loadu_ps(q + j * D + v + h);
+                    __m256 cv = _mm256_loadu_ps(c + v), sv = _mm256_loadu_ps(sn + v);
+                    _mm256_storeu_ps(qr + j * D + v, _mm256_fmadd_ps(a, cv, _mm256_mul_ps(b, sv)));
+                    _mm256_storeu_ps(qr + j * D + v + h, _mm256_fmsub_ps(b, cv, _mm256_mul_ps(a, sv)));
+                }
+        } else {
+            memcpy(qr, q, sizeof(float) * (size_t)(g * D));
+        }
+        for (; t < end; t++) {
+            const uint8_t *pk = codes + t * pb;
+            const int64_t r = (pos0 + t - anchor) * h;
+            const float *cr = rope_cos ? rope_cos + r : NULL, *sr = rope_sin ? rope_sin + r : NULL;
+            for (int j0 = 0; j0 < g; j0 += 4) {
+                const int G = g - j0 < 4 ? g - j0 : 4;
+                __m128 sc;
+                if (G == 3) sc = key_scores(pk, D, bits, s, m, cr, sr, qr + j0 * D, 3);
+                else if (G == 4) sc = key_scores(pk, D, bits, s, m, cr, sr, qr + j0 * D, 4);
+                else if (G == 2) sc = key_scores(pk, D, bits, s, m, cr, sr, qr + j0 * D, 2);
+                else sc = key_scores(pk, D, bits, s, m, cr, sr, qr + j0 * D, 1);
+                float out[4];
+                _mm_storeu_ps(out, _mm_mul_ps(sc, vscale));
+                for (int j = 0; j < G; j++) scores[(j0 + j) * stride + t] = out[j];
+            }
+        }
+    }
+}
+
+SQ_AVX2 static void scores_packed_avx2(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
+                                       const void *kmin, int scale_f32, int key_group, int64_t pos0,
+                                       const float *rope_cos, const float *rope_sin, int64_t n, float scale,
+                                       float *scores, int64_t stride) {
+    // Specialised for the common head sizes and widths so that the per-token loops unroll.
+#define SQ_SCORES_CASE(DD, BB)                                                                                      \
+    if (D == DD && bits == BB) {                                                                                    \
+        scores_packed_impl(q, g, DD, codes, BB, kscale, kmin, scale_f32, key_group, pos0, rope_cos, rope_sin, n, scale, \
+                           scores, stride);                                                                         \
+        return;                                                                                                     \
+    }
+    SQ_SCORES_CASE(64, 2) SQ_SCORES_CASE(64, 4) SQ_SCORES_CASE(128, 2) SQ_SCORES_CASE(128, 4)
+#undef SQ_SCORES_CASE
+    scores_packed_impl(q, g, D, codes, bits, kscale, kmin, scale_f32, key_group, pos0, rope_cos, rope_sin, n, scale,
+                       scores, stride);
+}
+
+// Tokens per block of the value kernel's weight table.
+#define SQ_VALUE_BLOCK 64
+
+// G (<= 3) heads x one 32-channel slab at channel c: acc (in registers) over the block's tokens.
+SQ_INLINE_AVX2 void values_slab(int G, int D, int bits, const uint8_t *codes, int pb, int c, int value_group,
+                                const float *W, int ng, int nb, float *acc) {
+    __m256 o[3][4];
+    for (int j = 0; j < G; j++)
+        for (int v = 0; v < 4; v++) o[j][v] = _mm256_loadu_ps(acc + j * D + c + v * 8);
+    for (int t = 0; t < nb; t++) {
+        const uint8_t *pk = codes + t * pb;
+        __m256 x[4];
+        for (int v = 0; v < 4; v++) x[v] = codes8(pk, D, bits, c + v * 8);
+        for (int j = 0; j < G; j++) {
+            for (int v = 0; v < 4; v++) {
+                const int gi = (c + v * 8) / value_group;
+                __m256 w = _mm256_broadcast_ss(W + ((int64_t)j * ng + gi) * SQ_VALUE_BLOCK + t);
+                o[j][v] = _mm256_fmadd_ps(w, x[v], o[j][v]);
+            }
+        }
+    }
+    for (int j = 0; j < G; j++)
+        for (int v = 0; v < 4; v++) _mm256_storeu_ps(acc + j * D + c + v * 8, o[j][v]);
+}
+
+SQ_INLINE_AVX2 void values_packed_impl(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
+                                       const void *vscale, const void *vmin, int scale_f32, int value_group, int64_t n,
+                                       float *out) {
+    const int pb = D * bits / 8, ng = D / value_group;
+    float acc[SQ_PACKED_MAX_QD];
+    __m256 mt[SQ_VALUE_ROWS];                               // [j][group]: lane l sums tokens t = l mod 8
+    float W[SQ_VALUE_ROWS * SQ_VALUE_BLOCK];                // [j][group][token of block]: p * scale
+    float sc[SQ_PACKED_MAX_D / 8 * SQ_VALUE_BLOCK], mn[SQ_PACKED_MAX_D / 8 * SQ_VALUE_BLOCK];  // [group][token]
+    float pj[SQ_VALUE_BLOCK];
+    for (int i = 0; i < g * D; i++) acc[i] = 0;
+    for (int i = 0; i < g * ng; i++) mt[i] = _mm256_setzero_ps();
+    for (int64_t t0 = 0; t0 < n; t0 += SQ_VALUE_BLOCK) {
+        const int nb = n - t0 < SQ_VALUE_BLOCK ? (int)(n - t0) : SQ_VALUE_BLOCK;
+        const int nb8 = (nb + 7) & ~7;
+        for (int t = 0; t < nb; t++)
+            for (int gi = 0; gi < ng; gi++) {
+                const int64_t si = (t0 + t) * ng + gi;
+                sc[gi * SQ_VALUE_BLOCK + t] =
+                    scale_f32 ? ((const float *)vscale)[si] : _cvtsh_ss(((const uint16_t *)vscale)[si]);
+                mn[gi * SQ_VALUE_BLOCK + t] = scale_f32 ? ((const float *)vmin)[si] : _cvtsh_ss(((const uint16_t *)vmin)[si]);
+            }
+        for (int t = nb; t < nb8; t++)
+            for (int gi = 0; gi < ng; gi++) sc[gi * SQ_VALUE_BLOCK + t] = mn[gi * SQ_VALUE_BLOCK + t] = 0;
+        for (int j = 0; j < g; j++) {
+            for (int t = 0; t < nb; t++) pj[t] = p[j * p_stride + t0 + t];
+            for (int t = nb; t < nb8; t++) pj[t] = 0;
+            for (int gi = 0; gi < ng; gi++)
+                for (int t = 0; t < nb8; t += 8) {
+                    __m256 pv = _mm256_loadu_ps(pj + t);
+                    _mm256_storeu_ps(W + (j * ng + gi) * SQ_VALUE_BLOCK + t,
+                                     _mm256_mul_ps(pv, _mm256_loadu_ps(sc + gi * SQ_VALUE_BLOCK + t)));
+                    mt[j * ng + gi] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(mn + gi * SQ_VALUE_BLOCK + t), mt[j * ng + gi]);
+                }
+        }
+        const uint8_t *cb = codes + t0 * pb;
+        for (int c = 0; c < D; c += 32)
+            for (int j0 = 0; j0 < g; j0 += 3) {
+                const int G = g - j0 < 3 ? g - j0 : 3;
+                const float *Wj = W + (int64_t)j0 * ng * SQ_VALUE_BLOCK;
+                if (G == 3) values_slab(3, D, bits, cb, pb, c, value_group, Wj, ng, nb, acc + j0 * D);
+                else if (G == 2) values_slab(2, D, bits, cb, pb, c, value_group, Wj, ng, nb, acc + j0 * D);
+                else values_slab(1, D, bits, cb, pb, c, value_group, Wj, ng, nb, acc + j0 * D);
+            }
+    }
+    for (int j = 0; j < g; j++)
+        for (int gi = 0; gi < ng; gi++) {
+            float lanes[8];
+            _mm256_storeu_ps(lanes, mt[j * ng + gi]);
+            const float mterm = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+            for (int i = gi * value_group; i < (gi + 1) * value_group; i++) out[j * D + i] += acc[j * D + i] + mterm;
+        }
+}
+
+SQ_AVX2 static void values_packed_avx2(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
+                                       const void *vscale, const void *vmin, int scale_f32, int value_group, int64_t n,
+                                       float *out) {
+#define SQ_VALUES_CASE(DD, BB, VG)                                                                                   \
+    if (D == DD && bits == BB && value_group == VG) {                                                                \
+        values_packed_impl(p, p_stride, g, DD, codes, BB, vscale, vmin, scale_f32, VG, n, out);                      \
+        return;                                                                                                      \
+    }
+    SQ_VALUES_CASE(64, 2, 32) SQ_VALUES_CASE(64, 4, 32) SQ_VALUES_CASE(128, 2, 32) SQ_VALUES_CASE(128, 4, 32)
+#undef SQ_VALUES_CASE
+    values_packed_impl(p, p_stride, g, D, codes, bits, vscale, vmin, scale_f32, value_group, n, out);
+}
+#endif
+
+// The AVX2 paths need whole 8-channel runs of codes and bounded work buffers.
+static int packed_avx2_ok(int g, int D, int bits) {
+    return sq_use_avx2() && (bits == 2 || bits == 4 || bits == 8) && D % 32 == 0 && D <= SQ_PACKED_MAX_D &&
+           g * D <= SQ_PACKED_MAX_QD;
+}
+
+void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
+                           const void *kmin, int scale_f32, int key_group, int64_t first_position, const float *rope_cos,
+                           const float *rope_sin, int64_t n, float scale, float *scores, int64_t score_stride) {
+    if (n <= 0 || g <= 0 || D <= 0 || D > SQ_PACKED_MAX_D || D % 16 != 0 || key_group <= 0) return;
+#if SQ_X86
+    if (packed_avx2_ok(g, D, bits)) {
+        scores_packed_avx2(q, g, D, codes, bits, kscale, kmin, scale_f32, key_group, first_position, rope_cos, rope_sin, n,
+                           scale, scores, score_stride);
+        return;
+    }
+#endif
+    scores_packed_scalar(q, g, D, codes, bits, kscale, kmin, scale_f32, key_group, first_position, rope_cos, rope_sin, n,
+                         scale, scores, score_stride);
+}
+
+void sq_accumulate_packed_values(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
+                                 const void *vscale, const void *vmin, int scale_f32, int value_group, int64_t n,
+                                 float *out) {
+    if (n <= 0 || g <= 0 || D <= 0 || D > SQ_PACKED_MAX_D || value_group <= 0 || D % value_group != 0) return;
+#if SQ_X86
+    if (packed_avx2_ok(g, D, bits) && value_group % 8 == 0 && g * (D / value_group) <= SQ_VALUE_ROWS) {
+        values_packed_avx2(p, p_stride, g, D, codes, bits, vscale, vmin, scale_f32, value_group, n, out);
+        return;
+    }
+#endif
+    values_packed_scalar(p, p_stride, g, D, codes, bits, vscale, vmin, scale_f32, value_group, n, out);
+}
+
+// ---------------------------------------------------------------- full-precision residual window
+
 #if SQ_X86
 SQ_AVX2 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -61,101 +377,7 @@ SQ_AVX2 static inline float hsum8(__m256 v) {
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
     return _mm_cvtss_f32(s);
 }
-
-SQ_AVX2 static inline __m256 load8_scale(const void *p, int64_t i, int f32) {
-    return f32 ? _mm256_loadu_ps((const float *)p + i) : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
-}
-
-// Unpacks one token's codes into floats c[D/8] (ymm), for bits 2 or 4 (D multiple of 32).
-SQ_AVX2 static inline void unpack_avx2(const uint8_t *packed, int D, int bits, __m256 *c) {
-    const int k = 8 / bits, w = D / k;
-    const __m128i mask = _mm_set1_epi8((char)((1 << bits) - 1));
-    for (int off = 0; off < w; off += 16) {  // 16 bytes at a time (w is 16, 32, ...)
-        int n = w - off < 16 ? w - off : 16;
-        __m128i raw;
-        if (n == 16) {
-            raw = _mm_loadu_si128((const __m128i *)(packed + off));
-        } else {
-            uint8_t tmp[16] = {0};
-            memcpy(tmp, packed + off, (size_t)n);
-            raw = _mm_loadu_si128((const __m128i *)tmp);
-        }
-        for (int j = 0; j < k; j++) {
-            __m128i v = _mm_and_si128(_mm_srli_epi16(raw, j * bits), mask);
-            int ch = off + j * w;  // channel of byte `off` for code j
-            c[ch / 8] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
-            if (n > 8) c[ch / 8 + 1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
-        }
-    }
-}
 #endif
-
-#if SQ_X86
-SQ_AVX2 static void scores_packed_avx2(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
-                           const void *kmin, int scale_f32, int key_group, int64_t first_group_offset, const float *rope_cos,
-                           const float *rope_sin, int64_t n, float scale, float *scores, int64_t score_stride) {
-    const int pb = D * bits / 8;
-    const int h = D / 2;
-    __m256 s[32], m[32];
-    int64_t group = -1;
-    for (int64_t t = 0; t < n; t++) {
-        int64_t gi = (first_group_offset + t) / key_group;
-        if (gi != group) {
-            group = gi;
-            for (int v = 0; v < D / 8; v++) {
-                s[v] = load8_scale(kscale, gi * D + v * 8, scale_f32);
-                m[v] = load8_scale(kmin, gi * D + v * 8, scale_f32);
-            }
-        }
-        __m256 k[32];
-        unpack_avx2(codes + t * pb, D, bits, k);
-        for (int v = 0; v < D / 8; v++) k[v] = _mm256_fmadd_ps(k[v], s[v], m[v]);
-        if (rope_cos) {
-            const float *c = rope_cos + t * h, *sn = rope_sin + t * h;
-            for (int v = 0; v < h / 8; v++) {
-                __m256 cv = _mm256_loadu_ps(c + v * 8), sv = _mm256_loadu_ps(sn + v * 8);
-                __m256 a = k[v], b = k[v + h / 8];
-                k[v] = _mm256_fmadd_ps(a, cv, _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), b), sv));
-                k[v + h / 8] = _mm256_fmadd_ps(a, sv, _mm256_mul_ps(b, cv));
-            }
-        }
-        for (int j = 0; j < g; j++) {
-            const float *qj = q + j * D;
-            __m256 acc = _mm256_setzero_ps();
-            for (int v = 0; v < D / 8; v++) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qj + v * 8), k[v], acc);
-            scores[j * score_stride + t] = hsum8(acc) * scale;
-        }
-    }
-}
-#endif
-
-void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
-                           const void *kmin, int scale_f32, int key_group, int64_t first_group_offset, const float *rope_cos,
-                           const float *rope_sin, int64_t n, float scale, float *scores, int64_t score_stride) {
-    const int pb = D * bits / 8;
-    const int h = D / 2;
-#if SQ_X86
-    if (sq_use_avx2() && (bits == 2 || bits == 4) && D % 32 == 0 && D <= 256) {
-        scores_packed_avx2(q, g, D, codes, bits, kscale, kmin, scale_f32, key_group, first_group_offset, rope_cos, rope_sin, n,
-                           scale, scores, score_stride);
-        return;
-    }
-#endif
-    float s[256], m[256], k[256];
-    int64_t group = -1;
-    for (int64_t t = 0; t < n; t++) {
-        int64_t gi = (first_group_offset + t) / key_group;
-        if (gi != group) {
-            group = gi;
-            for (int i = 0; i < D; i++) {
-                s[i] = load_scale(kscale, gi * D + i, scale_f32);
-                m[i] = load_scale(kmin, gi * D + i, scale_f32);
-            }
-        }
-        key_scalar(codes + t * pb, D, bits, s, m, rope_cos ? rope_cos + t * h : NULL, rope_sin ? rope_sin + t * h : NULL, k);
-        for (int j = 0; j < g; j++) scores[j * score_stride + t] = dot_scalar8(q + j * D, k, D) * scale;
-    }
-}
 
 #if SQ_X86
 SQ_AVX2 static void scores_f32_avx2(const float *q, int g, int D, const float *keys, int64_t n, float scale, float *scores,
@@ -190,63 +412,6 @@ void sq_scores_f32_keys(const float *q, int g, int D, const float *keys, int64_t
 #endif
     for (int64_t t = 0; t < n; t++)
         for (int j = 0; j < g; j++) scores[j * score_stride + t] = dot_scalar8(q + j * D, keys + t * D, D) * scale;
-}
-
-#if SQ_X86
-SQ_AVX2 static void values_packed_avx2(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
-                                 const void *vscale, const void *vmin, int scale_f32, int value_group, int64_t n, float *out) {
-    const int pb = D * bits / 8;
-    const int ng = D / value_group;
-    const int per = value_group / 8;  // ymm per channel group
-    float mterm[8 * 32];              // [j][group]: sum_t p * min, added once at the end
-    for (int i = 0; i < g * ng; i++) mterm[i] = 0;
-    for (int64_t t = 0; t < n; t++) {
-        __m256 c[32];
-        unpack_avx2(codes + t * pb, D, bits, c);  // once per token, shared by the g query heads
-        for (int gi = 0; gi < ng; gi++) {
-            float sc = scale_f32 ? ((const float *)vscale)[t * ng + gi] : _cvtsh_ss(((const uint16_t *)vscale)[t * ng + gi]);
-            float mn = scale_f32 ? ((const float *)vmin)[t * ng + gi] : _cvtsh_ss(((const uint16_t *)vmin)[t * ng + gi]);
-            for (int j = 0; j < g; j++) {
-                float pt = p[j * p_stride + t];
-                __m256 w = _mm256_set1_ps(pt * sc);
-                float *o = out + j * D;
-                for (int v = gi * per; v < (gi + 1) * per; v++)
-                    _mm256_storeu_ps(o + v * 8, _mm256_fmadd_ps(w, c[v], _mm256_loadu_ps(o + v * 8)));
-                mterm[j * ng + gi] = fmaf(pt, mn, mterm[j * ng + gi]);
-            }
-        }
-    }
-    for (int j = 0; j < g; j++)
-        for (int gi = 0; gi < ng; gi++) {
-            __m256 u = _mm256_set1_ps(mterm[j * ng + gi]);
-            float *o = out + j * D;
-            for (int v = gi * per; v < (gi + 1) * per; v++) _mm256_storeu_ps(o + v * 8, _mm256_add_ps(_mm256_loadu_ps(o + v * 8), u));
-        }
-}
-#endif
-
-void sq_accumulate_packed_values(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
-                                 const void *vscale, const void *vmin, int scale_f32, int value_group, int64_t n, float *out) {
-    const int pb = D * bits / 8;
-    const int ng = D / value_group;
-#if SQ_X86
-    if (sq_use_avx2() && (bits == 2 || bits == 4) && D % 32 == 0 && D <= 256 && value_group % 8 == 0 &&
-        g * (D / value_group) <= 256) {
-        values_packed_avx2(p, p_stride, g, D, codes, bits, vscale, vmin, scale_f32, value_group, n, out);
-        return;
-    }
-#endif
-    uint8_t c[256];
-    for (int64_t t = 0; t < n; t++) {
-        sq_unpack_codes(codes + t * pb, D, bits, c);
-        for (int j = 0; j < g; j++) {
-            float pt = p[j * p_stride + t];
-            for (int gi = 0; gi < ng; gi++) {
-                float w = pt * load_scale(vscale, t * ng + gi, scale_f32), u = pt * load_scale(vmin, t * ng + gi, scale_f32);
-                for (int i = gi * value_group; i < (gi + 1) * value_group; i++) out[j * D + i] += fmaf(w, (float)c[i], u);
-            }
-        }
-    }
 }
 
 void sq_accumulate_f32_values(const float *p, int64_t p_stride, int g, int D, const float *values, int64_t n,

@@ -62,7 +62,8 @@ final class RopeTableBox: @unchecked Sendable {
 ///   flushed `residualLength` at a time when the window fills and the oldest value is quantized
 ///   once more than `residualLength` are held.
 /// Attention reads the packed codes directly (`sq_scores_packed_keys`, RoPE applied on the fly
-/// to pre-RoPE keys); no dequantized copy of the cache is ever built.
+/// to pre-RoPE keys as R(a)·R(p − a), a the key group's first position, so that only a few table
+/// rows are read); no dequantized copy of the cache is ever built.
 public final class QuantizedCache: SequenceKVCache {
     public let shape: AttentionShape
     public let rope: Rope
@@ -369,8 +370,8 @@ public final class QuantizedCache: SequenceKVCache {
                         store.keyMin[h].withUnsafeBufferPointer { km in
                             sq_scores_packed_keys(
                                 q, Int32(g), Int32(D), codes.baseAddress! + c0 * kpb, Int32(kb), ks.baseAddress!,
-                                km.baseAddress!, f32Scales, Int32(gs), Int64(c0), rotateKeys ? table.cos + c0 * half : nil,
-                                rotateKeys ? table.sin + c0 * half : nil, Int64(pk1 - c0), scale, sc, Int64(n))
+                                km.baseAddress!, f32Scales, Int32(gs), Int64(c0), rotateKeys ? table.cos : nil,
+                                rotateKeys ? table.sin : nil, Int64(pk1 - c0), scale, sc, Int64(n))
                         }
                     }
                 }

@@ -1,7 +1,8 @@
 import CKernels
 
 /// cos/sin of RoPE angles for every position up to a context length, [position][D/2], computed
-/// exactly as `sq_rope` computes them: the key rotation of a packed cache reproduces it.
+/// exactly as `sq_rope` computes them. The packed caches' attention reads the rows of key-group
+/// starts and of in-group offsets (0..<group size) from it.
 ///
 /// `@unchecked Sendable`: immutable after init.
 public final class RopeTable: @unchecked Sendable {

@@ -109,17 +109,20 @@ float sq_exp_sum(float *x, int64_t n, float m);
 /// the code of channel i + j*w at bit j*bits. D*bits/8 bytes.
 void sq_pack_codes(const uint8_t *codes, int D, int bits, uint8_t *out);
 void sq_unpack_codes(const uint8_t *packed, int D, int bits, uint8_t *codes);
-/// scores[j*stride + t] = q_j . RoPE_t(k_t) * scale for n packed key tokens, k_t = code*scale+min
-/// with scale/min (f32 if scale_f32, else f16; D per group) of group (first_group_offset + t) / key_group; RoPE from
-/// rope_cos/rope_sin ([n][D/2]) when not NULL (pre-RoPE keys), else keys are used as stored.
+/// scores[j*stride + t] = q_j . RoPE_p(k_t) * scale for n packed key tokens at positions
+/// p = first_position + t, k_t = code*scale+min with scale/min (f32 if scale_f32, else f16; D per
+/// group) of group p / key_group. With rope_cos/rope_sin (pre-RoPE keys): the [position][D/2]
+/// cos/sin table from position 0; RoPE_p is applied as R(a) R(p - a), a = the group's first
+/// position, reading rows a and 0..key_group-1 only. Without: keys are used as stored.
 void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
-                           const void *kmin, int scale_f32, int key_group, int64_t first_group_offset, const float *rope_cos,
+                           const void *kmin, int scale_f32, int key_group, int64_t first_position, const float *rope_cos,
                            const float *rope_sin, int64_t n, float scale, float *scores, int64_t score_stride);
 /// scores for n full-precision keys (already rotated), rows of D floats.
 void sq_scores_f32_keys(const float *q, int g, int D, const float *keys, int64_t n, float scale, float *scores,
                         int64_t score_stride);
 /// out[j*D + i] += sum_t p[j*p_stride + t] * v_t[i] for n packed value tokens (scale/min per
-/// token per group of value_group channels, f32 if scale_f32 else f16).
+/// token per group of value_group channels, f32 if scale_f32 else f16), in a fixed order: the
+/// scale terms in token order, the minimum terms in 8 lanes (t mod 8) summed pairwise.
 void sq_accumulate_packed_values(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
                                  const void *vscale, const void *vmin, int scale_f32, int value_group, int64_t n,
                                  float *out);
