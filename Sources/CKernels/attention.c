@@ -267,6 +267,13 @@ SQ_PARTIAL_AVX2(partial_f16, uint16_t, ld_f16)
 SQ_PARTIAL_AVX2(partial_f32, float, ld_f32)
 #endif
 
+float sq_max(const float *x, int64_t n) {
+#if SQ_X86
+    if (sq_use_avx2()) return max_avx2(x, n);
+#endif
+    return max_of(x, n);
+}
+
 void sq_attend_partial_f16(const float *q, int g, int D, const uint16_t *K, const uint16_t *V, int64_t st, int64_t T,
                            float scale, float *out, float *ml, float *scores) {
     if (D % 8 != 0 || D > 256 || T <= 0) return;

@@ -55,6 +55,20 @@ static inline float dot_scalar8(const float *q, const float *k, int D) {
     return (a0 + a2) + (a1 + a3);
 }
 
+// The packed key kernel's order: lane j accumulates the even 8-channel runs (i = 0, 16, ...) and
+// the odd ones (i = 8, 24, ...) separately, adds the two, then sums lanes as dot_scalar8 does.
+static inline float dot_split_scalar8(const float *q, const float *k, int D) {
+    float even[8] = {0}, odd[8] = {0}, acc[8];
+    for (int i = 0; i < D; i += 16)
+        for (int j = 0; j < 8; j++) {
+            even[j] = fmaf(q[i + j], k[i + j], even[j]);
+            if (i + 8 < D) odd[j] = fmaf(q[i + 8 + j], k[i + 8 + j], odd[j]);
+        }
+    for (int j = 0; j < 8; j++) acc[j] = even[j] + odd[j];
+    float a0 = acc[0] + acc[4], a1 = acc[1] + acc[5], a2 = acc[2] + acc[6], a3 = acc[3] + acc[7];
+    return (a0 + a2) + (a1 + a3);
+}
+
 // Work buffers of the kernels, on the stack: these bound the fast and scalar paths.
 #define SQ_PACKED_MAX_D 256
 #define SQ_PACKED_MAX_QD 4096  // g * D
@@ -89,7 +103,7 @@ static void scores_packed_scalar(const float *q, int g, int D, const uint8_t *co
                     k[i + h] = fmaf(a, sn[i], b * c[i]);
                 }
             }
-            scores[j * stride + t] = dot_scalar8(qr, k, D) * scale;
+            scores[j * stride + t] = dot_split_scalar8(qr, k, D) * scale;
         }
     }
 }
@@ -157,7 +171,7 @@ SQ_INLINE_AVX2 __m128 key_scores(const uint8_t *packed, int D, int bits, const f
                                  const float *cr, const float *sr, const float *qr, int G) {
     const int h = D / 2;
     const __m256 zero = _mm256_setzero_ps();
-    __m256 acc[4] = {zero, zero, zero, zero}, k[SQ_PACKED_MAX_D / 8];
+    __m256 even[4] = {zero, zero, zero, zero}, odd[4] = {zero, zero, zero, zero}, k[SQ_PACKED_MAX_D / 8];
     if (cr) {
         for (int v = 0; v < h; v += 8) {
             __m256 a = _mm256_fmadd_ps(codes8(packed, D, bits, v), _mm256_loadu_ps(s + v), _mm256_loadu_ps(m + v));
@@ -167,15 +181,18 @@ SQ_INLINE_AVX2 __m128 key_scores(const uint8_t *packed, int D, int bits, const f
             k[v / 8] = _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, sn));
             k[(v + h) / 8] = _mm256_fmadd_ps(a, sn, _mm256_mul_ps(b, c));
         }
-        for (int v = 0; v < D; v += 8)
-            for (int j = 0; j < G; j++) acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v), k[v / 8], acc[j]);
     } else {
-        for (int v = 0; v < D; v += 8) {
-            __m256 k = _mm256_fmadd_ps(codes8(packed, D, bits, v), _mm256_loadu_ps(s + v), _mm256_loadu_ps(m + v));
-            for (int j = 0; j < G; j++) acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v), k, acc[j]);
-        }
+        for (int v = 0; v < D; v += 8)
+            k[v / 8] = _mm256_fmadd_ps(codes8(packed, D, bits, v), _mm256_loadu_ps(s + v), _mm256_loadu_ps(m + v));
     }
-    return reduce4(acc[0], acc[1], acc[2], acc[3]);
+    // Two accumulators per head (even and odd 8-channel runs) halve the FMA chains.
+    for (int v = 0; v < D; v += 16)
+        for (int j = 0; j < G; j++) {
+            even[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v), k[v / 8], even[j]);
+            odd[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v + 8), k[v / 8 + 1], odd[j]);
+        }
+    for (int j = 0; j < G; j++) even[j] = _mm256_add_ps(even[j], odd[j]);
+    return reduce4(even[0], even[1], even[2], even[3]);
 }
 
 SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8_t *codes, int bits,
@@ -205,6 +222,34 @@ SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8
                 }
         } else {
             memcpy(qr, q, sizeof(float) * (size_t)(g * D));
+        }
+        if (g <= 4) {
+            // All heads in one call per key; two keys per step for independent work.
+#define SQ_KEYS_G(GG)                                                                                            \
+    for (; t < end; t += 2) {                                                                                    \
+        const int two = end - t >= 2;                                                                            \
+        const int64_t r = (pos0 + t - anchor) * h;                                                               \
+        _mm_prefetch((const char *)(codes + (t + 16) * pb), _MM_HINT_T0);                                        \
+        const __m128 a0 = key_scores(codes + t * pb, D, bits, s, m, rope_cos ? rope_cos + r : NULL,              \
+                                     rope_sin ? rope_sin + r : NULL, qr, GG);                                    \
+        const __m128 a1 = two ? key_scores(codes + (t + 1) * pb, D, bits, s, m, rope_cos ? rope_cos + r + h : NULL, \
+                                           rope_sin ? rope_sin + r + h : NULL, qr, GG)                           \
+                              : _mm_setzero_ps();                                                                \
+        float o0[4], o1[4];                                                                                      \
+        _mm_storeu_ps(o0, _mm_mul_ps(a0, vscale));                                                               \
+        _mm_storeu_ps(o1, _mm_mul_ps(a1, vscale));                                                               \
+        for (int j = 0; j < GG; j++) {                                                                           \
+            scores[j * stride + t] = o0[j];                                                                      \
+            if (two) scores[j * stride + t + 1] = o1[j];                                                         \
+        }                                                                                                        \
+    }
+            if (g == 3) { SQ_KEYS_G(3) }
+            else if (g == 4) { SQ_KEYS_G(4) }
+            else if (g == 2) { SQ_KEYS_G(2) }
+            else { SQ_KEYS_G(1) }
+#undef SQ_KEYS_G
+            t = end;
+            continue;
         }
         for (; t < end; t++) {
             const uint8_t *pk = codes + t * pb;
@@ -343,7 +388,7 @@ static int packed_avx2_ok(int g, int D, int bits) {
 void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
                            const void *kmin, int scale_f32, int key_group, int64_t first_position, const float *rope_cos,
                            const float *rope_sin, int64_t n, float scale, float *scores, int64_t score_stride) {
-    if (n <= 0 || g <= 0 || D <= 0 || D > SQ_PACKED_MAX_D || D % 16 != 0 || key_group <= 0) return;
+    if (n <= 0 || g <= 0 || D <= 0 || D > SQ_PACKED_MAX_D || D % 8 != 0 || key_group <= 0) return;
 #if SQ_X86
     if (packed_avx2_ok(g, D, bits)) {
         scores_packed_avx2(q, g, D, codes, bits, kscale, kmin, scale_f32, key_group, first_position, rope_cos, rope_sin, n,

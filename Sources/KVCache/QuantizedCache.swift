@@ -394,8 +394,7 @@ public final class QuantizedCache: SequenceKVCache {
             }
             for j in 0..<g {
                 let row = sc + j * n
-                var m = -Float.infinity
-                for t in 0..<n where row[t] > m { m = row[t] }
+                let m = sq_max(row, Int64(n))
                 ml[2 * j] = m
                 ml[2 * j + 1] = sq_exp_sum(row, Int64(n), m)
             }

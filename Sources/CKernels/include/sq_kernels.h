@@ -101,6 +101,8 @@ void sq_attend_partial_f32(const float *q, int g, int D, const float *K, const f
 /// Combines `nchunks` partials (outs: [chunk][g][D], mls: [chunk][g][2]) into the normalised
 /// attention output out[g][D], in chunk order.
 void sq_attend_combine(int g, int D, int nchunks, const float *outs, const float *mls, float *out);
+/// max of x[0..<n] (-inf when n is 0).
+float sq_max(const float *x, int64_t n);
 /// x[i] = exp(x[i] - m) (softmax numerator, rel. error ~2e-7); returns the sum, in a fixed order.
 float sq_exp_sum(float *x, int64_t n, float m);
 
