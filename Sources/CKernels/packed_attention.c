@@ -290,26 +290,25 @@ SQ_AVX2 static void scores_packed_avx2(const float *q, int g, int D, const uint8
 // Tokens per block of the value kernel's weight table.
 #define SQ_VALUE_BLOCK 64
 
-// G (<= 3) heads x one 32-channel slab at channel c: acc (in registers) over the block's tokens.
+// G (<= 3) heads x one 16-channel slab at channel c: acc (in registers) over the block's tokens.
+// 16 channels keep the 2G accumulators, G weights and the codes in registers without spills.
 SQ_INLINE_AVX2 void values_slab(int G, int D, int bits, const uint8_t *codes, int pb, int c, int value_group,
                                 const float *W, int ng, int nb, float *acc) {
-    __m256 o[3][4];
+    __m256 o[3][2];
     for (int j = 0; j < G; j++)
-        for (int v = 0; v < 4; v++) o[j][v] = _mm256_loadu_ps(acc + j * D + c + v * 8);
+        for (int v = 0; v < 2; v++) o[j][v] = _mm256_loadu_ps(acc + j * D + c + v * 8);
+    const int g0 = c / value_group, g1 = (c + 8) / value_group;
     for (int t = 0; t < nb; t++) {
         const uint8_t *pk = codes + t * pb;
-        __m256 x[4];
-        for (int v = 0; v < 4; v++) x[v] = codes8(pk, D, bits, c + v * 8);
+        const __m256 x0 = codes8(pk, D, bits, c), x1 = codes8(pk, D, bits, c + 8);
         for (int j = 0; j < G; j++) {
-            for (int v = 0; v < 4; v++) {
-                const int gi = (c + v * 8) / value_group;
-                __m256 w = _mm256_broadcast_ss(W + ((int64_t)j * ng + gi) * SQ_VALUE_BLOCK + t);
-                o[j][v] = _mm256_fmadd_ps(w, x[v], o[j][v]);
-            }
+            const float *wj = W + (int64_t)j * ng * SQ_VALUE_BLOCK + t;
+            o[j][0] = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + g0 * SQ_VALUE_BLOCK), x0, o[j][0]);
+            o[j][1] = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + g1 * SQ_VALUE_BLOCK), x1, o[j][1]);
         }
     }
     for (int j = 0; j < G; j++)
-        for (int v = 0; v < 4; v++) _mm256_storeu_ps(acc + j * D + c + v * 8, o[j][v]);
+        for (int v = 0; v < 2; v++) _mm256_storeu_ps(acc + j * D + c + v * 8, o[j][v]);
 }
 
 SQ_INLINE_AVX2 void values_packed_impl(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
@@ -347,7 +346,7 @@ SQ_INLINE_AVX2 void values_packed_impl(const float *p, int64_t p_stride, int g, 
                 }
         }
         const uint8_t *cb = codes + t0 * pb;
-        for (int c = 0; c < D; c += 32)
+        for (int c = 0; c < D; c += 16)
             for (int j0 = 0; j0 < g; j0 += 3) {
                 const int G = g - j0 < 3 ? g - j0 : 3;
                 const float *Wj = W + (int64_t)j0 * ng * SQ_VALUE_BLOCK;
