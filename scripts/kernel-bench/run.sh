@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds and runs the packed-attention micro-benchmark against the kernels in Sources/CKernels
+# (clang from the Swift toolchain, the package's kernel flags). Usage: run.sh [REPEATS]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+clang -O3 -fno-math-errno -Wall -I"$root/Sources/CKernels/include" -I"$root/Sources/CKernels" \
+    "$root/scripts/kernel-bench/packed_attention_bench.c" "$root"/Sources/CKernels/*.c -o "$out/bench" -lm
+for bits in 2 4; do "$out/bench" "$bits" "${1:-15}"; done
