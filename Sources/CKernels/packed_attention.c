@@ -229,7 +229,7 @@ SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8
     for (; t < end; t += 2) {                                                                                    \
         const int two = end - t >= 2;                                                                            \
         const int64_t r = (pos0 + t - anchor) * h;                                                               \
-        _mm_prefetch((const char *)(codes + (t + 16) * pb), _MM_HINT_T0);                                        \
+        if (t + 16 < n) _mm_prefetch((const char *)(codes + (t + 16) * pb), _MM_HINT_T0);                        \
         const __m128 a0 = key_scores(codes + t * pb, D, bits, s, m, rope_cos ? rope_cos + r : NULL,              \
                                      rope_sin ? rope_sin + r : NULL, qr, GG);                                    \
         const __m128 a1 = two ? key_scores(codes + (t + 1) * pb, D, bits, s, m, rope_cos ? rope_cos + r + h : NULL, \
