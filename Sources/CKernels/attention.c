@@ -2,7 +2,7 @@
 // (flash-decoding style) so that one sequence's attention spreads over threads while every
 // result stays independent of the thread count; and RoPE.
 #include <math.h>
-#include "sq_internal.h"
+#include "sq_simd.h"
 
 // ---------------------------------------------------------------- exp
 
@@ -104,7 +104,7 @@ static inline float max_of(const float *x, int64_t n) {
 }
 
 // Lane j accumulates q[i+j] k[i+j] over i = 0, 8, ... (fma); the lanes are summed as
-// ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), as the AVX2 kernel's reduce4 does for each key.
+// ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), as the AVX2 kernel's sq_reduce4_avx2 does for each key.
 static inline float dot_row_scalar(const float *q, const float *k, int D) {
     float acc[8] = {0};
     for (int i = 0; i < D; i += 8)
@@ -140,20 +140,6 @@ SQ_PARTIAL_SCALAR(partial_f32, float, F32TOF)
 #if SQ_X86
 SQ_AVX2 static inline __m256 ld_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 SQ_AVX2 static inline __m256 ld_f32(const float *p) { return _mm256_loadu_ps(p); }
-
-// Scores of four keys (accumulators a, b, c, d, 8 lanes each) reduced together; each key's lanes
-// are summed as ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)), the order of a single key's hsum (and
-// of dot_row_scalar). Returns [a, b, c, d].
-SQ_AVX2 static inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
-    // [a0+a4, a1+a5, a2+a6, a3+a7 | b0+b4, ...] and the same for c, d.
-    __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
-    __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
-    // [(a0+a4)+(a2+a6), (a1+a5)+(a3+a7), (c..), (c..) | (b..), (b..), (d..), (d..)]
-    __m256 u = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, 0x44), _mm256_shuffle_ps(ab, cd, 0xEE));
-    // [a, c, a, c | b, d, b, d]
-    __m256 h = _mm256_hadd_ps(u, u);
-    return _mm_unpacklo_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
 
 SQ_AVX2 static inline float max_avx2(const float *x, int64_t n) {
     __m256 m = _mm256_set1_ps(-INFINITY);
@@ -193,7 +179,7 @@ SQ_AVX2 static inline float max_avx2(const float *x, int64_t n) {
             }                                                                                               \
             for (int j = 0; j < G; j++)                                                                     \
                 _mm_storeu_ps(scores + j * sstride + t,                                                     \
-                              _mm_mul_ps(reduce4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]), _mm_set1_ps(scale))); \
+                              _mm_mul_ps(sq_reduce4_avx2(acc[j][0], acc[j][1], acc[j][2], acc[j][3]), _mm_set1_ps(scale))); \
         }                                                                                                   \
         for (; t < T; t++) {                                                                                \
             __m256 acc[3];                                                                                  \
@@ -203,7 +189,7 @@ SQ_AVX2 static inline float max_avx2(const float *x, int64_t n) {
                 for (int j = 0; j < G; j++) acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(q + j * D + v * 8), k0, acc[j]); \
             }                                                                                               \
             for (int j = 0; j < G; j++)                                                                     \
-                scores[j * sstride + t] = _mm_cvtss_f32(reduce4(acc[j], zero, zero, zero)) * scale;         \
+                scores[j * sstride + t] = _mm_cvtss_f32(sq_reduce4_avx2(acc[j], zero, zero, zero)) * scale;         \
         }                                                                                                   \
     }                                                                                                       \
     SQ_AVX2 static void NAME##_avx2_scores(const float *q, int g, int D, const ELEM *K, int64_t st, int64_t T, \

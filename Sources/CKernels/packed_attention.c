@@ -13,7 +13,7 @@
 // agree bit for bit; a token's score never depends on the other tokens of the call.
 #include <math.h>
 #include <string.h>
-#include "sq_internal.h"
+#include "sq_simd.h"
 
 void sq_pack_codes(const uint8_t *codes, int D, int bits, uint8_t *out) {
     const int k = 8 / bits, w = D / k;
@@ -156,15 +156,6 @@ SQ_INLINE_AVX2 __m256 load8_scale(const void *p, int64_t i, int f32) {
                : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
 }
 
-// Four keys' accumulators reduced together, each as ((x0+x4)+(x2+x6)) + ((x1+x5)+(x3+x7)).
-SQ_INLINE_AVX2 __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
-    __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
-    __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
-    __m256 u = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, 0x44), _mm256_shuffle_ps(ab, cd, 0xEE));
-    __m256 hs = _mm256_hadd_ps(u, u);
-    return _mm_unpacklo_ps(_mm256_castps256_ps128(hs), _mm256_extractf128_ps(hs, 1));
-}
-
 // One key at packed, dequantized with the group's s/m and (with cr) rotated by its in-group row,
 // scored against G (<= 4) rotated query heads qr (rows D apart): returns the G scores (lane j).
 SQ_INLINE_AVX2 __m128 key_scores(const uint8_t *packed, int D, int bits, const float *s, const float *m,
@@ -192,7 +183,7 @@ SQ_INLINE_AVX2 __m128 key_scores(const uint8_t *packed, int D, int bits, const f
             odd[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v + 8), k[v / 8 + 1], odd[j]);
         }
     for (int j = 0; j < G; j++) even[j] = _mm256_add_ps(even[j], odd[j]);
-    return reduce4(even[0], even[1], even[2], even[3]);
+    return sq_reduce4_avx2(even[0], even[1], even[2], even[3]);
 }
 
 SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8_t *codes, int bits,
@@ -415,15 +406,6 @@ void sq_accumulate_packed_values(const float *p, int64_t p_stride, int g, int D,
 // ---------------------------------------------------------------- full-precision residual window
 
 #if SQ_X86
-SQ_AVX2 static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
-    return _mm_cvtss_f32(s);
-}
-#endif
-
-#if SQ_X86
 SQ_AVX2 static void scores_f32_avx2(const float *q, int g, int D, const float *keys, int64_t n, float scale, float *scores,
                                     int64_t score_stride) {
     for (int64_t t = 0; t < n; t++)
@@ -431,7 +413,7 @@ SQ_AVX2 static void scores_f32_avx2(const float *q, int g, int D, const float *k
             __m256 acc = _mm256_setzero_ps();
             for (int i = 0; i < D; i += 8)
                 acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + j * D + i), _mm256_loadu_ps(keys + t * D + i), acc);
-            scores[j * score_stride + t] = hsum8(acc) * scale;
+            scores[j * score_stride + t] = sq_hsum256(acc) * scale;
         }
 }
 SQ_AVX2 static void values_f32_avx2(const float *p, int64_t p_stride, int g, int D, const float *values, int64_t n,

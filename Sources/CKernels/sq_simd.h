@@ -40,6 +40,20 @@ static inline float sq_finish8(float acc[2][8]) {
 }
 
 #if SQ_X86
+// Scores of four keys (accumulators a, b, c, d, 8 lanes each) reduced together; each key's lanes
+// are summed as ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)), the order of a single key's hsum (and
+// of dot_row_scalar). Returns [a, b, c, d].
+SQ_AVX2 static inline __m128 sq_reduce4_avx2(__m256 a, __m256 b, __m256 c, __m256 d) {
+    // [a0+a4, a1+a5, a2+a6, a3+a7 | b0+b4, ...] and the same for c, d.
+    __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+    // [(a0+a4)+(a2+a6), (a1+a5)+(a3+a7), (c..), (c..) | (b..), (b..), (d..), (d..)]
+    __m256 u = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, 0x44), _mm256_shuffle_ps(ab, cd, 0xEE));
+    // [a, c, a, c | b, d, b, d]
+    __m256 h = _mm256_hadd_ps(u, u);
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
 SQ_AVX2 static inline float sq_hsum256(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
     __m128 s = _mm_add_ps(lo, hi);                    // lanes (0+4, 1+5, 2+6, 3+7)
