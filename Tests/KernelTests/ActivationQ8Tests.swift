@@ -42,87 +42,152 @@ extension Kernels {
             }
         }
 
-        @Test("matmul_q8: every (row, token) the same bits whatever the token count and row split",
-              arguments: [QType.q4_1, QType.q8_0], KernelPath.allCases)
-        func batchInvariance(_ t: QType, _ path: KernelPath) {
-            var rng = SplitMix64(seed: 91 ^ UInt64(t.id))
-            let n = 608, rows = 11, maxTokens = 9, yStride = rows + 2
-            let w = t.randomRows(rows, n, using: &rng)
-            let xq = quantize(randomFloats(maxTokens * n, using: &rng))
-            func run(_ ntok: Int, first: Int, _ ranges: [Range<Int>]) -> [Float] {
+        /// Weights in the plain GGML layout and repacked eight rows at a time.
+        struct Weights {
+            let type: QType
+            let n: Int
+            let rows: Int
+            let plain: [UInt8]
+            let packed: [UInt8]
+            init(_ type: QType, rows: Int, n: Int, plain: [UInt8]) {
+                self.type = type
+                self.n = n
+                self.rows = rows
+                self.plain = plain
+                var packed = [UInt8](repeating: 0xAA, count: sq_repack_x8_bytes(type.id, Int64(rows), Int64(n)))
+                let rc = plain.withUnsafeBytes { wp in
+                    packed.withUnsafeMutableBytes {
+                        sq_repack_x8(type.id, wp.baseAddress, type.rowBytes(n), Int64(rows), Int64(n), $0.baseAddress)
+                    }
+                }
+                precondition(rc == 0 && !packed.isEmpty)
+                self.packed = packed
+            }
+
+            /// y for `ntok` tokens starting at token `first` of xq, computed over `ranges` of rows
+            /// (plain or repacked layout), yStride = rows + 2; unwritten entries stay NaN.
+            func run(_ xq: [sq_block_q8a], first: Int = 0, ntok: Int, ranges: [Range<Int>], repacked: Bool,
+                     _ path: KernelPath) -> [Float] {
+                let yStride = rows + 2
                 var y = [Float](repeating: .nan, count: ntok * yStride)
-                w.withUnsafeBytes { wp in
-                    xq.withUnsafeBufferPointer { xp in
-                        y.withUnsafeMutableBufferPointer { yp in
-                            path.run {
-                                for r in ranges {
-                                    _ = sq_matmul_q8(t.id, wp.baseAddress, t.rowBytes(n), Int64(n), xp.baseAddress! + first * (n / 32),
-                                                     Int64(ntok), yp.baseAddress, Int64(yStride), Int64(r.lowerBound), Int64(r.upperBound))
-                                }
+                xq.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        path.run {
+                            for r in ranges {
+                                let x = xp.baseAddress! + first * (n / 32)
+                                let rc = repacked
+                                    ? packed.withUnsafeBytes {
+                                        sq_matmul_q8_x8(type.id, $0.baseAddress, Int64(n), x, Int64(ntok), yp.baseAddress,
+                                                        Int64(yStride), Int64(r.lowerBound), Int64(r.upperBound))
+                                    }
+                                    : plain.withUnsafeBytes {
+                                        sq_matmul_q8(type.id, $0.baseAddress, type.rowBytes(n), Int64(n), x, Int64(ntok),
+                                                     yp.baseAddress, Int64(yStride), Int64(r.lowerBound), Int64(r.upperBound))
+                                    }
+                                precondition(rc == 0)
                             }
                         }
                     }
                 }
                 return y
             }
-            // Expected: each token alone, one row at a time.
-            let expected = (0..<maxTokens).map { tok in run(1, first: tok, (0..<rows).map { $0..<($0 + 1) }) }
-            for ntok in 1...maxTokens {
-                for split in [[0..<rows], [0..<3, 3..<rows], [0..<5, 5..<6, 6..<rows], [7..<rows, 0..<7]] {
-                    let y = run(ntok, first: 0, split)
-                    for tok in 0..<ntok {
-                        for r in 0..<rows {
-                            #expect(y[tok * yStride + r].bitPattern == expected[tok][r].bitPattern,
-                                    "\(t) \(path) ntok=\(ntok) split \(split) token \(tok) row \(r)")
+        }
+
+        @Test("matmul_q8: every (row, token) the same bits whatever the layout, path, token count and row split",
+              arguments: [QType.q4_1, QType.q8_0], KernelPath.allCases)
+        func batchInvariance(_ t: QType, _ path: KernelPath) {
+            var rng = SplitMix64(seed: 91 ^ UInt64(t.id))
+            let n = 608, rows = 19, maxTokens = 9
+            let w = Weights(t, rows: rows, n: n, plain: t.randomRows(rows, n, using: &rng))
+            let xq = quantize(randomFloats(maxTokens * n, using: &rng))
+            // Expected: the plain layout, scalar, each token alone, one row at a time.
+            let expected = (0..<maxTokens).map { tok in
+                w.run(xq, first: tok, ntok: 1, ranges: (0..<rows).map { $0..<($0 + 1) }, repacked: false, .scalar)
+            }
+            for repacked in [false, true] {
+                for ntok in 1...maxTokens {
+                    for split in [[0..<rows], [0..<3, 3..<rows], [0..<5, 5..<6, 6..<16, 16..<rows], [8..<rows, 0..<8]] {
+                        let y = w.run(xq, ntok: ntok, ranges: split, repacked: repacked, path)
+                        for tok in 0..<ntok {
+                            for r in 0..<rows {
+                                #expect(y[tok * (rows + 2) + r].bitPattern == expected[tok][r].bitPattern,
+                                        "\(t) \(path) repacked \(repacked) ntok=\(ntok) split \(split) token \(tok) row \(r)")
+                            }
+                            #expect(y[tok * (rows + 2) + rows].isNaN, "wrote outside the rows")
                         }
-                        #expect(y[tok * yStride + rows].isNaN, "wrote outside the rows")
                     }
                 }
             }
         }
 
-        @Test("matmul_q8 vs the double reference of the same quantized inputs; paths agree; batch-invariant",
-              arguments: [QType.q4_1, QType.q8_0])
-        func matmul(_ t: QType) {
-            var rng = SplitMix64(seed: 77 ^ UInt64(t.id))
-            let n = 576, rows = 5, ntok = 7
-            let w = t.randomRows(rows, n, using: &rng)
-            let x = randomFloats(ntok * n, using: &rng)
-            let xq = quantize(x)
-            // Dequantized activations, for the reference.
-            var xd = [Float](repeating: 0, count: x.count)
+        /// Activations dequantized back to floats (what the integer products compute with).
+        func dequantized(_ xq: [sq_block_q8a]) -> [Float] {
+            var xd = [Float](repeating: 0, count: xq.count * 32)
             for (b, blk) in xq.enumerated() {
                 let codes = withUnsafeBytes(of: blk.qs) { Array($0.bindMemory(to: Int8.self)) }
                 for j in 0..<32 { xd[b * 32 + j] = blk.d * Float(codes[j]) }
             }
-            func run(_ path: KernelPath, tokens: Int) -> [Float] {
-                var y = [Float](repeating: .nan, count: tokens * rows)
-                w.withUnsafeBytes { wp in
-                    xq.withUnsafeBufferPointer { xp in
-                        y.withUnsafeMutableBufferPointer { yp in
-                            path.run {
-                                #expect(sq_matmul_q8(t.id, wp.baseAddress, t.rowBytes(n), Int64(n), xp.baseAddress, Int64(tokens),
-                                                     yp.baseAddress, Int64(rows), 0, Int64(rows)) == 0)
-                            }
+            return xd
+        }
+
+        func expectNearReference(_ w: Weights, _ xq: [sq_block_q8a], _ y: [Float], ntok: Int, tolerance: Double) {
+            let xd = dequantized(xq)
+            for tok in 0..<ntok {
+                for r in 0..<w.rows {
+                    let ref = w.plain.withUnsafeBytes { wp in
+                        xd.withUnsafeBufferPointer {
+                            sq_dot_ref(w.type.id, wp.baseAddress! + r * w.type.rowBytes(w.n), $0.baseAddress! + tok * w.n, Int64(w.n))
                         }
                     }
-                }
-                return y
-            }
-            let fast = run(.avx2, tokens: ntok)
-            let slow = run(.scalar, tokens: ntok)
-            #expect(fast == slow)
-            #expect(Array(run(.avx2, tokens: 1)) == Array(fast.prefix(rows)))
-            for tok in 0..<ntok {
-                for r in 0..<rows {
-                    let ref = w.withUnsafeBytes { wp in
-                        xd.withUnsafeBufferPointer { sq_dot_ref(t.id, wp.baseAddress! + r * t.rowBytes(n), $0.baseAddress! + tok * n, Int64(n)) }
-                    }
-                    #expect(abs(Double(fast[tok * rows + r]) - ref) <= 1e-4 * max(1, abs(ref)), "row \(r) token \(tok)")
+                    #expect(abs(Double(y[tok * (w.rows + 2) + r]) - ref) <= tolerance * max(1, abs(ref)), "\(w.type) row \(r) token \(tok)")
                 }
             }
+        }
+
+        @Test("matmul_q8 vs the double reference of the same quantized inputs; layouts and paths agree",
+              arguments: [QType.q4_1, QType.q8_0])
+        func matmul(_ t: QType) {
+            var rng = SplitMix64(seed: 77 ^ UInt64(t.id))
+            let n = 576, rows = 13, ntok = 7
+            let w = Weights(t, rows: rows, n: n, plain: t.randomRows(rows, n, using: &rng))
+            let xq = quantize(randomFloats(ntok * n, using: &rng))
+            let fast = w.run(xq, ntok: ntok, ranges: [0..<rows], repacked: true, .avx2)
+            #expect(fast.map(\.bitPattern) == w.run(xq, ntok: ntok, ranges: [0..<rows], repacked: true, .scalar).map(\.bitPattern))
+            #expect(fast.map(\.bitPattern) == w.run(xq, ntok: ntok, ranges: [0..<rows], repacked: false, .avx2).map(\.bitPattern))
+            expectNearReference(w, xq, fast, ntok: ntok, tolerance: 1e-4)
             var y = [Float](repeating: 0, count: rows)
             #expect(sq_matmul_q8(t.id == QType.q4_1.id ? QType.q4_0.id : QType.q5_0.id, nil, 0, Int64(n), nil, 1, &y, 1, 0, 1) == -1)
+            #expect(sq_repack_x8_bytes(QType.q4_0.id, 8, Int64(n)) == 0)
+            #expect(sq_repack_x8_bytes(t.id, 8, 48) == 0, "n must be a multiple of 32")
+        }
+
+        /// The extremes of both operands: 4-bit codes of 15 (or int8 -128 / 127) against
+        /// activations of ±127, where 16-bit partial sums would overflow if grouped wrongly.
+        @Test("matmul_q8 with extreme codes: exact integer sums on every path", arguments: [QType.q4_1, QType.q8_0])
+        func extremes(_ t: QType) {
+            let n = 96, rows = 9, ntok = 3
+            var plain = [UInt8](repeating: 0, count: rows * t.rowBytes(n))
+            for r in 0..<rows {
+                for b in 0..<(n / 32) {
+                    let base = r * t.rowBytes(n) + b * t.blockBytes
+                    plain.storeLE(UInt16(sq_f32_to_f16(0.5 + Float(r) / 8)), at: base)
+                    if t.id == QType.q4_1.id {
+                        plain.storeLE(UInt16(sq_f32_to_f16(-0.25)), at: base + 2)
+                        for j in 0..<16 { plain[base + 4 + j] = r % 2 == 0 ? 0xFF : (j % 2 == 0 ? 0xF0 : 0x0F) }
+                    } else {
+                        for j in 0..<32 { plain[base + 2 + j] = r % 3 == 0 ? 0x80 : r % 3 == 1 ? 0x7F : (j % 2 == 0 ? 0x80 : 0x7F) }
+                    }
+                }
+            }
+            let w = Weights(t, rows: rows, n: n, plain: plain)
+            // Token 0: all +127, token 1: all −127, token 2: alternating.
+            var x = [Float](repeating: 1, count: n) + [Float](repeating: -1, count: n)
+            x += (0..<n).map { $0 % 2 == 0 ? 1 : -1 }
+            let xq = quantize(x)
+            let y = w.run(xq, ntok: ntok, ranges: [0..<rows], repacked: true, .avx2)
+            #expect(y.map(\.bitPattern) == w.run(xq, ntok: ntok, ranges: [0..<rows], repacked: true, .scalar).map(\.bitPattern))
+            #expect(y.map(\.bitPattern) == w.run(xq, ntok: ntok, ranges: [0..<rows], repacked: false, .scalar).map(\.bitPattern))
+            expectNearReference(w, xq, y, ntok: ntok, tolerance: 1e-6)
         }
     }
 }

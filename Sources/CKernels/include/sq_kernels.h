@@ -62,14 +62,26 @@ typedef struct {
     float s;
     int8_t qs[32];
 } sq_block_q8a;
-/// 1 when sq_matmul_q8 supports weights of `type` (Q4_1, Q8_0).
+/// 1 when the int8-activation products support weights of `type` (Q4_1, Q8_0).
 int sq_q8_supported(int type);
 /// Quantizes n (a multiple of 32) floats into n/32 blocks (round to nearest even).
 void sq_quantize_q8(const float *x, int64_t n, sq_block_q8a *out);
-/// Like sq_matmul with activations already quantized (ntok tokens of n/32 blocks each, contiguous).
-/// Returns -1 (and writes nothing) when the type is not supported.
+/// Arithmetic of every int8-activation product, for row r and token t: per block b the exact
+/// integer dot product I_b, sc_b = d_w(b) * d_x(b), acc = fma(I_b, sc_b, acc) over b in order; for
+/// Q4_1 also M = fma(m_w(b), s_x(b), M) over b in order; result acc + M. The same bits on every
+/// path and layout, whatever ntok or the row range (batch invariance).
+/// Plain GGML layout, scalar (a reference; the fast path is the repacked one below). ntok tokens
+/// of n/32 blocks each, contiguous. Returns -1 (and writes nothing) when the type is not supported.
 int sq_matmul_q8(int type, const void *w, size_t row_bytes, int64_t n, const sq_block_q8a *xq, int64_t ntok, float *y,
                  int64_t y_stride, int64_t row_begin, int64_t row_end);
+/// Bytes of the repacked (8 rows interleaved) form of `rows` rows of n elements; 0 if unsupported.
+size_t sq_repack_x8_bytes(int type, int64_t rows, int64_t n);
+/// Repacks `rows` rows (row_bytes apart) into dst (sq_repack_x8_bytes bytes); -1 if unsupported.
+int sq_repack_x8(int type, const void *w, size_t row_bytes, int64_t rows, int64_t n, void *dst);
+/// sq_matmul_q8 on repacked weights (AVX2 when available). Row ranges starting at a multiple
+/// of 8 avoid computing a group twice.
+int sq_matmul_q8_x8(int type, const void *wx8, int64_t n, const sq_block_q8a *xq, int64_t ntok, float *y,
+                    int64_t y_stride, int64_t row_begin, int64_t row_end);
 
 // --- f16 / bf16 conversion ---
 float sq_f16_to_f32(uint16_t h);

@@ -63,6 +63,21 @@ public final class MappedFile: @unchecked Sendable {
         }
     }
 
+    /// Drops the pages wholly inside [p, p + count) from resident memory (MADV_DONTNEED: a
+    /// private, never-written mapping reads them from the file again if touched). No effect on
+    /// a copy in memory or outside the mapping.
+    public func dropResidentPages(_ p: UnsafeRawPointer, count n: Int) {
+        guard isMapping, n > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard page > 0 else { return }
+        let lo = Int(bitPattern: base)
+        let hi = lo + count
+        let start = (Int(bitPattern: p) + page - 1) / page * page
+        let end = (Int(bitPattern: p) + n) / page * page
+        guard start < end, start >= lo, end <= hi, let a = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(a, end - start, Int32(MADV_DONTNEED))
+    }
+
     /// A bounds-checked view of `length` bytes at `offset`.
     public func bytes(at offset: Int, length: Int) -> UnsafeRawBufferPointer? {
         guard offset >= 0, length >= 0, offset <= count, length <= count - offset else { return nil }

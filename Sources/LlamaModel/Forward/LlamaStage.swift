@@ -51,6 +51,8 @@ public final class LlamaStage {
     private var tmp: UnsafeMutablePointer<Float>  // rows × max(hidden, qDim)
     private var h1: UnsafeMutablePointer<Float>  // rows × intermediate
     private var h2: UnsafeMutablePointer<Float>  // rows × intermediate
+    /// Repacked copies of the q8-capable matrices (by their data pointer), for `.q8`.
+    private var repacked: [UnsafeRawPointer: RepackedMatrix] = [:]
     private let unpermute: [Int]?
     /// One head of scratch for `unpermuteHeads`, allocated once (it runs twice per layer).
     private let headScratch: UnsafeMutablePointer<Float>
@@ -71,6 +73,15 @@ public final class LlamaStage {
             unpermute = nil
         }
         headScratch = .allocate(capacity: c.headDim)
+        if activations == .q8 {
+            var matrices = weights.layers.flatMap { [$0.wq, $0.wk, $0.wv, $0.wo, $0.gate, $0.up, $0.down] }
+            if let o = weights.output { matrices.append(o) }
+            for w in matrices where repacked[w.data] == nil {
+                guard let r = RepackedMatrix(w) else { continue }
+                repacked[w.data] = r
+                w.releaseMappedPages()
+            }
+        }
         x = .allocate(capacity: 0)
         xb = .allocate(capacity: 0)
         q = .allocate(capacity: 0)
@@ -123,6 +134,15 @@ public final class LlamaStage {
                 quantizedInput = input
             }
             let xq = self.xq
+            if let packed = repacked[w.data] {
+                // Threads take whole groups of 8 rows.
+                parallel.forEachChunk((w.rows + 7) / 8) { g in
+                    _ = sq_matmul_q8_x8(
+                        type, packed.data, Int64(w.cols), xq, Int64(rows), out, Int64(w.rows), Int64(g.lowerBound * 8),
+                        Int64(min(g.upperBound * 8, w.rows)))
+                }
+                return
+            }
             parallel.forEachChunk(w.rows) { r in
                 _ = sq_matmul_q8(
                     type, w.data, w.rowBytes, Int64(w.cols), xq, Int64(rows), out, Int64(w.rows),

@@ -27,10 +27,40 @@ public struct WeightMatrix: @unchecked Sendable {
         self.owner = view.owner
     }
 
+    /// Lets the kernel drop this matrix's pages of a mapped file from resident memory (they are
+    /// read again if touched), e.g. once a repacked copy is made. No effect on memory it owns.
+    public func releaseMappedPages() {
+        (owner as? MappedFile)?.dropResidentPages(data, count: rows * rowBytes)
+    }
+
     /// Dequantizes row `r` into `out` (`cols` floats).
     public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
         _ = sq_dequantize(Int32(type.rawValue), data + r * rowBytes, out, Int64(cols))
     }
+}
+
+/// A weight matrix repacked eight rows at a time for the int8-activation products
+/// (`sq_matmul_q8_x8`, Q4_1 and Q8_0): each 32-byte vector holds four elements of eight rows.
+public final class RepackedMatrix: @unchecked Sendable {
+    // @unchecked: written once in init, read-only afterwards.
+    public let data: UnsafeMutableRawPointer
+    public let byteCount: Int
+
+    /// Nil when the matrix's type or shape has no repacked form.
+    public init?(_ w: WeightMatrix) {
+        let type = Int32(w.type.rawValue)
+        let bytes = sq_repack_x8_bytes(type, Int64(w.rows), Int64(w.cols))
+        guard bytes > 0 else { return nil }
+        let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        guard sq_repack_x8(type, w.data, w.rowBytes, Int64(w.rows), Int64(w.cols), p) == 0 else {
+            p.deallocate()
+            return nil
+        }
+        data = p
+        byteCount = bytes
+    }
+
+    deinit { data.deallocate() }
 }
 
 /// Reads a 1-D f32 (or f16/bf16) tensor of `count` elements into an array.
