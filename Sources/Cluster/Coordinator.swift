@@ -645,7 +645,10 @@ public final class Coordinator {
         let perLayer = modelBytes / UInt64(max(1, config.layerCount))
         let ranges =
             workers.isEmpty
-            ? nil : PartitionPlanner.plan(layers: config.layerCount, workers: capacities, bytesPerLayer: perLayer)
+            ? nil
+            : PartitionPlanner.plan(
+                layers: config.layerCount, workers: capacities, bytesPerLayer: perLayer,
+                headLayers: config.outputHeadLayerEquivalents)
         // Whatever happens next, the old pipeline's micro-batches are void.
         restartSequences()
         guard let ranges else {

@@ -459,7 +459,7 @@ public final class Worker {
                 sampled.append(
                     SampledToken(
                         sequenceID: row.sequenceID, tokenID: UInt32(bitPattern: token),
-                        logprob: logProbability(logits, Int(token))))
+                        logprob: Sampler.logProbability(logits: logits, token: Int(token))))
             }
             do {
                 _ = try control.send(
@@ -487,13 +487,5 @@ public final class Worker {
                 log.info("cannot pass micro-batch \(microBatch) on: \(error)")
             }
         }
-    }
-
-    /// log softmax(logits)[token], within one row.
-    private func logProbability(_ logits: [Float], _ token: Int) -> Float {
-        guard logits.indices.contains(token), let m = logits.max() else { return 0 }
-        var sum = 0.0
-        for l in logits { sum += exp(Double(l - m)) }
-        return Float(Double(logits[token] - m) - Foundation.log(sum))
     }
 }

@@ -15,6 +15,15 @@ struct PlannerTests {
         #expect(r == [0..<20, 20..<30])
     }
 
+    @Test func outputHeadCountsAsWorkOfTheLastStage() {
+        let one = WorkerCapacity(threads: 1)
+        // 30 layers + a head worth 8: 19 layers of work each.
+        #expect(PartitionPlanner.plan(layers: 30, workers: [one, one], headLayers: 8) == [0..<19, 19..<30])
+        #expect(PartitionPlanner.plan(layers: 30, workers: [one, one, one], headLayers: 6) == [0..<12, 12..<24, 24..<30])
+        // A head heavier than a share still leaves the last worker one layer.
+        #expect(PartitionPlanner.plan(layers: 4, workers: [one, one], headLayers: 10) == [0..<3, 3..<4])
+    }
+
     @Test func memoryCapsAndExtraWorkers() {
         let r = PartitionPlanner.plan(
             layers: 4, workers: [WorkerCapacity(threads: 8, memoryBudgetBytes: 100), WorkerCapacity(threads: 1)], bytesPerLayer: 100)

@@ -127,6 +127,20 @@ struct SamplingTests {
         #expect(seen == [1, 2, 3])
     }
 
+    @Test("log probability: matches a double log-softmax; 0 outside the row")
+    func logProbability() {
+        var rng = SystemRandomNumberGenerator()
+        let logits = (0..<49_157).map { _ in Float.random(in: -30...25, using: &rng) }
+        let m = Double(logits.max() ?? 0)
+        let lse = m + Foundation.log(logits.reduce(0.0) { $0 + exp(Double($1) - m) })
+        for token in [0, 7, 49_156, logits.firstIndex(of: logits.max() ?? 0) ?? 0] {
+            let expected = Double(logits[token]) - lse
+            #expect(abs(Double(Sampler.logProbability(logits: logits, token: token)) - expected) <= 1e-5 * max(1, abs(expected)))
+        }
+        #expect(Sampler.logProbability(logits: logits, token: logits.count) == 0)
+        #expect(Sampler.logProbability(logits: [], token: 0) == 0)
+    }
+
     @Test("repetition penalty demotes recent tokens")
     func repetition() {
         var p = SamplingParameters.greedy

@@ -57,6 +57,17 @@ public struct LlamaConfig: Sendable, Equatable {
     public var groupSize: Int { headCount / kvHeadCount }
     public var qDim: Int { headCount * headDim }
     public var kvDim: Int { kvHeadCount * headDim }
+    /// Multiply-adds of one decoder layer's matrices per token.
+    public var layerMatrixElements: Int {
+        hiddenSize * (2 * qDim + 2 * kvDim) + 3 * hiddenSize * intermediateSize
+    }
+    /// The output head's cost in layers' worth, for balancing pipeline stages: its multiply-adds
+    /// over a layer's, halved because a layer also runs attention, norms and its cache, which
+    /// cost about as much as its matrix products when decoding a few sequences at once
+    /// (profile of a 2-worker cluster with 8 sequences: matrix products 42%, attention 25%).
+    public var outputHeadLayerEquivalents: Double {
+        0.5 * Double(vocabularySize * hiddenSize) / Double(max(1, layerMatrixElements))
+    }
 
     /// Checks the shape relations the forward pass relies on.
     public func validate(file: String) throws(ModelFileError) {

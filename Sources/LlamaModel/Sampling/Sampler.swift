@@ -1,3 +1,5 @@
+import CKernels
+
 /// Sampling settings of a request. `temperature == 0` means greedy (argmax, lowest id on ties).
 public struct SamplingParameters: Sendable, Equatable, Codable {
     public var temperature: Float = 0.8
@@ -153,6 +155,19 @@ public struct Sampler: Sendable {
             if u < cum { return Int32(ids[i]) }
         }
         return Int32(ids[ids.count - 1])
+    }
+
+    /// log softmax(logits)[token] (0 for a token outside the row), with the vectorised max and
+    /// exponential sum (relative error ~1e-6; a fixed order, so the same on every run).
+    public static func logProbability(logits: [Float], token: Int) -> Float {
+        guard logits.indices.contains(token) else { return 0 }
+        var scratch = logits
+        return scratch.withUnsafeMutableBufferPointer { p in
+            let n = Int64(p.count)
+            let m = sq_max(p.baseAddress, n)
+            let sum = sq_exp_sum(p.baseAddress, n, m)
+            return (logits[token] - m) - log(sum)
+        }
     }
 }
 
