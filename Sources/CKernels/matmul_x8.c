@@ -61,6 +61,35 @@ int sq_repack_x8(int type, const void *w, size_t row_bytes, int64_t rows, int64_
     return 0;
 }
 
+int sq_dequantize_x8_row(int type, const void *wx8, int64_t n, int64_t row, float *dst) {
+    const size_t gbb = group_block_bytes(type);
+    if (!gbb || n <= 0 || n % 32 || row < 0) return -1;
+    const int64_t nb = n / 32;
+    const uint8_t *grp = (const uint8_t *)wx8 + (size_t)(row / GROUP) * (size_t)nb * gbb;
+    const int r = (int)(row % GROUP);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = grp + (size_t)b * gbb;
+        uint16_t d;
+        memcpy(&d, blk + 2 * r, 2);
+        float *out = dst + b * 32;
+        if (type == SQ_TYPE_Q4_1) {
+            uint16_t m;
+            memcpy(&m, blk + 16 + 2 * r, 2);
+            for (int v = 0; v < 4; v++)
+                for (int j = 0; j < 4; j++) {
+                    const uint8_t q = blk[32 + 32 * v + 4 * r + j];
+                    // The expressions of the plain dequantizer (quant.c), for the same bits.
+                    out[4 * v + j] = sq_h2f(d) * (float)(q & 15) + sq_h2f(m);
+                    out[16 + 4 * v + j] = sq_h2f(d) * (float)(q >> 4) + sq_h2f(m);
+                }
+        } else {
+            for (int k = 0; k < 8; k++)
+                for (int j = 0; j < 4; j++) out[4 * k + j] = sq_h2f(d) * (float)(int8_t)blk[16 + 32 * k + 4 * r + j];
+        }
+    }
+    return 0;
+}
+
 // ---------------------------------------------------------------- scalar
 
 static uint16_t load_u16(const uint8_t *p) {
@@ -132,6 +161,11 @@ int sq_matmul_q8(int type, const void *w, size_t row_bytes, int64_t n, const sq_
 // ---------------------------------------------------------------- AVX2
 
 #define TMAX 4  // tokens per tile
+// Software prefetch distance in bytes (about 12 blocks ahead, into the next group at a group's
+// end): decode streams the weights from DRAM once per token, and the hardware prefetcher alone
+// left a third of the bandwidth unused (micro-benchmark: 88 MB of Q4_1 in 7.1 ms -> 4.7 ms).
+#define PREFETCH_Q4_1 2048
+#define PREFETCH_Q8_0 3072
 
 // One group of 8 rows against T tokens (1..TMAX, a constant after inlining): out[t] = the 8 lanes.
 SQ_AVX2 static inline __attribute__((always_inline)) void group_q4_1(const uint8_t *grp, const sq_block_q8a *const *x,
@@ -141,6 +175,7 @@ SQ_AVX2 static inline __attribute__((always_inline)) void group_q4_1(const uint8
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = grp + (size_t)b * 160;
+        for (int l = 0; l < 192; l += 64) _mm_prefetch((const char *)blk + PREFETCH_Q4_1 + l, _MM_HINT_T0);
         __m256i s[TMAX];
         for (int t = 0; t < T; t++) s[t] = _mm256_setzero_si256();
         for (int v = 0; v < 4; v++) {
@@ -179,6 +214,7 @@ SQ_AVX2 static inline __attribute__((always_inline)) void group_q8_0(const uint8
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = grp + (size_t)b * 272;
+        for (int l = 0; l < 320; l += 64) _mm_prefetch((const char *)blk + PREFETCH_Q8_0 + l, _MM_HINT_T0);
         __m256i s[TMAX];
         for (int t = 0; t < T; t++) s[t] = _mm256_setzero_si256();
         for (int k = 0; k < 8; k++) {

@@ -161,6 +161,21 @@ extension Kernels {
             #expect(sq_repack_x8_bytes(t.id, 8, 48) == 0, "n must be a multiple of 32")
         }
 
+        @Test("a repacked row dequantizes to the plain row's floats", arguments: [QType.q4_1, QType.q8_0])
+        func dequantizeRepackedRow(_ t: QType) {
+            var rng = SplitMix64(seed: 13 ^ UInt64(t.id))
+            let n = 96, rows = 11
+            let w = Weights(t, rows: rows, n: n, plain: t.randomRows(rows, n, using: &rng))
+            for r in 0..<rows {
+                var plain = [Float](repeating: .nan, count: n), packed = plain
+                w.plain.withUnsafeBytes { _ = sq_dequantize(t.id, $0.baseAddress! + r * t.rowBytes(n), &plain, Int64(n)) }
+                w.packed.withUnsafeBytes { #expect(sq_dequantize_x8_row(t.id, $0.baseAddress, Int64(n), Int64(r), &packed) == 0) }
+                #expect(plain.map(\.bitPattern) == packed.map(\.bitPattern), "row \(r)")
+            }
+            var out = [Float](repeating: 0, count: n)
+            #expect(sq_dequantize_x8_row(QType.q4_0.id, w.packed, Int64(n), 0, &out) == -1)
+        }
+
         /// The extremes of both operands: 4-bit codes of 15 (or int8 -128 / 127) against
         /// activations of ±127, where 16-bit partial sums would overflow if grouped wrongly.
         @Test("matmul_q8 with extreme codes: exact integer sums on every path", arguments: [QType.q4_1, QType.q8_0])

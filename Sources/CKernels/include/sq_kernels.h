@@ -78,6 +78,9 @@ int sq_matmul_q8(int type, const void *w, size_t row_bytes, int64_t n, const sq_
 size_t sq_repack_x8_bytes(int type, int64_t rows, int64_t n);
 /// Repacks `rows` rows (row_bytes apart) into dst (sq_repack_x8_bytes bytes); -1 if unsupported.
 int sq_repack_x8(int type, const void *w, size_t row_bytes, int64_t rows, int64_t n, void *dst);
+/// Row `row` of repacked weights (n elements) into dst: the same floats as sq_dequantize on the
+/// plain row. -1 if unsupported.
+int sq_dequantize_x8_row(int type, const void *wx8, int64_t n, int64_t row, float *dst);
 /// sq_matmul_q8 on repacked weights (AVX2 when available). Row ranges starting at a multiple
 /// of 8 avoid computing a group twice.
 int sq_matmul_q8_x8(int type, const void *wx8, int64_t n, const sq_block_q8a *xq, int64_t ntok, float *y,

@@ -77,9 +77,8 @@ public final class LlamaStage {
             var matrices = weights.layers.flatMap { [$0.wq, $0.wk, $0.wv, $0.wo, $0.gate, $0.up, $0.down] }
             if let o = weights.output { matrices.append(o) }
             for w in matrices where repacked[w.data] == nil {
-                guard let r = RepackedMatrix(w) else { continue }
+                guard let r = RepackedMatrix(w, releasingMappedPages: true) else { continue }
                 repacked[w.data] = r
-                w.releaseMappedPages()
             }
         }
         x = .allocate(capacity: 0)
@@ -184,10 +183,17 @@ public final class LlamaStage {
         case .tokens(let ids):
             precondition(ids.count == rows && weights.hasEmbedding, "token input needs the embedding stage")
             guard let emb = weights.tokenEmbedding else { return [] }
+            // A tied embedding is read from the output head's repacked copy (the same floats), so
+            // that the mapped original's pages stay out of memory.
+            let packedEmbedding = repacked[emb.data]
             for (r, id) in ids.enumerated() {
                 let t = Int(id)
                 if t >= 0 && t < emb.rows {
-                    emb.dequantizeRow(t, into: x + r * H)
+                    if let p = packedEmbedding {
+                        _ = sq_dequantize_x8_row(Int32(emb.type.rawValue), p.data, Int64(emb.cols), Int64(t), x + r * H)
+                    } else {
+                        emb.dequantizeRow(t, into: x + r * H)
+                    }
                 } else {
                     (x + r * H).initialize(repeating: 0, count: H)
                 }

@@ -46,16 +46,29 @@ public final class RepackedMatrix: @unchecked Sendable {
     public let data: UnsafeMutableRawPointer
     public let byteCount: Int
 
-    /// Nil when the matrix's type or shape has no repacked form.
-    public init?(_ w: WeightMatrix) {
+    /// Nil when the matrix's type or shape has no repacked form. `releasingMappedPages`: drop
+    /// the source's pages of a mapped file as each slice is copied, so that the source and the
+    /// copy are never both resident (the 30 MB output head of the default model would otherwise
+    /// add its size to the peak resident memory).
+    public init?(_ w: WeightMatrix, releasingMappedPages: Bool = false) {
         let type = Int32(w.type.rawValue)
         let bytes = sq_repack_x8_bytes(type, Int64(w.rows), Int64(w.cols))
         guard bytes > 0 else { return nil }
         let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        guard sq_repack_x8(type, w.data, w.rowBytes, Int64(w.rows), Int64(w.cols), p) == 0 else {
-            p.deallocate()
-            return nil
+        let groupBytes = bytes / ((w.rows + 7) / 8)
+        let sliceRows = 1024  // a multiple of 8: slices start at group boundaries
+        var row = 0
+        while row < w.rows {
+            let n = min(sliceRows, w.rows - row)
+            let source = w.data + row * w.rowBytes
+            guard sq_repack_x8(type, source, w.rowBytes, Int64(n), Int64(w.cols), p + row / 8 * groupBytes) == 0 else {
+                p.deallocate()
+                return nil
+            }
+            if releasingMappedPages { (w.owner as? MappedFile)?.dropResidentPages(source, count: n * w.rowBytes) }
+            row += n
         }
+        if releasingMappedPages { w.releaseMappedPages() }
         data = p
         byteCount = bytes
     }
