@@ -432,7 +432,6 @@ public final class Coordinator {
         stats.microBatches += 1
         stats.rows += UInt64(f.rows)
         stats.tokensIn += UInt64(f.tokens)
-        stats.tokensOut += UInt64(s.tokens.count)
         stats.roundTripMicroseconds += Monotonic.microseconds(Monotonic.now() - f.sent)
         if stats.stageBusyMicroseconds.count != s.stageBusyMicroseconds.count {
             stats.stageBusyMicroseconds = Array(repeating: 0, count: s.stageBusyMicroseconds.count)
@@ -443,6 +442,9 @@ public final class Coordinator {
                 droppedStale += 1
                 continue
             }
+            // Counted when delivered: a token of a request cancelled while its batch was in
+            // flight is not output.
+            stats.tokensOut += 1
             accept(Int32(bitPattern: t.tokenID), logprob: t.logprob, for: seq)
         }
     }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds and runs the packed-attention micro-benchmark against the kernels in Sources/CKernels
-# (clang from the Swift toolchain, the package's kernel flags). Usage: run.sh [REPEATS]
+# Builds and runs the packed-attention and int8 matrix-product micro-benchmarks against the
+# kernels in Sources/CKernels (clang from the Swift toolchain, the package's kernel flags).
+# Usage: run.sh [REPEATS]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="$(mktemp -d)"
@@ -8,3 +9,6 @@ trap 'rm -rf "$out"' EXIT
 clang -O3 -fno-math-errno -Wall -I"$root/Sources/CKernels/include" -I"$root/Sources/CKernels" \
     "$root/scripts/kernel-bench/packed_attention_bench.c" "$root"/Sources/CKernels/*.c -o "$out/bench" -lm
 for bits in 2 4; do "$out/bench" "$bits" "${1:-15}"; done
+clang -O3 -fno-math-errno -Wall -I"$root/Sources/CKernels/include" -I"$root/Sources/CKernels" \
+    "$root/scripts/kernel-bench/matmul_bench.c" "$root"/Sources/CKernels/*.c -o "$out/matmul" -lm
+"$out/matmul" "${1:-15}"
