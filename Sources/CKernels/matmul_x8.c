@@ -167,6 +167,16 @@ int sq_matmul_q8(int type, const void *w, size_t row_bytes, int64_t n, const sq_
 #define PREFETCH_Q4_1 2048
 #define PREFETCH_Q8_0 3072
 
+// acc[t] = fma((float) isum[t], d_w * d_x(t), acc[t]) for block b: the 8 rows' f16 scales are
+// the block's first 16 bytes.
+SQ_AVX2 static inline __attribute__((always_inline)) void block_fma(__m256 acc[TMAX], const __m256i isum[TMAX],
+                                                                   const uint8_t *blk, const sq_block_q8a *const *x,
+                                                                   int64_t b, int T) {
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
+    for (int t = 0; t < T; t++)
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_broadcast_ss(&x[t][b].d)), acc[t]);
+}
+
 // One group of 8 rows against T tokens (1..TMAX, a constant after inlining): out[t] = the 8 lanes.
 SQ_AVX2 static inline __attribute__((always_inline)) void group_q4_1(const uint8_t *grp, const sq_block_q8a *const *x,
                                                                     int64_t nb, int T, __m256 out[TMAX]) {
@@ -191,12 +201,8 @@ SQ_AVX2 static inline __attribute__((always_inline)) void group_q4_1(const uint8
                 s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));
             }
         }
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
-        for (int t = 0; t < T; t++) {
-            const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(s[t], ones));
-            const __m256 sc = _mm256_mul_ps(dw, _mm256_broadcast_ss(&x[t][b].d));
-            acc[t] = _mm256_fmadd_ps(f, sc, acc[t]);
-        }
+        for (int t = 0; t < T; t++) s[t] = _mm256_madd_epi16(s[t], ones);
+        block_fma(acc, s, blk, x, b, T);
     }
     __m256 msum[TMAX];
     for (int t = 0; t < T; t++) msum[t] = _mm256_setzero_ps();
@@ -228,12 +234,7 @@ SQ_AVX2 static inline __attribute__((always_inline)) void group_q8_0(const uint8
                 s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(p, ones));
             }
         }
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk));
-        for (int t = 0; t < T; t++) {
-            const __m256 f = _mm256_cvtepi32_ps(s[t]);
-            const __m256 sc = _mm256_mul_ps(dw, _mm256_broadcast_ss(&x[t][b].d));
-            acc[t] = _mm256_fmadd_ps(f, sc, acc[t]);
-        }
+        block_fma(acc, s, blk, x, b, T);
     }
     for (int t = 0; t < T; t++) out[t] = acc[t];
 }
