@@ -52,7 +52,7 @@ public final class LlamaStage {
     private var h1: UnsafeMutablePointer<Float>  // rows × intermediate
     private var h2: UnsafeMutablePointer<Float>  // rows × intermediate
     /// Repacked copies of the q8-capable matrices (by their data pointer), for `.q8`.
-    private var repacked: [UnsafeRawPointer: RepackedMatrix] = [:]
+    private let repacked: [UnsafeRawPointer: RepackedMatrix]
     private let unpermute: [Int]?
     /// One head of scratch for `unpermuteHeads`, allocated once (it runs twice per layer).
     private let headScratch: UnsafeMutablePointer<Float>
@@ -73,14 +73,15 @@ public final class LlamaStage {
             unpermute = nil
         }
         headScratch = .allocate(capacity: c.headDim)
+        var packed: [UnsafeRawPointer: RepackedMatrix] = [:]
         if activations == .q8 {
             var matrices = weights.layers.flatMap { [$0.wq, $0.wk, $0.wv, $0.wo, $0.gate, $0.up, $0.down] }
             if let o = weights.output { matrices.append(o) }
-            for w in matrices where repacked[w.data] == nil {
-                guard let r = RepackedMatrix(w, releasingMappedPages: true) else { continue }
-                repacked[w.data] = r
+            for w in matrices where packed[w.data] == nil {
+                packed[w.data] = RepackedMatrix(w, releasingMappedPages: true)
             }
         }
+        repacked = packed
         x = .allocate(capacity: 0)
         xb = .allocate(capacity: 0)
         q = .allocate(capacity: 0)
