@@ -124,7 +124,8 @@ public final class LlamaStage {
         sharedInput: Bool = false
     ) {
         let type = Int32(w.type.rawValue)
-        if activations == .q8, sq_q8_supported(type) != 0, w.cols % 32 == 0 {
+        // Repacked copies exist exactly for the matrices the int8 products support, under `.q8`.
+        if let packed = repacked[w.data] {
             if !(sharedInput && quantizedInput == input) {
                 let blocks = w.cols / 32
                 let xq = self.xq
@@ -134,19 +135,11 @@ public final class LlamaStage {
                 quantizedInput = input
             }
             let xq = self.xq
-            if let packed = repacked[w.data] {
-                // Threads take whole groups of 8 rows.
-                parallel.forEachChunk((w.rows + 7) / 8) { g in
-                    _ = sq_matmul_q8_x8(
-                        type, packed.data, Int64(w.cols), xq, Int64(rows), out, Int64(w.rows), Int64(g.lowerBound * 8),
-                        Int64(min(g.upperBound * 8, w.rows)))
-                }
-                return
-            }
-            parallel.forEachChunk(w.rows) { r in
-                _ = sq_matmul_q8(
-                    type, w.data, w.rowBytes, Int64(w.cols), xq, Int64(rows), out, Int64(w.rows),
-                    Int64(r.lowerBound), Int64(r.upperBound))
+            // Threads take whole groups of 8 rows.
+            parallel.forEachChunk((w.rows + 7) / 8) { g in
+                _ = sq_matmul_q8_x8(
+                    type, packed.data, Int64(w.cols), xq, Int64(rows), out, Int64(w.rows), Int64(g.lowerBound * 8),
+                    Int64(min(g.upperBound * 8, w.rows)))
             }
             return
         }
