@@ -157,9 +157,10 @@ SQ_INLINE_AVX2 __m256 load8_scale(const void *p, int64_t i, int f32) {
 }
 
 // One key at packed, dequantized with the group's s/m and (with cr) rotated by its in-group row,
-// scored against G (<= 4) rotated query heads qr (rows D apart): returns the G scores (lane j).
-SQ_INLINE_AVX2 __m128 key_scores(const uint8_t *packed, int D, int bits, const float *s, const float *m,
-                                 const float *cr, const float *sr, const float *qr, int G) {
+// dotted with G (<= 4) rotated query heads qr (rows D apart): out[j] holds head j's eight lane
+// sums (even and odd 8-channel runs added), reduced later eight keys at a time.
+SQ_INLINE_AVX2 void key_lanes(const uint8_t *packed, int D, int bits, const float *s, const float *m,
+                              const float *cr, const float *sr, const float *qr, int G, __m256 *out) {
     const int h = D / 2;
     const __m256 zero = _mm256_setzero_ps();
     __m256 even[4] = {zero, zero, zero, zero}, odd[4] = {zero, zero, zero, zero}, k[SQ_PACKED_MAX_D / 8];
@@ -182,8 +183,48 @@ SQ_INLINE_AVX2 __m128 key_scores(const uint8_t *packed, int D, int bits, const f
             even[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v), k[v / 8], even[j]);
             odd[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v + 8), k[v / 8 + 1], odd[j]);
         }
-    for (int j = 0; j < G; j++) even[j] = _mm256_add_ps(even[j], odd[j]);
-    return sq_reduce4_avx2(even[0], even[1], even[2], even[3]);
+    for (int j = 0; j < G; j++) out[j] = _mm256_add_ps(even[j], odd[j]);
+}
+
+// Lane t of the result: ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)) of v[t], dot_split_scalar8's order
+// (sq_reduce4_avx2 on two sets of four keys, then one permute back to key order).
+SQ_INLINE_AVX2 __m256 reduce8_keys(const __m256 *v) {
+    __m256 w[4];
+    for (int i = 0; i < 4; i++)  // [v(2i) lanes k + k+4 | v(2i+1) lanes k + k+4]
+        w[i] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x20),
+                             _mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x31));
+    // [v0, v0, v2, v2 | v1, v1, v3, v3] (pairs (b0+b2), (b1+b3)) and the same for v4..v7.
+    const __m256 u0 = _mm256_add_ps(_mm256_shuffle_ps(w[0], w[1], 0x44), _mm256_shuffle_ps(w[0], w[1], 0xEE));
+    const __m256 u1 = _mm256_add_ps(_mm256_shuffle_ps(w[2], w[3], 0x44), _mm256_shuffle_ps(w[2], w[3], 0xEE));
+    // [v0, v2, v4, v6 | v1, v3, v5, v7]
+    const __m256 h = _mm256_hadd_ps(u0, u1);
+    return _mm256_permutevar8x32_ps(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// Scores of keys [t, t + nb) (nb <= 8, one key group) for G heads starting at head j0: per-key lane
+// sums go to a small buffer, then each head's eight keys are reduced together.
+SQ_INLINE_AVX2 void key_block(const uint8_t *codes, int pb, int D, int bits, const float *s, const float *m,
+                              const float *cr, const float *sr, const float *qr, int G, int64_t t, int nb,
+                              __m256 scale, float *scores, int64_t stride, int j0) {
+    const int h = D / 2;
+    __m256 lanes[4][8];
+    for (int i = 0; i < nb; i++) {
+        __m256 out[4];
+        key_lanes(codes + (t + i) * pb, D, bits, s, m, cr ? cr + i * h : NULL, sr ? sr + i * h : NULL, qr, G, out);
+        for (int j = 0; j < G; j++) lanes[j][i] = out[j];
+    }
+    for (int j = 0; j < G; j++) {
+        for (int i = nb; i < 8; i++) lanes[j][i] = _mm256_setzero_ps();
+        const __m256 r = _mm256_mul_ps(reduce8_keys(lanes[j]), scale);
+        float *dst = scores + (int64_t)(j0 + j) * stride + t;
+        if (nb == 8) {
+            _mm256_storeu_ps(dst, r);
+        } else {
+            float tmp[8];
+            _mm256_storeu_ps(tmp, r);
+            for (int i = 0; i < nb; i++) dst[i] = tmp[i];
+        }
+    }
 }
 
 SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8_t *codes, int bits,
@@ -193,7 +234,7 @@ SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8
     const int pb = D * bits / 8, h = D / 2;
     float s[SQ_PACKED_MAX_D], m[SQ_PACKED_MAX_D];
     float qr[SQ_PACKED_MAX_QD];
-    const __m128 vscale = _mm_set1_ps(scale);
+    const __m256 vscale = _mm256_set1_ps(scale);
     int64_t t = 0;
     while (t < n) {
         const int64_t gi = (pos0 + t) / key_group, anchor = gi * key_group;
@@ -214,50 +255,22 @@ SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8
         } else {
             memcpy(qr, q, sizeof(float) * (size_t)(g * D));
         }
-        if (g <= 4) {
-            // All heads in one call per key; two keys per step for independent work.
-#define SQ_KEYS_G(GG)                                                                                            \
-    for (; t < end; t += 2) {                                                                                    \
-        const int two = end - t >= 2;                                                                            \
-        const int64_t r = (pos0 + t - anchor) * h;                                                               \
-        if (t + 16 < n) _mm_prefetch((const char *)(codes + (t + 16) * pb), _MM_HINT_T0);                        \
-        const __m128 a0 = key_scores(codes + t * pb, D, bits, s, m, rope_cos ? rope_cos + r : NULL,              \
-                                     rope_sin ? rope_sin + r : NULL, qr, GG);                                    \
-        const __m128 a1 = two ? key_scores(codes + (t + 1) * pb, D, bits, s, m, rope_cos ? rope_cos + r + h : NULL, \
-                                           rope_sin ? rope_sin + r + h : NULL, qr, GG)                           \
-                              : _mm_setzero_ps();                                                                \
-        float o0[4], o1[4];                                                                                      \
-        _mm_storeu_ps(o0, _mm_mul_ps(a0, vscale));                                                               \
-        _mm_storeu_ps(o1, _mm_mul_ps(a1, vscale));                                                               \
-        for (int j = 0; j < GG; j++) {                                                                           \
-            scores[j * stride + t] = o0[j];                                                                      \
-            if (two) scores[j * stride + t + 1] = o1[j];                                                         \
-        }                                                                                                        \
-    }
-            if (g == 3) { SQ_KEYS_G(3) }
-            else if (g == 4) { SQ_KEYS_G(4) }
-            else if (g == 2) { SQ_KEYS_G(2) }
-            else { SQ_KEYS_G(1) }
-#undef SQ_KEYS_G
-            t = end;
-            continue;
-        }
-        for (; t < end; t++) {
-            const uint8_t *pk = codes + t * pb;
+        for (; t < end; t += 8) {
+            const int nb = end - t < 8 ? (int)(end - t) : 8;
             const int64_t r = (pos0 + t - anchor) * h;
             const float *cr = rope_cos ? rope_cos + r : NULL, *sr = rope_sin ? rope_sin + r : NULL;
+            if (t + 16 < n) _mm_prefetch((const char *)(codes + (t + 16) * pb), _MM_HINT_T0);
             for (int j0 = 0; j0 < g; j0 += 4) {
                 const int G = g - j0 < 4 ? g - j0 : 4;
-                __m128 sc;
-                if (G == 3) sc = key_scores(pk, D, bits, s, m, cr, sr, qr + j0 * D, 3);
-                else if (G == 4) sc = key_scores(pk, D, bits, s, m, cr, sr, qr + j0 * D, 4);
-                else if (G == 2) sc = key_scores(pk, D, bits, s, m, cr, sr, qr + j0 * D, 2);
-                else sc = key_scores(pk, D, bits, s, m, cr, sr, qr + j0 * D, 1);
-                float out[4];
-                _mm_storeu_ps(out, _mm_mul_ps(sc, vscale));
-                for (int j = 0; j < G; j++) scores[(j0 + j) * stride + t] = out[j];
+                const float *qj = qr + j0 * D;
+                // Constant head counts let the per-key loops unroll.
+                if (G == 3) key_block(codes, pb, D, bits, s, m, cr, sr, qj, 3, t, nb, vscale, scores, stride, j0);
+                else if (G == 4) key_block(codes, pb, D, bits, s, m, cr, sr, qj, 4, t, nb, vscale, scores, stride, j0);
+                else if (G == 2) key_block(codes, pb, D, bits, s, m, cr, sr, qj, 2, t, nb, vscale, scores, stride, j0);
+                else key_block(codes, pb, D, bits, s, m, cr, sr, qj, 1, t, nb, vscale, scores, stride, j0);
             }
         }
+        t = end;
     }
 }
 
