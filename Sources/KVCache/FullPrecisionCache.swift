@@ -121,3 +121,63 @@ public final class FullPrecisionCache: SequenceKVCache {
 
     public func commit(rows: Int) { count += rows }
 }
+
+// MARK: shipping layers
+
+extension FullPrecisionCache {
+    public func exportLayers() -> [[UInt8]] {
+        let D = shape.headDim
+        let eb = precision.bytes
+        return (0..<keys.count).map { l in
+            var w = ByteWriter()
+            CacheSnapshot.header(&w, kind: .fullPrecision, shape: shape, tokens: count)
+            w.u8(precision == .f16 ? 0 : 1)
+            for store in [keys[l], values[l]] {
+                for h in 0..<shape.kvHeads {
+                    if let base = store, count > 0 { w.raw(base + h * capacity * D * eb, count * D * eb) }
+                }
+            }
+            return w.data
+        }
+    }
+
+    public func importLayers(_ blobs: [[UInt8]]) throws(KVCacheImportError) {
+        guard count == 0 else {
+            throw KVCacheImportError(
+                layer: 0, field: "cache", message: "import needs an empty cache, this one holds \(count) tokens")
+        }
+        guard blobs.count == keys.count else {
+            throw KVCacheImportError(
+                layer: 0, field: "layer count", message: "\(blobs.count) blobs for a cache of \(keys.count) layers")
+        }
+        let D = shape.headDim
+        let eb = precision.bytes
+        // Check every blob first, so that a bad one leaves the cache untouched.
+        var tokens = -1
+        for (l, blob) in blobs.enumerated() {
+            var r = ByteReader(blob, layer: l)
+            let t = try CacheSnapshot.readHeader(&r, kind: .fullPrecision, shape: shape)
+            if tokens >= 0, t != tokens {
+                throw r.mismatch("token count", expected: "\(tokens) in layer 0", found: "\(t)")
+            }
+            tokens = t
+            try r.expect(Int(try r.u8("precision")), precision == .f16 ? 0 : 1, "precision (0 f16, 1 f32)")
+            try r.expect(r.remaining, 2 * shape.kvHeads * t * D * eb, "key and value bytes")
+        }
+        guard tokens > 0 else { return }
+        reserve(tokens)
+        for (l, blob) in blobs.enumerated() {
+            var r = ByteReader(blob, layer: l)
+            _ = try CacheSnapshot.readHeader(&r, kind: .fullPrecision, shape: shape)
+            _ = try r.u8("precision")
+            for (i, store) in [keys[l], values[l]].enumerated() {
+                guard let base = store else { continue }
+                for h in 0..<shape.kvHeads {
+                    try r.raw(
+                        into: base + h * capacity * D * eb, tokens * D * eb, "head \(h) \(i == 0 ? "keys" : "values")")
+                }
+            }
+        }
+        count = tokens
+    }
+}

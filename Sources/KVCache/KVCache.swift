@@ -30,6 +30,15 @@ public protocol SequenceKVCache: AnyObject {
     func commit(rows: Int)
     /// Bytes of memory the cache holds for its tokens (all layers).
     var byteCount: Int { get }
+    /// The exact state of every layer, one blob per layer (format: `CacheSnapshot`), for
+    /// shipping layers to another stage: a cache of the same kind and configuration that
+    /// imports them continues bit for bit as this one would.
+    func exportLayers() -> [[UInt8]]
+    /// Installs exported layers into this cache, which must be empty (`count == 0`): one blob
+    /// per layer, all with the same token count, made by a cache of the same kind, shape and
+    /// settings. Every blob is checked before anything is installed; on error the cache is
+    /// unchanged.
+    func importLayers(_ blobs: [[UInt8]]) throws(KVCacheImportError)
 }
 
 /// Makes a cache for each new sequence; one per stage, configured once.

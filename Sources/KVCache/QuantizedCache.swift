@@ -18,7 +18,9 @@ public struct QuantizedCacheFactory: KVCacheFactory {
     /// RoPE angles up to the context length, shared by all caches of the factory.
     let table: RopeTableBox
 
-    public init(method: KeyQuantization, params: QuantizationParameters, contextLength: Int, scales: FullPrecision = .f16) {
+    public init(
+        method: KeyQuantization, params: QuantizationParameters, contextLength: Int, scales: FullPrecision = .f16
+    ) {
         self.method = method
         self.params = params
         self.scales = scales
@@ -32,7 +34,8 @@ public struct QuantizedCacheFactory: KVCacheFactory {
 
     public func makeCache(layers: Int, shape: AttentionShape, rope: Rope) -> any SequenceKVCache {
         QuantizedCache(
-            layers: layers, shape: shape, rope: rope, method: method, params: params, table: table.get(rope), scales: scales)
+            layers: layers, shape: shape, rope: rope, method: method, params: params, table: table.get(rope),
+            scales: scales)
     }
 }
 
@@ -204,7 +207,8 @@ public final class QuantizedCache: SequenceKVCache {
     /// Scale or minimum `i` of a byte store.
     func scale(_ bytes: [UInt8], _ i: Int) -> Float {
         bytes.withUnsafeBytes { raw in
-            scales == .f32 ? raw.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
+            scales == .f32
+                ? raw.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
                 : sq_f16_to_f32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
         }
     }
@@ -291,14 +295,18 @@ public final class QuantizedCache: SequenceKVCache {
         }
         kRot = kPre
         kRot.withUnsafeMutableBufferPointer { p in
-            for h in 0..<s.kvHeads { for t in 0..<T { rope.apply(p.baseAddress! + (h * T + t) * D, heads: 1, position: t) } }
+            for h in 0..<s.kvHeads {
+                for t in 0..<T { rope.apply(p.baseAddress! + (h * T + t) * D, heads: 1, position: t) }
+            }
         }
         let scale = 1 / Float(D).squareRoot()
         kRot.withUnsafeBufferPointer { kp in
             vAll.withUnsafeBufferPointer { vp in
-                let K = kp.baseAddress!, V = vp.baseAddress!
+                let K = kp.baseAddress!
+                let V = vp.baseAddress!
                 let plan = AttentionPlan(rows: T, kvHeads: s.kvHeads, keysForRow: { $0 + 1 })
-                plan.run(groupSize: g, headDim: D, output: output, qDim: s.qDim, parallel: parallel) { task, out, ml, sc in
+                plan.run(groupSize: g, headDim: D, output: output, qDim: s.qDim, parallel: parallel) {
+                    task, out, ml, sc in
                     let t0 = task.keyRange.lowerBound
                     sq_attend_partial_f32(
                         queries + task.row * s.qDim + task.head * g * D, Int32(g), Int32(D),
@@ -346,9 +354,12 @@ public final class QuantizedCache: SequenceKVCache {
         let D = s.headDim
         let g = s.groupSize
         let T = position + 1
-        let kq = store.keyTokens, vq = store.valueTokens
-        let kb = params.kBits, vb = params.vBits
-        let kpb = D * kb / 8, vpb = D * vb / 8
+        let kq = store.keyTokens
+        let vq = store.valueTokens
+        let kb = params.kBits
+        let vb = params.vBits
+        let kpb = D * kb / 8
+        let vpb = D * vb / 8
         let gs = params.groupSize
         let half = D / 2
         let scale = 1 / Float(D).squareRoot()
@@ -359,7 +370,8 @@ public final class QuantizedCache: SequenceKVCache {
         let plan = AttentionPlan(rows: 1, kvHeads: s.kvHeads, keysForRow: { _ in T })
         plan.run(groupSize: g, headDim: D, output: output, qDim: s.qDim, parallel: parallel) { task, out, ml, sc in
             let h = task.head
-            let c0 = task.keyRange.lowerBound, c1 = task.keyRange.upperBound
+            let c0 = task.keyRange.lowerBound
+            let c1 = task.keyRange.upperBound
             let n = c1 - c0
             let q = query + h * g * D
             // Scores: packed keys, then full-precision ones.
@@ -387,7 +399,8 @@ public final class QuantizedCache: SequenceKVCache {
                 }
                 if rotateKeys {
                     for t in 0..<m {
-                        sq_rope_table(rotated + t * D, Int32(D), table.cos + (f0 + t) * half, table.sin + (f0 + t) * half)
+                        sq_rope_table(
+                            rotated + t * D, Int32(D), table.cos + (f0 + t) * half, table.sin + (f0 + t) * half)
                     }
                 }
                 sq_scores_f32_keys(q, Int32(g), Int32(D), rotated, Int64(m), scale, sc + (f0 - c0), Int64(n))
@@ -417,7 +430,8 @@ public final class QuantizedCache: SequenceKVCache {
             if c1 > v0 {
                 store.residualValues[h].withUnsafeBufferPointer { rv in
                     sq_accumulate_f32_values(
-                        sc + (v0 - c0), Int64(n), Int32(g), Int32(D), rv.baseAddress! + (v0 - vq) * D, Int64(c1 - v0), out)
+                        sc + (v0 - c0), Int64(n), Int32(g), Int32(D), rv.baseAddress! + (v0 - vq) * D, Int64(c1 - v0),
+                        out)
                 }
             }
         }
@@ -446,13 +460,17 @@ extension QuantizedCache {
                     let g = t / gs
                     return Float(codes[i]) * scale(store.keyScale[h], g * D + i) + scale(store.keyMin[h], g * D + i)
                 }
-                if keysBeforeRope { row.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress!, heads: 1, position: t) } }
+                if keysBeforeRope {
+                    row.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress!, heads: 1, position: t) }
+                }
                 k += row
             }
             var residual = store.residualKeys[h]
             if keysBeforeRope {
                 residual.withUnsafeMutableBufferPointer { p in
-                    for t in 0..<(p.count / D) { rope.apply(p.baseAddress! + t * D, heads: 1, position: store.keyTokens + t) }
+                    for t in 0..<(p.count / D) {
+                        rope.apply(p.baseAddress! + t * D, heads: 1, position: store.keyTokens + t)
+                    }
                 }
             }
             k += residual
@@ -466,12 +484,146 @@ extension QuantizedCache {
                 }
                 v += (0..<D).map { i -> Float in
                     let g = i / gs
-                    return Float(codes[i]) * scale(store.valueScale[h], t * ng + g) + scale(store.valueMin[h], t * ng + g)
+                    return Float(codes[i]) * scale(store.valueScale[h], t * ng + g)
+                        + scale(store.valueMin[h], t * ng + g)
                 }
             }
             v += store.residualValues[h]
             values.append(v)
         }
         return (keys, values)
+    }
+}
+
+// MARK: shipping layers
+
+extension QuantizedCache {
+    public func exportLayers() -> [[UInt8]] {
+        layers.map { store in
+            var w = ByteWriter()
+            CacheSnapshot.header(&w, kind: .quantized, shape: shape, tokens: count)
+            writeSettings(&w)
+            w.u64(store.keyTokens)
+            w.u64(store.valueTokens)
+            for h in 0..<shape.kvHeads {
+                w.array(store.keyCodes[h])
+                w.array(store.keyScale[h])
+                w.array(store.keyMin[h])
+                w.floats(store.residualKeys[h])
+                w.array(store.valueCodes[h])
+                w.array(store.valueScale[h])
+                w.array(store.valueMin[h])
+                w.floats(store.residualValues[h])
+            }
+            if let squat = store.squat {
+                w.u8(1)
+                for head in squat.heads {
+                    w.u32(head.compensation.count)
+                    for m in head.compensation { w.floats(m) }
+                }
+            } else {
+                w.u8(0)
+            }
+            return w.data
+        }
+    }
+
+    /// The settings a blob must share with the importing cache, in a fixed order.
+    private func writeSettings(_ w: inout ByteWriter) {
+        w.u8(method == .squat ? 1 : 0)
+        w.u8(UInt8(params.kBits))
+        w.u8(UInt8(params.vBits))
+        w.u8(scales == .f16 ? 0 : 1)
+        w.u8(keysBeforeRope ? 0 : 1)
+        w.u32(params.groupSize)
+        w.u32(params.residualLength)
+        w.u32(params.quantGroupSize)
+    }
+
+    public func importLayers(_ blobs: [[UInt8]]) throws(KVCacheImportError) {
+        guard count == 0 else {
+            throw KVCacheImportError(
+                layer: 0, field: "cache", message: "import needs an empty cache, this one holds \(count) tokens")
+        }
+        guard blobs.count == layers.count else {
+            throw KVCacheImportError(
+                layer: 0, field: "layer count", message: "\(blobs.count) blobs for a cache of \(layers.count) layers")
+        }
+        var stores: [LayerStore] = []
+        var tokens = -1
+        for (l, blob) in blobs.enumerated() {
+            var r = ByteReader(blob, layer: l)
+            let t = try CacheSnapshot.readHeader(&r, kind: .quantized, shape: shape)
+            if tokens >= 0, t != tokens {
+                throw r.mismatch("token count", expected: "\(tokens) in layer 0", found: "\(t)")
+            }
+            tokens = t
+            stores.append(try readLayer(&r, tokens: t))
+            try r.end()
+        }
+        guard tokens > 0 else { return }
+        layers = stores
+        count = tokens
+    }
+
+    /// One layer's store from a blob positioned after the header; every size checked.
+    private func readLayer(_ r: inout ByteReader, tokens: Int) throws(KVCacheImportError) -> LayerStore {
+        let D = shape.headDim
+        let gs = params.groupSize
+        var expected = ByteWriter()
+        writeSettings(&expected)
+        let names = [
+            "method (0 kivi, 1 squat)", "key bits", "value bits", "scale precision (0 f16, 1 f32)",
+            "key RoPE (0 pre, 1 post)",
+        ]
+        for (i, name) in names.enumerated() { try r.expect(Int(try r.u8(name)), Int(expected.data[i]), name) }
+        try r.expect(try r.u32("group size"), gs, "group size")
+        try r.expect(try r.u32("residual length"), params.residualLength, "residual length")
+        try r.expect(try r.u32("quant group size"), params.quantGroupSize, "quant group size")
+        let keyTokens = try r.u64("quantized key tokens")
+        let valueTokens = try r.u64("quantized value tokens")
+        guard keyTokens <= tokens, keyTokens % params.residualLength == 0 else {
+            throw r.invalid(
+                "quantized key tokens",
+                "\(keyTokens) must be a multiple of the residual length \(params.residualLength) and at most \(tokens)")
+        }
+        guard valueTokens <= tokens else {
+            throw r.invalid("quantized value tokens", "\(valueTokens) exceeds the token count \(tokens)")
+        }
+        let sb = scales.bytes
+        let kpb = D * params.kBits / 8
+        let vpb = D * params.vBits / 8
+        let store = LayerStore(heads: shape.kvHeads)
+        for h in 0..<shape.kvHeads {
+            store.keyCodes[h] = try r.array("head \(h) key codes", count: keyTokens * kpb)
+            store.keyScale[h] = try r.array("head \(h) key scales", count: keyTokens / gs * D * sb)
+            store.keyMin[h] = try r.array("head \(h) key minimums", count: keyTokens / gs * D * sb)
+            store.residualKeys[h] = try r.floats("head \(h) full-precision keys", count: (tokens - keyTokens) * D)
+            store.valueCodes[h] = try r.array("head \(h) value codes", count: valueTokens * vpb)
+            store.valueScale[h] = try r.array("head \(h) value scales", count: valueTokens * (D / gs) * sb)
+            store.valueMin[h] = try r.array("head \(h) value minimums", count: valueTokens * (D / gs) * sb)
+            store.residualValues[h] = try r.floats("head \(h) full-precision values", count: (tokens - valueTokens) * D)
+        }
+        store.keyTokens = keyTokens
+        store.valueTokens = valueTokens
+        let hasSquat = try r.u8("SQuat state flag")
+        let wantsSquat = method == .squat && tokens > 0
+        try r.expect(Int(hasSquat), wantsSquat ? 1 : 0, "SQuat state flag")
+        if wantsSquat {
+            let qgs = params.quantGroupSize
+            let nb = D / qgs
+            var heads: [SquatHeadState] = []
+            for h in 0..<shape.kvHeads {
+                try r.expect(
+                    try r.u32("head \(h) compensation matrices"), max(0, nb - 1), "head \(h) compensation matrices")
+                var mats: [[Float]] = []
+                for i in 0..<max(0, nb - 1) {
+                    mats.append(try r.floats("head \(h) compensation matrix \(i)", count: qgs * (D - (i + 1) * qgs)))
+                }
+                heads.append(SquatHeadState(headDim: D, quantGroupSize: qgs, compensation: mats))
+            }
+            store.squat = SquatLayerState(heads: heads)
+        }
+        return store
     }
 }

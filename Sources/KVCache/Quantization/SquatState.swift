@@ -19,9 +19,17 @@ public struct SquatHeadState: Sendable {
 
     /// From the head's query subspace: `generate_At_inv` with `params.quantGroupSize` and `params.lambda`.
     public init(subspace: QuerySubspace, params: QuantizationParameters) {
-        self.init(matrices: SquatMatrices(
-            projectedGram: subspace.projectedGram, headDim: subspace.headDim,
-            quantGroupSize: params.quantGroupSize, lambda: params.lambda))
+        self.init(
+            matrices: SquatMatrices(
+                projectedGram: subspace.projectedGram, headDim: subspace.headDim,
+                quantGroupSize: params.quantGroupSize, lambda: params.lambda))
+    }
+
+    /// From stored compensation matrices (a cache layer shipped from another stage).
+    init(headDim: Int, quantGroupSize: Int, compensation: [[Float]]) {
+        self.headDim = headDim
+        self.quantGroupSize = quantGroupSize
+        self.compensation = compensation
     }
 
     /// Number of channel blocks, `headDim / quantGroupSize`.
