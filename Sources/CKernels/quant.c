@@ -10,14 +10,18 @@
 // Thread-local: a test forcing the scalar path affects only its own thread.
 static _Thread_local int g_force_scalar = 0;
 
+// The answer is cached in an atomic: threads that race on the first call compute the same value,
+// and the relaxed accesses make that race defined (ThreadSanitizer reported the plain int).
 int sq_have_avx2(void) {
 #if SQ_X86
     static int cached = -1;
-    if (cached < 0) {
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
     }
-    return cached;
+    return v;
 #else
     return 0;
 #endif

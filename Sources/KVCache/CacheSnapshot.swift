@@ -18,6 +18,27 @@ enum CacheSnapshot {
         case quantized = 1
     }
 
+    /// Checks what an import needs before any blob is read: an empty cache, one blob per layer.
+    static func checkTarget(count: Int, layers: Int, blobs: Int) throws(KVCacheImportError) {
+        guard count == 0 else {
+            throw KVCacheImportError(
+                layer: 0, field: "cache", message: "import needs an empty cache, this one holds \(count) tokens")
+        }
+        guard blobs == layers else {
+            throw KVCacheImportError(
+                layer: 0, field: "layer count", message: "\(blobs) blobs for a cache of \(layers) layers")
+        }
+    }
+
+    /// Reads a layer's header and checks that its token count is the first layer's (`tokens`, -1 for none yet).
+    static func readTokens(
+        _ r: inout ByteReader, kind: Kind, shape: AttentionShape, firstLayer tokens: Int
+    ) throws(KVCacheImportError) -> Int {
+        let t = try readHeader(&r, kind: kind, shape: shape)
+        if tokens >= 0, t != tokens { throw r.mismatch("token count", expected: "\(tokens) in layer 0", found: "\(t)") }
+        return t
+    }
+
     /// Writes the common header.
     static func header(_ w: inout ByteWriter, kind: Kind, shape: AttentionShape, tokens: Int) {
         w.bytes(magic)

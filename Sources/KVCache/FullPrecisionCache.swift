@@ -142,24 +142,14 @@ extension FullPrecisionCache {
     }
 
     public func importLayers(_ blobs: [[UInt8]]) throws(KVCacheImportError) {
-        guard count == 0 else {
-            throw KVCacheImportError(
-                layer: 0, field: "cache", message: "import needs an empty cache, this one holds \(count) tokens")
-        }
-        guard blobs.count == keys.count else {
-            throw KVCacheImportError(
-                layer: 0, field: "layer count", message: "\(blobs.count) blobs for a cache of \(keys.count) layers")
-        }
+        try CacheSnapshot.checkTarget(count: count, layers: keys.count, blobs: blobs.count)
         let D = shape.headDim
         let eb = precision.bytes
         // Check every blob first, so that a bad one leaves the cache untouched.
         var tokens = -1
         for (l, blob) in blobs.enumerated() {
             var r = ByteReader(blob, layer: l)
-            let t = try CacheSnapshot.readHeader(&r, kind: .fullPrecision, shape: shape)
-            if tokens >= 0, t != tokens {
-                throw r.mismatch("token count", expected: "\(tokens) in layer 0", found: "\(t)")
-            }
+            let t = try CacheSnapshot.readTokens(&r, kind: .fullPrecision, shape: shape, firstLayer: tokens)
             tokens = t
             try r.expect(Int(try r.u8("precision")), precision == .f16 ? 0 : 1, "precision (0 f16, 1 f32)")
             try r.expect(r.remaining, 2 * shape.kvHeads * t * D * eb, "key and value bytes")

@@ -541,22 +541,12 @@ extension QuantizedCache {
     }
 
     public func importLayers(_ blobs: [[UInt8]]) throws(KVCacheImportError) {
-        guard count == 0 else {
-            throw KVCacheImportError(
-                layer: 0, field: "cache", message: "import needs an empty cache, this one holds \(count) tokens")
-        }
-        guard blobs.count == layers.count else {
-            throw KVCacheImportError(
-                layer: 0, field: "layer count", message: "\(blobs.count) blobs for a cache of \(layers.count) layers")
-        }
+        try CacheSnapshot.checkTarget(count: count, layers: layers.count, blobs: blobs.count)
         var stores: [LayerStore] = []
         var tokens = -1
         for (l, blob) in blobs.enumerated() {
             var r = ByteReader(blob, layer: l)
-            let t = try CacheSnapshot.readHeader(&r, kind: .quantized, shape: shape)
-            if tokens >= 0, t != tokens {
-                throw r.mismatch("token count", expected: "\(tokens) in layer 0", found: "\(t)")
-            }
+            let t = try CacheSnapshot.readTokens(&r, kind: .quantized, shape: shape, firstLayer: tokens)
             tokens = t
             stores.append(try readLayer(&r, tokens: t))
             try r.end()
