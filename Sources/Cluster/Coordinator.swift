@@ -47,6 +47,9 @@ public struct CoordinatorOptions: Sendable {
     /// CURVE: the coordinator's key pair and the keys it admits (workers and clients apart);
     /// nil serves without authentication or encryption.
     public var security: AuthorizedKeys?
+    /// On a re-plan with a whole pipeline, ship the caches of the layers that move to their new
+    /// owners instead of replaying every live sequence (replay stays the fallback).
+    public var shipCaches = true
 
     public init(bind: String, modelPath: String) {
         self.bind = bind
@@ -69,7 +72,7 @@ public final class Coordinator {
     private let footprint: KVFootprint
 
     private let context: Context
-    private let router: Socket
+    let router: Socket
     public private(set) var endpoint = ""
     /// The key check of `router`'s peers (with `options.security`).
     private let zap: ZAPHandler?
@@ -130,12 +133,12 @@ public final class Coordinator {
         }
     }
 
-    private var workers: [WorkerEntry] = []  // registration order
-    private var epoch: UInt64 = 0
-    private var pipeline: [[UInt8]] = []  // identities of the stages, in order
+    var workers: [WorkerEntry] = []  // registration order
+    var epoch: UInt64 = 0
+    var pipeline: [[UInt8]] = []  // identities of the stages, in order
     private var firstStage: Socket?
-    private var sequences: [UInt64: Sequence] = [:]
-    private var order: [UInt64] = []  // admission order
+    var sequences: [UInt64: Sequence] = [:]
+    var order: [UInt64] = []  // admission order
     private var nextSequenceID: UInt64 = 1
     private var nextMicroBatch: UInt64 = 1
     /// A micro-batch sent to the first stage and not yet answered by the last.
@@ -149,25 +152,29 @@ public final class Coordinator {
         var release: [UInt64] = []
     }
     private var inFlight: [UInt64: InFlightBatch] = [:]
-    private var stats = PipelineStats()
+    var stats = PipelineStats()
     private var lastHeartbeat = Monotonic.now()
     private var heartbeatCount: UInt64 = 0
-    private var droppedStale: UInt64 = 0
-    private var droppedMalformed: UInt64 = 0
-    private var pipelineWasReady = false
+    var droppedStale: UInt64 = 0
+    var droppedMalformed: UInt64 = 0
+    var pipelineWasReady = false
     /// The first plan waits for `minWorkers`; later ones follow membership.
     private var planned = false
-    private var needsPlan = false
+    var needsPlan = false
     /// Why nothing is served, when nothing is ("" while serving).
-    private var holdReason = "waiting for workers"
+    var holdReason = "waiting for workers"
     /// Workers a send found gone (ROUTER_MANDATORY's EHOSTUNREACH): reaped in the loop.
-    private var unreachable: Set<[UInt8]> = []
-    private var replans: UInt64 = 0
+    var unreachable: Set<[UInt8]> = []
+    var replans: UInt64 = 0
     /// The last workers lost, for `status`.
     private var lostWorkers: [WorkerStatus] = []
     private var tokensReplayed: UInt64 = 0
     /// When the pipeline last broke (a worker lost), for the recovery time in the log.
     private var brokenSince: ContinuousClock.Instant?
+    /// A re-plan moving caches (CacheShipping.swift); nothing is stepped meanwhile.
+    var migration: Migration?
+    /// The next plan replays (a move failed).
+    var forceReplay = false
 
     public init(options: CoordinatorOptions) throws {
         self.options = options
@@ -198,7 +205,7 @@ public final class Coordinator {
             context, .router,
             options: [
                 .linger(.milliseconds(500)), .heartbeatInterval(.seconds(1)), .heartbeatTimeout(.seconds(4)),
-                .maxMessageSize(Int64(WireMessage.controlMaxSize)),
+                .maxMessageSize(CacheShipping.controlMaxFrameBytes(files.config)),
             ] + (options.security?.pair.serverOptions ?? []))
         endpoint = try router.bind(options.bind)
         for extra in options.extraBinds { _ = try router.bind(extra) }
@@ -224,6 +231,13 @@ public final class Coordinator {
             if now - lastHeartbeat >= options.heartbeatInterval { heartbeatAndReap(now) }
             if !unreachable.isEmpty { reapUnreachable() }
             if needsPlan || (!planned && workers.count >= options.minWorkers) { try plan() }
+            if let m = migration {
+                if now - m.started > CacheShipping.timeout {
+                    abortMigration("not done within \(CacheShipping.timeout)")
+                } else {
+                    flushMigrationOutbox()
+                }
+            }
             for (id, f) in inFlight where now - f.sent > options.stepTimeout {
                 log.info("micro-batch \(id) unanswered for \(options.stepTimeout): failing its sequences")
                 inFlight[id] = nil
@@ -233,7 +247,8 @@ public final class Coordinator {
                 }
                 release(f.release)
             }
-            if pipelineReady {
+            // A pending plan that ships caches waits for the pipeline to empty: nothing new goes in.
+            if !needsPlan && pipelineReady {
                 while inFlight.count < credit, try step() {}
             }
         }
@@ -252,7 +267,7 @@ public final class Coordinator {
     private var credit: Int { max(1, options.maxInFlight ?? pipeline.count) }
 
     private var pipelineReady: Bool {
-        guard !pipeline.isEmpty else { return false }
+        guard !pipeline.isEmpty, migration == nil else { return false }
         let ready = pipeline.allSatisfy { id in
             workers.first { $0.identity == id }.map { $0.heartbeatEpoch == epoch && $0.load?.state == .ready } ?? false
         }
@@ -264,7 +279,10 @@ public final class Coordinator {
                 recovered = "; recovered \(Monotonic.now() - t) after the loss"
                 brokenSince = nil
             }
-            let replaying = order.compactMap { sequences[$0] }.filter { !$0.generated.isEmpty }.count
+            let replaying = order.compactMap { sequences[$0] }.filter {
+                $0.fed < $0.history.count - 1 && !$0.generated.isEmpty
+            }
+            .count
             log.info(
                 "pipeline ready (epoch \(epoch)): "
                     + pipeline.compactMap { id in
@@ -311,6 +329,10 @@ public final class Coordinator {
             case .register(let r): handleRegister(r, from: identity, role: role)
             case .heartbeat(let h): handleHeartbeat(h, from: identity)
             case .sampledTokens(let s): handleSampled(s, from: identity)
+            case .cacheLayer(let c):
+                let blob = incoming.withTensor { frame in frame.withUnsafeBytes { [UInt8]($0) } }
+                try handleCacheLayer(c, blob: blob, from: identity)
+            case .cachesImported(let r): handleCachesImported(r, from: identity)
             case .submit(let s): handleSubmit(s, from: identity)
             case .cancel(let c):
                 if let seq = sequences.values.first(where: { $0.client == identity && $0.requestID == c.requestID }) {
@@ -338,7 +360,7 @@ public final class Coordinator {
         switch (role, message) {
         case (.client, .register):
             return "\(role) may not register as a worker (worker keys go in --authorized-keys DIR/workers/)"
-        case (.client, .heartbeat), (.client, .sampledTokens):
+        case (.client, .heartbeat), (.client, .sampledTokens), (.client, .cacheLayer), (.client, .cachesImported):
             return "\(role) may not send worker messages"
         case (.worker, .submit), (.worker, .cancel):
             return "\(role) may not submit or cancel requests (client keys go in --authorized-keys DIR/clients/)"
@@ -347,7 +369,7 @@ public final class Coordinator {
         }
     }
 
-    private func send(_ message: WireMessage, to identity: [UInt8]) {
+    func send(_ message: WireMessage, to identity: [UInt8]) {
         do {
             _ = try router.send(message, to: identity, dontWait: true)
         } catch {
@@ -592,6 +614,7 @@ public final class Coordinator {
     }
 
     private func remember(lost w: WorkerEntry) {
+        migrationLost(w.identity)
         var s = workerStatus(w)
         s.state = .lost
         lostWorkers = Array((lostWorkers + [s]).suffix(8))
@@ -624,9 +647,21 @@ public final class Coordinator {
     }
 
     /// Splits the layers over the workers (those not draining) and sends each its Assign: a new
-    /// epoch, in which every stage starts with empty caches and every live sequence is
-    /// replayed from its token history.
+    /// epoch. With a whole pipeline and live caches the moved layers' caches are shipped
+    /// (`startMigration`, once no micro-batch is in flight); otherwise every stage starts with
+    /// empty caches and every live sequence is replayed from its token history.
     private func plan() throws {
+        // A move in progress finishes (or fails) first; the plan after it sees the new members.
+        guard migration == nil else { return }
+        if canShipCaches {
+            guard inFlight.isEmpty else { return }  // quiesce: step() sends nothing meanwhile
+            if try startMigration() {
+                needsPlan = false
+                planned = true
+                return
+            }
+        }
+        forceReplay = false
         needsPlan = false
         planned = true
         // Workers asked to leave get nothing; they are let go once the new plan is out.
@@ -640,17 +675,7 @@ public final class Coordinator {
                 log.info("worker \(w.id) drained")
             }
         }
-        let config = files.config
-        let capacities = workers.map {
-            WorkerCapacity(threads: Int($0.register.threads), memoryBudgetBytes: $0.register.memoryBudgetBytes)
-        }
-        let perLayer = modelBytes / UInt64(max(1, config.layerCount))
-        let ranges =
-            workers.isEmpty
-            ? nil
-            : PartitionPlanner.plan(
-                layers: config.layerCount, workers: capacities, bytesPerLayer: perLayer,
-                headLayers: config.outputHeadLayerEquivalents)
+        let ranges = partition(workers)
         // Whatever happens next, the old pipeline's micro-batches are void.
         restartSequences()
         guard let ranges else {
@@ -665,6 +690,28 @@ public final class Coordinator {
             firstStage = nil
             return
         }
+        try assignStages(ranges: ranges, keep: nil)
+    }
+
+    /// The planner's layer ranges for `members` (aligned with them), or nil when their memory
+    /// budgets cannot hold the model (or there are none).
+    func partition(_ members: [WorkerEntry]) -> [Range<Int>]? {
+        let config = files.config
+        let capacities = members.map {
+            WorkerCapacity(threads: Int($0.register.threads), memoryBudgetBytes: $0.register.memoryBudgetBytes)
+        }
+        let perLayer = modelBytes / UInt64(max(1, config.layerCount))
+        return members.isEmpty
+            ? nil
+            : PartitionPlanner.plan(
+                layers: config.layerCount, workers: capacities, bytesPerLayer: perLayer,
+                headLayers: config.outputHeadLayerEquivalents)
+    }
+
+    /// Starts a new epoch with `ranges` (aligned with `workers`): an Assign to every worker, the
+    /// pipeline in order, a data socket to its first stage. With `keep`, the workers keep the
+    /// caches of those sequences from that epoch (cache shipping); without, they start empty.
+    func assignStages(ranges: [Range<Int>], keep: (epoch: UInt64, sequences: [UInt64])?) throws {
         epoch += 1
         replans += 1
         let used = ranges.indices.filter { !ranges[$0].isEmpty }
@@ -686,7 +733,8 @@ public final class Coordinator {
                         isFirst: n == 0 && !r.isEmpty,
                         isLast: isLast && !r.isEmpty, cache: options.cache,
                         maxInFlight: UInt32(max(1, options.maxInFlight ?? used.count)),
-                        nextStageServerKey: nextKey, upstreamKey: upstreamKey)),
+                        nextStageServerKey: nextKey, upstreamKey: upstreamKey,
+                        keepCachesFromEpoch: keep?.epoch ?? 0, sequenceIDs: keep?.sequences ?? [])),
                 to: workers[i].identity)
         }
         var pushOptions: [SocketOption] = [.linger(.zero), .sendTimeout(.seconds(5))]
@@ -866,7 +914,10 @@ public final class Coordinator {
                             totalMicroseconds: Monotonic.microseconds(now - seq.submitted)))),
                 to: seq.client)
         }
-        if seq.fed > 0 {
+        if seq.fed > 0, migration != nil {
+            // Mid-move: a stage may be exporting or installing this cache; released after.
+            migration?.release.append(id)
+        } else if seq.fed > 0 {
             // A micro-batch still in the pipeline may hold rows of this sequence: a stage that
             // freed its cache first would drop the whole batch. Release after the answer.
             if let b = inFlight.first(where: { $0.value.sequences.contains(id) })?.key {
@@ -877,7 +928,7 @@ public final class Coordinator {
         }
     }
 
-    private func release(_ ids: [UInt64]) {
+    func release(_ ids: [UInt64]) {
         guard !ids.isEmpty else { return }
         for w in pipeline { send(.releaseSequence(ReleaseSequence(epoch: epoch, sequenceIDs: ids)), to: w) }
     }

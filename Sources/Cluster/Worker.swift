@@ -88,6 +88,25 @@ public final class Worker {
     private var factory: (any KVCacheFactory)?
     private var caches: [UInt64: any SequenceKVCache] = [:]
     private var samplers: [UInt64: Sampler] = [:]
+    /// Caches still arriving after an Assign that keeps them (cache shipping); the stage
+    /// reports `.loading` until they are all in place.
+    private var pendingImport: PendingImport?
+
+    /// The layer caches an Assign with `keepCachesFromEpoch` waits for.
+    struct PendingImport {
+        var epoch: UInt64
+        /// Sequences whose caches are rebuilt from blobs (the others were kept whole).
+        var sequences: [UInt64]
+        /// The new layer range.
+        var layers: Range<Int>
+        /// Layers this worker served before and keeps: no blob comes for them.
+        var own: Range<Int>
+        /// Blobs by sequence and model layer: this worker's own kept layers, then those received.
+        var blobs: [UInt64: [Int: [UInt8]]]
+        /// `CacheLayer` messages still to come.
+        var expected: Int
+        var received = 0
+    }
 
     private var droppedStale: UInt64 = 0
     private var droppedMalformed: UInt64 = 0
@@ -119,7 +138,7 @@ public final class Worker {
         } else {
             zap = nil
         }
-        (control, controlMonitor) = try Self.makeControl(context, options)
+        (control, controlMonitor) = try Self.makeControl(context, options, files.config)
         // The largest legitimate frame: 65,536 rows (the most a micro-batch may have) of hidden states.
         let dataMax = Int64(1 << 16) * Int64(max(1, files.config.hiddenSize)) * 4
         data = try Socket(
@@ -128,10 +147,12 @@ public final class Worker {
     }
 
     /// A control DEALER (with the CURVE client keys, if any) and the monitor of its handshakes.
-    private static func makeControl(_ context: Context, _ options: WorkerOptions) throws -> (Socket, SocketMonitor) {
+    private static func makeControl(_ context: Context, _ options: WorkerOptions, _ config: LlamaConfig) throws -> (
+        Socket, SocketMonitor
+    ) {
         let socket = try Socket(
             context, .dealer,
-            options: controlOptions + (options.curve.map { $0.pair.clientOptions(server: $0.serverKey) } ?? []))
+            options: controlOptions(config) + (options.curve.map { $0.pair.clientOptions(server: $0.serverKey) } ?? []))
         let monitor = try socket.monitor(events: [
             .handshakeFailedAuth, .handshakeFailedProtocol, .handshakeFailedNoDetail,
         ])
@@ -223,6 +244,11 @@ public final class Worker {
                     case .drain(let d):
                         log.info("drained: \(d.reason)")
                         return .drained
+                    case .exportCaches(let e):
+                        try export(e)
+                    case .cacheLayer(let c):
+                        let blob = incoming.withTensor { frame in frame.withUnsafeBytes { [UInt8]($0) } }
+                        try receive(c, blob: blob)
                     default:
                         droppedMalformed += 1
                     }
@@ -260,7 +286,7 @@ public final class Worker {
                 poller = Poller()
                 control.close()
                 controlMonitor.close()
-                (control, controlMonitor) = try Self.makeControl(context, options)
+                (control, controlMonitor) = try Self.makeControl(context, options, files.config)
                 try control.connect(options.coordinator)
                 _ = try control.send(.register(register), dontWait: true)
                 poller.add(control)
@@ -274,10 +300,15 @@ public final class Worker {
     }
 
     /// The control DEALER: ZMTP heartbeats so that a cut link is noticed by both sides.
-    static let controlOptions: [SocketOption] = [
-        .linger(.milliseconds(200)), .heartbeatInterval(.seconds(1)), .heartbeatTimeout(.seconds(4)),
-        .maxMessageSize(Int64(WireMessage.controlMaxSize)),
-    ]
+    /// A shipped cache layer may be far larger than any other control frame.
+    private static func controlOptions(_ config: LlamaConfig) -> [SocketOption] {
+        [
+            .linger(.milliseconds(200)), .heartbeatInterval(.seconds(1)), .heartbeatTimeout(.seconds(4)),
+            .maxMessageSize(CacheShipping.controlMaxFrameBytes(config)),
+            // Exports block rather than drop when the coordinator reads slower than they come.
+            .sendTimeout(.seconds(10)),
+        ]
+    }
 
     /// Back to an unassigned worker: no layers, no caches, epoch 0 (a new coordinator counts afresh).
     private func dropAssignment() {
@@ -287,6 +318,7 @@ public final class Worker {
         factory = nil
         caches.removeAll()
         samplers.removeAll()
+        pendingImport = nil
         next?.close()
         next = nil
     }
@@ -309,18 +341,32 @@ public final class Worker {
             log.error("ignoring Assign for epoch \(a.epoch): no CURVE key for the next stage at \(a.nextStageEndpoint)")
             return
         }
+        let newLayers = Int(a.layers.start)..<Int(a.layers.end)
+        let oldLayers = assignment.map { Int($0.layers.start)..<Int($0.layers.end) } ?? 0..<0
+        // Cache shipping: take what this worker keeps before the old state goes.
+        var keep = a.keepCachesFromEpoch == 0 ? nil : keptCaches(a, old: oldLayers, new: newLayers)
+        let sameStage = stage != nil && oldLayers == newLayers && assignment?.cache == a.cache
+        let keptStage = sameStage ? stage : nil
+        let keptFactory = sameStage ? factory : nil
         epoch = a.epoch
         assignment = a
         caches.removeAll()
-        samplers.removeAll()
+        if keep == nil { samplers.removeAll() }
+        pendingImport = nil
         next?.close()
         next = nil
         stage = nil
         if a.layers.count > 0 {
             let t0 = Monotonic.now()
-            let weights = try files.weights(layers: Int(a.layers.start)..<Int(a.layers.end))
-            stage = LlamaStage(weights: weights, threads: options.threads, activations: options.activations)
-            factory = try options.makeCacheFactory(a.cache, config)
+            if let keptStage, let keptFactory {
+                // The same layers as before: the mapped, repacked weights stay.
+                stage = keptStage
+                factory = keptFactory
+            } else {
+                let weights = try files.weights(layers: newLayers)
+                stage = LlamaStage(weights: weights, threads: options.threads, activations: options.activations)
+                factory = try options.makeCacheFactory(a.cache, config)
+            }
             if let zap, !a.upstreamKey.isEmpty { zap.admit(a.upstreamKey, userID: "upstream") }
             if !a.isLast {
                 var pushOptions: [SocketOption] = [.linger(.zero), .sendTimeout(.seconds(5))]
@@ -335,6 +381,167 @@ public final class Worker {
         } else {
             log.info("epoch \(a.epoch): standby (no layers)")
         }
+        if a.keepCachesFromEpoch != 0 {
+            switch keep.take() {
+            case .failure(let message)?:
+                try reportImport(CachesImported(epoch: a.epoch, error: message.description))
+            case .success(let kept)?:
+                caches = kept.whole
+                samplers = samplers.filter { a.sequenceIDs.contains($0.key) }
+                let own = oldLayers.clamped(to: newLayers)
+                let rebuilt = newLayers.isEmpty ? [] : a.sequenceIDs.filter { kept.whole[$0] == nil }
+                pendingImport = PendingImport(
+                    epoch: a.epoch, sequences: rebuilt, layers: newLayers, own: own, blobs: kept.blobs,
+                    expected: rebuilt.count * (newLayers.count - own.count))
+                if pendingImport?.expected == 0 { try finishImport() }
+            case nil:
+                break
+            }
+        }
+        try sendHeartbeat()
+    }
+
+    /// What an Assign that keeps caches keeps of this worker's: whole caches when the layer
+    /// range is unchanged, else the blobs of the layers it still owns; a failure when this
+    /// worker is not at the epoch the coordinator counts on, or lacks a cache it should have.
+    private func keptCaches(_ a: Assign, old: Range<Int>, new: Range<Int>) -> Result<
+        (whole: [UInt64: any SequenceKVCache], blobs: [UInt64: [Int: [UInt8]]]), CacheShippingFailure
+    > {
+        var whole: [UInt64: any SequenceKVCache] = [:]
+        var blobs: [UInt64: [Int: [UInt8]]] = [:]
+        let own = old.clamped(to: new)
+        // Nothing of its own to keep (a new worker, or all its layers move): everything arrives.
+        guard !own.isEmpty else { return .success((whole, blobs)) }
+        guard a.keepCachesFromEpoch == epoch else {
+            return .failure(
+                CacheShippingFailure(
+                    "worker \(options.workerID) is at epoch \(epoch), the Assign keeps caches of epoch \(a.keepCachesFromEpoch)"
+                ))
+        }
+        for id in a.sequenceIDs {
+            guard let cache = caches[id] else {
+                return .failure(
+                    CacheShippingFailure("worker \(options.workerID) has no cache of sequence \(id) (layers \(old))"))
+            }
+            if old == new {
+                whole[id] = cache
+                continue
+            }
+            for (i, blob) in cache.exportLayers().enumerated() where own.contains(old.lowerBound + i) {
+                blobs[id, default: [:]][old.lowerBound + i] = blob
+            }
+        }
+        return .success((whole, blobs))
+    }
+
+    /// Answers ExportCaches: one CacheLayer (with the blob as a raw frame) per sequence and
+    /// layer asked for, or one naming what is wrong.
+    private func export(_ e: ExportCaches) throws {
+        func refuse(_ message: String) throws {
+            log.info("cannot export caches: \(message)")
+            _ = try control.send(
+                .cacheLayer(
+                    CacheLayer(
+                        epoch: e.epoch, sequenceID: e.sequenceIDs.first ?? 0, layer: e.layers.start, error: message)))
+        }
+        guard e.epoch == epoch, let assignment, pendingImport == nil else {
+            droppedStale += 1
+            return try refuse("worker \(options.workerID) is at epoch \(epoch), not \(e.epoch)")
+        }
+        let mine = Int(assignment.layers.start)..<Int(assignment.layers.end)
+        let asked = Int(e.layers.start)..<Int(max(e.layers.start, e.layers.end))
+        guard mine.clamped(to: asked) == asked else {
+            return try refuse("layers \(e.layers) are not all in this worker's \(assignment.layers)")
+        }
+        var bytes = 0
+        for id in e.sequenceIDs {
+            guard let cache = caches[id] else { return try refuse("no cache of sequence \(id)") }
+            let blobs = cache.exportLayers()
+            for layer in asked {
+                let blob = blobs[layer - mine.lowerBound]
+                guard let size = UInt32(exactly: blob.count) else {
+                    return try refuse("layer \(layer) of sequence \(id) is \(blob.count) bytes")
+                }
+                let header = CacheLayer(
+                    epoch: e.epoch, sequenceID: id, layer: UInt32(layer), tokenCount: UInt32(cache.count),
+                    blob: TensorHeader(dtype: .u8, shape: [size]))
+                guard try control.send(.cacheLayer(header), tensor: try Message(bytes: blob)) == .sent else {
+                    log.info("the coordinator did not take layer \(layer) of sequence \(id) within 10 s")
+                    return
+                }
+                bytes += blob.count
+            }
+        }
+        log.info(
+            "exported layers \(e.layers) of \(e.sequenceIDs.count) sequence(s): \(bytes) bytes")
+    }
+
+    /// Takes in one shipped layer cache; installs the caches once all have come.
+    private func receive(_ c: CacheLayer, blob: [UInt8]?) throws {
+        guard var p = pendingImport, c.epoch == p.epoch else {
+            droppedStale += 1
+            return
+        }
+        let layer = Int(c.layer)
+        guard c.error.isEmpty, let blob, p.sequences.contains(c.sequenceID), p.layers.contains(layer),
+            !p.own.contains(layer), p.blobs[c.sequenceID]?[layer] == nil
+        else {
+            droppedMalformed += 1
+            log.info("dropped an unexpected cache layer \(layer) of sequence \(c.sequenceID)")
+            return
+        }
+        p.blobs[c.sequenceID, default: [:]][layer] = blob
+        p.received += 1
+        pendingImport = p
+        if p.received == p.expected { try finishImport() }
+    }
+
+    /// Builds every rebuilt sequence's cache from its blobs, in layer order; any failure drops
+    /// them all and tells the coordinator, which then replays.
+    private func finishImport() throws {
+        guard let p = pendingImport else { return }
+        pendingImport = nil
+        var built: [UInt64: any SequenceKVCache] = [:]
+        if !p.sequences.isEmpty {
+            guard let stage, let factory else {
+                return try reportImport(CachesImported(epoch: p.epoch, error: "no layers to import into"))
+            }
+            for id in p.sequences {
+                var blobs: [[UInt8]] = []
+                for layer in p.layers {
+                    guard let blob = p.blobs[id]?[layer] else {
+                        caches.removeAll()
+                        return try reportImport(
+                            CachesImported(epoch: p.epoch, error: "sequence \(id): no cache of layer \(layer)"))
+                    }
+                    blobs.append(blob)
+                }
+                let cache = stage.makeCache(factory)
+                do {
+                    try cache.importLayers(blobs)
+                } catch {
+                    caches.removeAll()
+                    return try reportImport(
+                        CachesImported(
+                            epoch: p.epoch,
+                            error: "sequence \(id), layer \(p.layers.lowerBound + error.layer): \(error)"))
+                }
+                built[id] = cache
+            }
+        }
+        caches.merge(built) { $1 }
+        try reportImport(
+            CachesImported(epoch: p.epoch, sequences: UInt32(caches.count), layersReceived: UInt32(p.received)))
+    }
+
+    private func reportImport(_ r: CachesImported) throws {
+        if r.error.isEmpty {
+            log.info(
+                "epoch \(r.epoch): caches of \(r.sequences) sequence(s) in place (\(r.layersReceived) layers received)")
+        } else {
+            log.error("epoch \(r.epoch): cache import failed: \(r.error)")
+        }
+        _ = try control.send(.cachesImported(r))
         try sendHeartbeat()
     }
 
@@ -351,7 +558,8 @@ public final class Worker {
     private func sendHeartbeat() throws {
         heartbeatsSent += 1
         let load = WorkerLoad(
-            state: assignment == nil ? .registered : .ready, layers: assignment?.layers ?? LayerRange(),
+            state: assignment == nil ? .registered : pendingImport != nil ? .loading : .ready,
+            layers: assignment?.layers ?? LayerRange(),
             kvBytesUsed: UInt64(caches.values.reduce(0) { $0 + $1.byteCount }),
             kvBytesFree: kvBytesFree, tokensPerSecond: busySeconds > 0 ? Float(Double(tokensDone) / busySeconds) : 0,
             liveSequences: UInt32(caches.count), droppedStale: droppedStale)

@@ -1906,7 +1906,7 @@ const ProtobufCMessageDescriptor squat__v1__sequence_status__descriptor =
   (ProtobufCMessageInit) squat__v1__sequence_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__pipeline_stats__field_descriptors[11] =
+static const ProtobufCFieldDescriptor squat__v1__pipeline_stats__field_descriptors[15] =
 {
   {
     "micro_batches",
@@ -2040,8 +2040,60 @@ static const ProtobufCFieldDescriptor squat__v1__pipeline_stats__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "cache_migrations",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, cache_migrations),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cache_layers_shipped",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, cache_layers_shipped),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cache_bytes_shipped",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, cache_bytes_shipped),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cache_fallbacks",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, cache_fallbacks),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__pipeline_stats__field_indices_by_name[] = {
+  13,   /* field[13] = cache_bytes_shipped */
+  14,   /* field[14] = cache_fallbacks */
+  12,   /* field[12] = cache_layers_shipped */
+  11,   /* field[11] = cache_migrations */
   10,   /* field[10] = hold_reason */
   6,   /* field[6] = max_in_flight */
   0,   /* field[0] = micro_batches */
@@ -2057,7 +2109,7 @@ static const unsigned squat__v1__pipeline_stats__field_indices_by_name[] = {
 static const ProtobufCIntRange squat__v1__pipeline_stats__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 15 }
 };
 const ProtobufCMessageDescriptor squat__v1__pipeline_stats__descriptor =
 {
@@ -2067,7 +2119,7 @@ const ProtobufCMessageDescriptor squat__v1__pipeline_stats__descriptor =
   "Squat__V1__PipelineStats",
   "squat.v1",
   sizeof(Squat__V1__PipelineStats),
-  11,
+  15,
   squat__v1__pipeline_stats__field_descriptors,
   squat__v1__pipeline_stats__field_indices_by_name,
   1,  squat__v1__pipeline_stats__number_ranges,

@@ -609,19 +609,21 @@ const ProtobufCEnumDescriptor squat__v1__cache_kind__descriptor =
   squat__v1__cache_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue squat__v1__dtype__enum_values_by_number[3] =
+static const ProtobufCEnumValue squat__v1__dtype__enum_values_by_number[4] =
 {
   { "DTYPE_UNSPECIFIED", "SQUAT__V1__DTYPE__DTYPE_UNSPECIFIED", 0 },
   { "DTYPE_F32", "SQUAT__V1__DTYPE__DTYPE_F32", 1 },
   { "DTYPE_F16", "SQUAT__V1__DTYPE__DTYPE_F16", 2 },
+  { "DTYPE_U8", "SQUAT__V1__DTYPE__DTYPE_U8", 3 },
 };
 static const ProtobufCIntRange squat__v1__dtype__value_ranges[] = {
-{0, 0},{0, 3}
+{0, 0},{0, 4}
 };
-static const ProtobufCEnumValueIndex squat__v1__dtype__enum_values_by_name[3] =
+static const ProtobufCEnumValueIndex squat__v1__dtype__enum_values_by_name[4] =
 {
   { "DTYPE_F16", 2 },
   { "DTYPE_F32", 1 },
+  { "DTYPE_U8", 3 },
   { "DTYPE_UNSPECIFIED", 0 },
 };
 const ProtobufCEnumDescriptor squat__v1__dtype__descriptor =
@@ -631,9 +633,9 @@ const ProtobufCEnumDescriptor squat__v1__dtype__descriptor =
   "DType",
   "Squat__V1__DType",
   "squat.v1",
-  3,
+  4,
   squat__v1__dtype__enum_values_by_number,
-  3,
+  4,
   squat__v1__dtype__enum_values_by_name,
   1,
   squat__v1__dtype__value_ranges,

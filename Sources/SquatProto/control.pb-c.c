@@ -367,6 +367,141 @@ void   squat__v1__drain__free_unpacked
   assert(message->base.descriptor == &squat__v1__drain__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   squat__v1__export_caches__init
+                     (Squat__V1__ExportCaches         *message)
+{
+  static const Squat__V1__ExportCaches init_value = SQUAT__V1__EXPORT_CACHES__INIT;
+  *message = init_value;
+}
+size_t squat__v1__export_caches__get_packed_size
+                     (const Squat__V1__ExportCaches *message)
+{
+  assert(message->base.descriptor == &squat__v1__export_caches__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t squat__v1__export_caches__pack
+                     (const Squat__V1__ExportCaches *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &squat__v1__export_caches__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t squat__v1__export_caches__pack_to_buffer
+                     (const Squat__V1__ExportCaches *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &squat__v1__export_caches__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Squat__V1__ExportCaches *
+       squat__v1__export_caches__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Squat__V1__ExportCaches *)
+     protobuf_c_message_unpack (&squat__v1__export_caches__descriptor,
+                                allocator, len, data);
+}
+void   squat__v1__export_caches__free_unpacked
+                     (Squat__V1__ExportCaches *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &squat__v1__export_caches__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   squat__v1__cache_layer__init
+                     (Squat__V1__CacheLayer         *message)
+{
+  static const Squat__V1__CacheLayer init_value = SQUAT__V1__CACHE_LAYER__INIT;
+  *message = init_value;
+}
+size_t squat__v1__cache_layer__get_packed_size
+                     (const Squat__V1__CacheLayer *message)
+{
+  assert(message->base.descriptor == &squat__v1__cache_layer__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t squat__v1__cache_layer__pack
+                     (const Squat__V1__CacheLayer *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &squat__v1__cache_layer__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t squat__v1__cache_layer__pack_to_buffer
+                     (const Squat__V1__CacheLayer *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &squat__v1__cache_layer__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Squat__V1__CacheLayer *
+       squat__v1__cache_layer__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Squat__V1__CacheLayer *)
+     protobuf_c_message_unpack (&squat__v1__cache_layer__descriptor,
+                                allocator, len, data);
+}
+void   squat__v1__cache_layer__free_unpacked
+                     (Squat__V1__CacheLayer *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &squat__v1__cache_layer__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   squat__v1__caches_imported__init
+                     (Squat__V1__CachesImported         *message)
+{
+  static const Squat__V1__CachesImported init_value = SQUAT__V1__CACHES_IMPORTED__INIT;
+  *message = init_value;
+}
+size_t squat__v1__caches_imported__get_packed_size
+                     (const Squat__V1__CachesImported *message)
+{
+  assert(message->base.descriptor == &squat__v1__caches_imported__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t squat__v1__caches_imported__pack
+                     (const Squat__V1__CachesImported *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &squat__v1__caches_imported__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t squat__v1__caches_imported__pack_to_buffer
+                     (const Squat__V1__CachesImported *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &squat__v1__caches_imported__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Squat__V1__CachesImported *
+       squat__v1__caches_imported__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Squat__V1__CachesImported *)
+     protobuf_c_message_unpack (&squat__v1__caches_imported__descriptor,
+                                allocator, len, data);
+}
+void   squat__v1__caches_imported__free_unpacked
+                     (Squat__V1__CachesImported *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &squat__v1__caches_imported__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor squat__v1__register__field_descriptors[5] =
 {
   {
@@ -572,7 +707,7 @@ const ProtobufCMessageDescriptor squat__v1__refuse__descriptor =
   (ProtobufCMessageInit) squat__v1__refuse__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__assign__field_descriptors[9] =
+static const ProtobufCFieldDescriptor squat__v1__assign__field_descriptors[11] =
 {
   {
     "epoch",
@@ -682,22 +817,48 @@ static const ProtobufCFieldDescriptor squat__v1__assign__field_descriptors[9] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "keep_caches_from_epoch",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__Assign, keep_caches_from_epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sequence_ids",
+    11,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Squat__V1__Assign, n_sequence_ids),
+    offsetof(Squat__V1__Assign, sequence_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__assign__field_indices_by_name[] = {
   5,   /* field[5] = cache */
   0,   /* field[0] = epoch */
   3,   /* field[3] = is_first */
   4,   /* field[4] = is_last */
+  9,   /* field[9] = keep_caches_from_epoch */
   1,   /* field[1] = layers */
   6,   /* field[6] = max_in_flight */
   2,   /* field[2] = next_stage_endpoint */
   7,   /* field[7] = next_stage_server_key */
+  10,   /* field[10] = sequence_ids */
   8,   /* field[8] = upstream_key */
 };
 static const ProtobufCIntRange squat__v1__assign__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor squat__v1__assign__descriptor =
 {
@@ -707,7 +868,7 @@ const ProtobufCMessageDescriptor squat__v1__assign__descriptor =
   "Squat__V1__Assign",
   "squat.v1",
   sizeof(Squat__V1__Assign),
-  9,
+  11,
   squat__v1__assign__field_descriptors,
   squat__v1__assign__field_indices_by_name,
   1,  squat__v1__assign__number_ranges,
@@ -1020,6 +1181,250 @@ const ProtobufCMessageDescriptor squat__v1__drain__descriptor =
   squat__v1__drain__field_indices_by_name,
   1,  squat__v1__drain__number_ranges,
   (ProtobufCMessageInit) squat__v1__drain__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor squat__v1__export_caches__field_descriptors[3] =
+{
+  {
+    "epoch",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__ExportCaches, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "layers",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__ExportCaches, layers),
+    &squat__v1__layer_range__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sequence_ids",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Squat__V1__ExportCaches, n_sequence_ids),
+    offsetof(Squat__V1__ExportCaches, sequence_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned squat__v1__export_caches__field_indices_by_name[] = {
+  0,   /* field[0] = epoch */
+  1,   /* field[1] = layers */
+  2,   /* field[2] = sequence_ids */
+};
+static const ProtobufCIntRange squat__v1__export_caches__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor squat__v1__export_caches__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "squat.v1.ExportCaches",
+  "ExportCaches",
+  "Squat__V1__ExportCaches",
+  "squat.v1",
+  sizeof(Squat__V1__ExportCaches),
+  3,
+  squat__v1__export_caches__field_descriptors,
+  squat__v1__export_caches__field_indices_by_name,
+  1,  squat__v1__export_caches__number_ranges,
+  (ProtobufCMessageInit) squat__v1__export_caches__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor squat__v1__cache_layer__field_descriptors[6] =
+{
+  {
+    "epoch",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__CacheLayer, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sequence_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__CacheLayer, sequence_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "layer",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__CacheLayer, layer),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "token_count",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__CacheLayer, token_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__CacheLayer, error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "blob",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__CacheLayer, blob),
+    &squat__v1__tensor_header__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned squat__v1__cache_layer__field_indices_by_name[] = {
+  5,   /* field[5] = blob */
+  0,   /* field[0] = epoch */
+  4,   /* field[4] = error */
+  2,   /* field[2] = layer */
+  1,   /* field[1] = sequence_id */
+  3,   /* field[3] = token_count */
+};
+static const ProtobufCIntRange squat__v1__cache_layer__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor squat__v1__cache_layer__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "squat.v1.CacheLayer",
+  "CacheLayer",
+  "Squat__V1__CacheLayer",
+  "squat.v1",
+  sizeof(Squat__V1__CacheLayer),
+  6,
+  squat__v1__cache_layer__field_descriptors,
+  squat__v1__cache_layer__field_indices_by_name,
+  1,  squat__v1__cache_layer__number_ranges,
+  (ProtobufCMessageInit) squat__v1__cache_layer__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor squat__v1__caches_imported__field_descriptors[4] =
+{
+  {
+    "epoch",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__CachesImported, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sequences",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__CachesImported, sequences),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "layers_received",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__CachesImported, layers_received),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__CachesImported, error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned squat__v1__caches_imported__field_indices_by_name[] = {
+  0,   /* field[0] = epoch */
+  3,   /* field[3] = error */
+  2,   /* field[2] = layers_received */
+  1,   /* field[1] = sequences */
+};
+static const ProtobufCIntRange squat__v1__caches_imported__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor squat__v1__caches_imported__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "squat.v1.CachesImported",
+  "CachesImported",
+  "Squat__V1__CachesImported",
+  "squat.v1",
+  sizeof(Squat__V1__CachesImported),
+  4,
+  squat__v1__caches_imported__field_descriptors,
+  squat__v1__caches_imported__field_indices_by_name,
+  1,  squat__v1__caches_imported__number_ranges,
+  (ProtobufCMessageInit) squat__v1__caches_imported__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue squat__v1__refuse_reason__enum_values_by_number[8] =

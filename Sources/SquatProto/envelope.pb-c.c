@@ -52,7 +52,7 @@ void   squat__v1__envelope__free_unpacked
   assert(message->base.descriptor == &squat__v1__envelope__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor squat__v1__envelope__field_descriptors[19] =
+static const ProtobufCFieldDescriptor squat__v1__envelope__field_descriptors[22] =
 {
   {
     "protocol_version",
@@ -247,6 +247,42 @@ static const ProtobufCFieldDescriptor squat__v1__envelope__field_descriptors[19]
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "export_caches",
+    27,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Squat__V1__Envelope, body_case),
+    offsetof(Squat__V1__Envelope, export_caches),
+    &squat__v1__export_caches__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cache_layer",
+    28,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Squat__V1__Envelope, body_case),
+    offsetof(Squat__V1__Envelope, cache_layer),
+    &squat__v1__cache_layer__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "caches_imported",
+    29,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Squat__V1__Envelope, body_case),
+    offsetof(Squat__V1__Envelope, caches_imported),
+    &squat__v1__caches_imported__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "step_batch",
     30,
     PROTOBUF_C_LABEL_NONE,
@@ -284,12 +320,15 @@ static const ProtobufCFieldDescriptor squat__v1__envelope__field_descriptors[19]
   },
 };
 static const unsigned squat__v1__envelope__field_indices_by_name[] = {
-  17,   /* field[17] = activations */
+  20,   /* field[20] = activations */
   12,   /* field[12] = assign */
+  17,   /* field[17] = cache_layer */
+  18,   /* field[18] = caches_imported */
   5,   /* field[5] = cancel */
   15,   /* field[15] = drain */
   8,   /* field[8] = drain_request */
   4,   /* field[4] = error */
+  16,   /* field[16] = export_caches */
   3,   /* field[3] = finished */
   13,   /* field[13] = heartbeat */
   0,   /* field[0] = protocol_version */
@@ -297,20 +336,19 @@ static const unsigned squat__v1__envelope__field_indices_by_name[] = {
   9,   /* field[9] = register */
   10,   /* field[10] = register_reply */
   14,   /* field[14] = release_sequence */
-  18,   /* field[18] = sampled_tokens */
+  21,   /* field[21] = sampled_tokens */
   7,   /* field[7] = status */
   6,   /* field[6] = status_request */
-  16,   /* field[16] = step_batch */
+  19,   /* field[19] = step_batch */
   1,   /* field[1] = submit */
   2,   /* field[2] = token_event */
 };
-static const ProtobufCIntRange squat__v1__envelope__number_ranges[4 + 1] =
+static const ProtobufCIntRange squat__v1__envelope__number_ranges[3 + 1] =
 {
   { 1, 0 },
   { 10, 1 },
   { 20, 9 },
-  { 30, 16 },
-  { 0, 19 }
+  { 0, 22 }
 };
 const ProtobufCMessageDescriptor squat__v1__envelope__descriptor =
 {
@@ -320,10 +358,10 @@ const ProtobufCMessageDescriptor squat__v1__envelope__descriptor =
   "Squat__V1__Envelope",
   "squat.v1",
   sizeof(Squat__V1__Envelope),
-  19,
+  22,
   squat__v1__envelope__field_descriptors,
   squat__v1__envelope__field_indices_by_name,
-  4,  squat__v1__envelope__number_ranges,
+  3,  squat__v1__envelope__number_ranges,
   (ProtobufCMessageInit) squat__v1__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

@@ -458,6 +458,14 @@ public struct PipelineStats: Sendable, Hashable {
     public var tokensReplayed: UInt64 = 0
     /// Why requests are held, when the pipeline does not serve ("" while serving).
     public var holdReason: String = ""
+    /// Re-plans that shipped the moved layers' caches instead of replaying.
+    public var cacheMigrations: UInt64 = 0
+    /// Layer caches moved (one per sequence and layer).
+    public var cacheLayersShipped: UInt64 = 0
+    /// Their bytes.
+    public var cacheBytesShipped: UInt64 = 0
+    /// Shipments that failed or timed out and fell back to replay.
+    public var cacheFallbacks: UInt64 = 0
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(

@@ -354,16 +354,25 @@ extension PipelineStats: CMirror {
         c.replans = replans
         c.tokens_replayed = tokensReplayed
         c.hold_reason = try arena.string(holdReason, Self.protoName, "hold_reason")
+        c.cache_migrations = cacheMigrations
+        c.cache_layers_shipped = cacheLayersShipped
+        c.cache_bytes_shipped = cacheBytesShipped
+        c.cache_fallbacks = cacheFallbacks
     }
 
     init(c: Squat__V1__PipelineStats) throws(WireError) {
         self.init(
             microBatches: c.micro_batches, rows: c.rows, tokensIn: c.tokens_in, tokensOut: c.tokens_out,
             roundTripMicroseconds: c.round_trip_us,
-            stageBusyMicroseconds: try CRead.scalars(c.n_stage_busy_us, c.stage_busy_us, Self.protoName, "stage_busy_us"),
+            stageBusyMicroseconds: try CRead.scalars(
+                c.n_stage_busy_us, c.stage_busy_us, Self.protoName, "stage_busy_us"),
             maxInFlight: c.max_in_flight, peakInFlight: c.peak_in_flight)
         replans = c.replans
         tokensReplayed = c.tokens_replayed
         holdReason = try CRead.string(c.hold_reason, Self.protoName, "hold_reason")
+        cacheMigrations = c.cache_migrations
+        cacheLayersShipped = c.cache_layers_shipped
+        cacheBytesShipped = c.cache_bytes_shipped
+        cacheFallbacks = c.cache_fallbacks
     }
 }

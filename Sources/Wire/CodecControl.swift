@@ -71,6 +71,8 @@ extension Assign: CMirror {
         c.max_in_flight = maxInFlight
         c.next_stage_server_key = try arena.string(nextStageServerKey, Self.protoName, "next_stage_server_key")
         c.upstream_key = try arena.string(upstreamKey, Self.protoName, "upstream_key")
+        c.keep_caches_from_epoch = keepCachesFromEpoch
+        (c.n_sequence_ids, c.sequence_ids) = arena.scalars(sequenceIDs)
     }
 
     init(c: Squat__V1__Assign) throws(WireError) {
@@ -80,7 +82,9 @@ extension Assign: CMirror {
             isFirst: c.is_first != 0, isLast: c.is_last != 0, cache: try CRead.message(c.cache, default: CacheConfig()),
             maxInFlight: c.max_in_flight,
             nextStageServerKey: try CRead.string(c.next_stage_server_key, Self.protoName, "next_stage_server_key"),
-            upstreamKey: try CRead.string(c.upstream_key, Self.protoName, "upstream_key"))
+            upstreamKey: try CRead.string(c.upstream_key, Self.protoName, "upstream_key"),
+            keepCachesFromEpoch: c.keep_caches_from_epoch,
+            sequenceIDs: try CRead.scalars(c.n_sequence_ids, c.sequence_ids, Self.protoName, "sequence_ids"))
     }
 }
 
@@ -151,5 +155,60 @@ extension Drain: CMirror {
     init(c: Squat__V1__Drain) throws(WireError) {
         self.init(
             epoch: c.epoch, deadlineMs: c.deadline_ms, reason: try CRead.string(c.reason, Self.protoName, "reason"))
+    }
+}
+
+extension ExportCaches: CMirror {
+    static let protoName = "squat.v1.ExportCaches"
+    static var cInit: (UnsafeMutablePointer<Squat__V1__ExportCaches>?) -> Void { squat__v1__export_caches__init }
+
+    func fill(_ c: inout Squat__V1__ExportCaches, _ arena: Arena) throws(WireError) {
+        c.epoch = epoch
+        c.layers = try arena.message(layers)
+        (c.n_sequence_ids, c.sequence_ids) = arena.scalars(sequenceIDs)
+    }
+
+    init(c: Squat__V1__ExportCaches) throws(WireError) {
+        self.init(
+            epoch: c.epoch, layers: try CRead.message(c.layers, default: LayerRange()),
+            sequenceIDs: try CRead.scalars(c.n_sequence_ids, c.sequence_ids, Self.protoName, "sequence_ids"))
+    }
+}
+
+extension CacheLayer: CMirror {
+    static let protoName = "squat.v1.CacheLayer"
+    static var cInit: (UnsafeMutablePointer<Squat__V1__CacheLayer>?) -> Void { squat__v1__cache_layer__init }
+
+    func fill(_ c: inout Squat__V1__CacheLayer, _ arena: Arena) throws(WireError) {
+        c.epoch = epoch
+        c.sequence_id = sequenceID
+        c.layer = layer
+        c.token_count = tokenCount
+        c.error = try arena.string(error, Self.protoName, "error")
+        if let blob { c.blob = try arena.message(blob) }
+    }
+
+    init(c: Squat__V1__CacheLayer) throws(WireError) {
+        self.init(
+            epoch: c.epoch, sequenceID: c.sequence_id, layer: c.layer, tokenCount: c.token_count,
+            error: try CRead.string(c.error, Self.protoName, "error"), blob: try CRead.message(c.blob))
+    }
+}
+
+extension CachesImported: CMirror {
+    static let protoName = "squat.v1.CachesImported"
+    static var cInit: (UnsafeMutablePointer<Squat__V1__CachesImported>?) -> Void { squat__v1__caches_imported__init }
+
+    func fill(_ c: inout Squat__V1__CachesImported, _ arena: Arena) throws(WireError) {
+        c.epoch = epoch
+        c.sequences = sequences
+        c.layers_received = layersReceived
+        c.error = try arena.string(error, Self.protoName, "error")
+    }
+
+    init(c: Squat__V1__CachesImported) throws(WireError) {
+        self.init(
+            epoch: c.epoch, sequences: c.sequences, layersReceived: c.layers_received,
+            error: try CRead.string(c.error, Self.protoName, "error"))
     }
 }

@@ -143,15 +143,18 @@ public struct DType: WireEnum {
     public static let f32 = DType(rawValue: 1)
     /// IEEE 754 binary16.
     public static let f16 = DType(rawValue: 2)
+    /// Opaque bytes (a shipped cache layer).
+    public static let u8 = DType(rawValue: 3)
 
     /// The names of the values this build knows.
-    public static let names: [UInt32: String] = [0: "unspecified", 1: "f32", 2: "f16"]
+    public static let names: [UInt32: String] = [0: "unspecified", 1: "f32", 2: "f16", 3: "u8"]
 
     /// Bytes per element, or nil for a type that cannot travel in a tensor frame.
     public var byteWidth: Int? {
         switch self {
         case .f32: 4
         case .f16: 2
+        case .u8: 1
         default: nil
         }
     }

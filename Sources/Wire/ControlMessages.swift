@@ -109,13 +109,21 @@ public struct Assign: Sendable, Hashable {
     /// The CURVE public key (Z85) of whoever sends to this stage's data socket (the coordinator
     /// or the previous stage); empty without CURVE.
     public var upstreamKey: String
+    /// Cache shipping: non-zero when the worker keeps, from the layers it served in that epoch,
+    /// the caches of `sequenceIDs`; its other new layers' caches arrive as `CacheLayer`s.
+    /// Zero: every stage starts with empty caches (replay).
+    public var keepCachesFromEpoch: UInt64
+    /// The live sequences whose caches continue (with `keepCachesFromEpoch`).
+    public var sequenceIDs: [UInt64]
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(
         epoch: UInt64, layers: LayerRange, nextStageEndpoint: String = "", isFirst: Bool = false, isLast: Bool = false,
         cache: CacheConfig = CacheConfig(), maxInFlight: UInt32 = 0, nextStageServerKey: String = "",
-        upstreamKey: String = ""
+        upstreamKey: String = "", keepCachesFromEpoch: UInt64 = 0, sequenceIDs: [UInt64] = []
     ) {
+        self.keepCachesFromEpoch = keepCachesFromEpoch
+        self.sequenceIDs = sequenceIDs
         self.nextStageServerKey = nextStageServerKey
         self.upstreamKey = upstreamKey
         self.epoch = epoch
@@ -209,5 +217,75 @@ public struct Drain: Sendable, Hashable {
         self.epoch = epoch
         self.deadlineMs = deadlineMs
         self.reason = reason
+    }
+}
+
+/// Coordinator → worker: send back, one `CacheLayer` each, the caches of these layers for these
+/// sequences (the layers move to another worker; the pipeline is quiet meanwhile).
+public struct ExportCaches: Sendable, Hashable {
+    /// The worker's current epoch.
+    public var epoch: UInt64
+    /// Model layers to export.
+    public var layers: LayerRange
+    /// `squat.v1.ExportCaches.sequence_ids`.
+    public var sequenceIDs: [UInt64]
+
+    /// Memberwise; defaulted parameters are the proto3 zero values.
+    public init(epoch: UInt64, layers: LayerRange, sequenceIDs: [UInt64] = []) {
+        self.epoch = epoch
+        self.layers = layers
+        self.sequenceIDs = sequenceIDs
+    }
+}
+
+/// One layer of one sequence's KV cache: an exported blob (`CacheSnapshot` format) travels as a
+/// raw `.u8` frame beside this header. Worker → coordinator answering `ExportCaches`, then
+/// coordinator → the layer's new owner.
+public struct CacheLayer: Sendable, Hashable {
+    /// The export's epoch (from a worker), or the new epoch (to a worker).
+    public var epoch: UInt64
+    /// `squat.v1.CacheLayer.sequence_id`.
+    public var sequenceID: UInt64
+    /// Model layer index.
+    public var layer: UInt32
+    /// Tokens the cache holds.
+    public var tokenCount: UInt32
+    /// Non-empty: the layer could not be exported (no frame follows).
+    public var error: String
+    /// The raw frame's header (`.u8`, `[bytes]`); nil with `error`.
+    public var blob: TensorHeader?
+
+    /// Memberwise; defaulted parameters are the proto3 zero values.
+    public init(
+        epoch: UInt64, sequenceID: UInt64, layer: UInt32, tokenCount: UInt32 = 0, error: String = "",
+        blob: TensorHeader? = nil
+    ) {
+        self.epoch = epoch
+        self.sequenceID = sequenceID
+        self.layer = layer
+        self.tokenCount = tokenCount
+        self.error = error
+        self.blob = blob
+    }
+}
+
+/// Worker → coordinator: after an `Assign` that keeps caches, every cache of the new layer range
+/// is in place, or `error` says why not (the coordinator then replays instead).
+public struct CachesImported: Sendable, Hashable {
+    /// The Assign's epoch.
+    public var epoch: UInt64
+    /// Sequences whose caches are in place.
+    public var sequences: UInt32
+    /// `CacheLayer` messages taken in.
+    public var layersReceived: UInt32
+    /// Non-empty: the import failed.
+    public var error: String
+
+    /// Memberwise; defaulted parameters are the proto3 zero values.
+    public init(epoch: UInt64, sequences: UInt32 = 0, layersReceived: UInt32 = 0, error: String = "") {
+        self.epoch = epoch
+        self.sequences = sequences
+        self.layersReceived = layersReceived
+        self.error = error
     }
 }

@@ -23,6 +23,9 @@ public enum WireMessage: Sendable, Hashable {
     case heartbeat(Heartbeat)
     case releaseSequence(ReleaseSequence)
     case drain(Drain)
+    case exportCaches(ExportCaches)
+    case cacheLayer(CacheLayer)
+    case cachesImported(CachesImported)
     // data plane
     case stepBatch(StepBatch)
     case activations(Activations)
@@ -59,6 +62,9 @@ public enum WireMessage: Sendable, Hashable {
         case .heartbeat: Heartbeat.protoName
         case .releaseSequence: ReleaseSequence.protoName
         case .drain: Drain.protoName
+        case .exportCaches: ExportCaches.protoName
+        case .cacheLayer: CacheLayer.protoName
+        case .cachesImported: CachesImported.protoName
         case .stepBatch: StepBatch.protoName
         case .activations: Activations.protoName
         case .sampledTokens: SampledTokens.protoName
@@ -76,6 +82,9 @@ public enum WireMessage: Sendable, Hashable {
         case .heartbeat(let m): m.epoch
         case .releaseSequence(let m): m.epoch
         case .drain(let m): m.epoch
+        case .exportCaches(let m): m.epoch
+        case .cacheLayer(let m): m.epoch
+        case .cachesImported(let m): m.epoch
         case .status(let m): m.epoch
         default: nil
         }
@@ -86,6 +95,7 @@ public enum WireMessage: Sendable, Hashable {
         switch self {
         case .activations(let m): m.tensor
         case .stepBatch(let m): m.tensor
+        case .cacheLayer(let m): m.blob
         default: nil
         }
     }
@@ -145,6 +155,15 @@ public enum WireMessage: Sendable, Hashable {
         case .drain(let m):
             envelope.body_case = SQUAT__V1__ENVELOPE__BODY_DRAIN
             envelope.drain = try arena.message(m)
+        case .exportCaches(let m):
+            envelope.body_case = SQUAT__V1__ENVELOPE__BODY_EXPORT_CACHES
+            envelope.export_caches = try arena.message(m)
+        case .cacheLayer(let m):
+            envelope.body_case = SQUAT__V1__ENVELOPE__BODY_CACHE_LAYER
+            envelope.cache_layer = try arena.message(m)
+        case .cachesImported(let m):
+            envelope.body_case = SQUAT__V1__ENVELOPE__BODY_CACHES_IMPORTED
+            envelope.caches_imported = try arena.message(m)
         case .stepBatch(let m):
             envelope.body_case = SQUAT__V1__ENVELOPE__BODY_STEP_BATCH
             envelope.step_batch = try arena.message(m)
@@ -228,6 +247,12 @@ public enum WireMessage: Sendable, Hashable {
         case SQUAT__V1__ENVELOPE__BODY_RELEASE_SEQUENCE:
             return .releaseSequence(try CRead.required(e.release_sequence, name, "release_sequence"))
         case SQUAT__V1__ENVELOPE__BODY_DRAIN: return .drain(try CRead.required(e.drain, name, "drain"))
+        case SQUAT__V1__ENVELOPE__BODY_EXPORT_CACHES:
+            return .exportCaches(try CRead.required(e.export_caches, name, "export_caches"))
+        case SQUAT__V1__ENVELOPE__BODY_CACHE_LAYER:
+            return .cacheLayer(try CRead.required(e.cache_layer, name, "cache_layer"))
+        case SQUAT__V1__ENVELOPE__BODY_CACHES_IMPORTED:
+            return .cachesImported(try CRead.required(e.caches_imported, name, "caches_imported"))
         case SQUAT__V1__ENVELOPE__BODY_STEP_BATCH:
             return .stepBatch(try CRead.required(e.step_batch, name, "step_batch"))
         case SQUAT__V1__ENVELOPE__BODY_ACTIVATIONS:

@@ -15,6 +15,10 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Workers to wait for before planning the pipeline.") var workers: Int = 1
     @Option(help: "Tokens generated when a request does not say.") var defaultMaxTokens: Int = 256
     @Option(help: "Micro-batches the pipeline may hold at once (default: one per stage).") var maxInFlight: Int?
+    @Flag(
+        help:
+            "On a re-plan, replay every live sequence into empty caches instead of shipping the moved layers' caches to their new owners."
+    ) var replayOnly = false
     @Option(help: "Live requests (queued or running) beyond which new ones are refused as busy.") var maxRequests = 256
     @Option(help: "Live requests one client connection may have.") var maxRequestsPerClient = 64
     @Option(help: "The longest prompt accepted, in tokens (default: the context length − 1).") var maxPromptTokens: Int?
@@ -87,6 +91,7 @@ struct CoordinatorCommand: ParsableCommand {
         options.cache = try cacheOptions.wireConfig(headDim: files.config.headDim)
         options.defaultMaxTokens = defaultMaxTokens
         options.maxInFlight = maxInFlight
+        options.shipCaches = !replayOnly
         options.maxLiveRequests = maxRequests
         options.maxRequestsPerClient = maxRequestsPerClient
         options.maxPromptTokens = maxPromptTokens

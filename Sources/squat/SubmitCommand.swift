@@ -156,6 +156,9 @@ struct StatusCommand: ParsableCommand {
         print(
             "re-plans \(p.replans), tokens replayed \(p.tokensReplayed), micro-batches \(p.microBatches), tokens out \(p.tokensOut)"
         )
+        print(
+            "caches moved in \(p.cacheMigrations) re-plan(s): \(p.cacheLayersShipped) layer cache(s), \(p.cacheBytesShipped) bytes; \(p.cacheFallbacks) fell back to replay"
+        )
         print("worker\tlayers\tstate\tkv bytes\ttok/s\tdata endpoint")
         for w in s.workers {
             print(

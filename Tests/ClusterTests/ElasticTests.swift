@@ -81,16 +81,20 @@ struct ElasticTests {
     }
     static let references = Mutex<[String: [[Int32]]]>([:])
 
-    func check(_ outcomes: [(name: String, outcome: Outcome)], _ expected: [[Int32]], _ what: String, _ procs: Processes) {
+    func check(
+        _ outcomes: [(name: String, outcome: Outcome)], _ expected: [[Int32]], _ what: String, _ procs: Processes
+    ) {
         for (i, (name, o)) in outcomes.enumerated() {
             #expect(o.error == nil, "\(what), \(name): \(o.error ?? "")\n\(procs.allLogs)")
             #expect(o.tokens == expected[i], "\(what), \(name): tokens differ from the undisturbed run")
         }
     }
 
-    @Test("SIGKILL of a worker at a random step: every request completes with the undisturbed tokens", arguments: [
-        (seed: 1, kv: "squat"), (seed: 2, kv: "full"), (seed: 3, kv: "kivi"),
-    ])
+    @Test(
+        "SIGKILL of a worker at a random step: every request completes with the undisturbed tokens",
+        arguments: [
+            (seed: 1, kv: "squat"), (seed: 2, kv: "full"), (seed: 3, kv: "kivi"),
+        ])
     func killWorker(seed: Int, kv: String) throws {
         var rng = SeededGenerator(seed: UInt64(seed))
         let after = 8 + Int(rng.next() % 120)  // of 8 × 24 tokens
@@ -116,7 +120,9 @@ struct ElasticTests {
         #expect(s.lostWorkers.contains { $0.workerID == victim && $0.state == .lost }, "status reports the lost worker")
     }
 
-    @Test("survivors whose memory cannot hold the model: requests are held, status says why, a new worker resumes them exactly")
+    @Test(
+        "survivors whose memory cannot hold the model: requests are held, status says why, a new worker resumes them exactly"
+    )
     func holdUntilJoin() throws {
         let kv = "squat"
         let expected = try expected(kv)
@@ -146,21 +152,60 @@ struct ElasticTests {
         #expect(s.pipeline.holdReason.isEmpty)
     }
 
-    @Test("a worker added mid-generation takes layers; outputs unchanged")
-    func addWorker() throws {
-        let kv = "squat"
+    @Test(
+        "a worker added mid-generation takes layers, the moved layers' caches shipped (or replayed); outputs unchanged",
+        arguments: [
+            (kv: "squat", ship: true), (kv: "full", ship: true), (kv: "kivi", ship: true), (kv: "squat", ship: false),
+        ])
+    func addWorker(kv: String, ship: Bool) throws {
         let expected = try expected(kv)
         let procs = try Processes()
         defer { procs.stopAll() }
-        let endpoint = try procs.startCluster(workers: 2, ["--kv", kv])
+        let endpoint = try procs.startCluster(
+            workers: 2, ["--kv", kv], coordinatorFlags: ship ? [] : ["--replay-only"])
         let outcomes = try run(endpoint: endpoint, procs: procs, after: 40) {
             try procs.startWorkers(endpoint, ["w3"], ["--kv", kv])
         }
-        check(outcomes, expected, "w3 added after 40 tokens", procs)
+        check(outcomes, expected, "w3 added after 40 tokens (\(kv), \(ship ? "caches shipped" : "replay"))", procs)
         let s = try ClusterClient(endpoint: endpoint).status()
         #expect(s.workers.count == 3)
         #expect(s.workers.allSatisfy { $0.layers.end > $0.layers.start }, "every worker serves layers: \(s.workers)")
         #expect(s.pipeline.replans >= 2)
+        #expect(s.pipeline.cacheFallbacks == 0, "\(procs.log("coordinator"))")
+        if ship {
+            #expect(s.pipeline.cacheMigrations >= 1)
+            #expect(s.pipeline.cacheLayersShipped > 0 && s.pipeline.cacheBytesShipped > 0)
+            #expect(s.pipeline.tokensReplayed == 0, "nothing replayed when the caches move")
+            #expect(procs.log("coordinator").contains("no replay"))
+        } else {
+            #expect(s.pipeline.cacheMigrations == 0 && s.pipeline.cacheLayersShipped == 0)
+            #expect(s.pipeline.tokensReplayed > 0)
+        }
+    }
+
+    @Test(
+        "a joining worker that cannot import the shipped caches (other scale storage): the move falls back to replay; no request fails"
+    )
+    func shippingFallsBackToReplay() throws {
+        let kv = "squat"
+        let procs = try Processes()
+        defer { procs.stopAll() }
+        let endpoint = try procs.startCluster(workers: 2, ["--kv", kv])
+        let outcomes = try run(endpoint: endpoint, procs: procs, after: 40) {
+            // Scale storage is a worker flag, not part of the Assign: its caches refuse the blobs.
+            try procs.startWorkers(endpoint, ["w3"], ["--kv", kv, "--kv-scales", "f32"])
+        }
+        for (name, o) in outcomes {
+            #expect(o.error == nil && o.reason != nil, "\(name): \(o.error ?? "no end")\n\(procs.allLogs)")
+            #expect(o.tokens.count == Self.tokens || o.reason == .endOfSequence, "\(name): \(o.tokens.count) tokens")
+        }
+        let s = try ClusterClient(endpoint: endpoint).status()
+        #expect(s.pipeline.cacheFallbacks == 1, "\(procs.log("coordinator"))")
+        #expect(s.pipeline.cacheMigrations == 0)
+        #expect(s.pipeline.tokensReplayed > 0)
+        #expect(procs.log("w3").contains("cache import failed"), "\(procs.log("w3"))")
+        #expect(procs.log("coordinator").contains("replaying instead"))
+        #expect(s.workers.count == 3 && s.pipeline.holdReason.isEmpty)
     }
 
     @Test("draining workers (squat drain, then SIGTERM) moves their layers; they exit 0; outputs unchanged")
@@ -187,9 +232,14 @@ struct ElasticTests {
         let s = try ClusterClient(endpoint: endpoint).status()
         #expect(s.workers.map(\.workerID) == ["w1"])
         #expect(s.workers.first?.layers == LayerRange(start: 0, end: 30))
+        // Both moves shipped the caches: nothing was replayed.
+        #expect(s.pipeline.cacheMigrations >= 1 && s.pipeline.cacheFallbacks == 0, "\(procs.log("coordinator"))")
+        #expect(s.pipeline.tokensReplayed == 0)
     }
 
-    @Test("a restarted coordinator: live requests end with a clear error, workers register again, new requests are served")
+    @Test(
+        "a restarted coordinator: live requests end with a clear error, workers register again, new requests are served"
+    )
     func restartCoordinator() throws {
         let kv = "squat"
         let expected = try expected(kv)
@@ -209,7 +259,9 @@ struct ElasticTests {
             if o.reason != nil && o.error == nil {
                 #expect(o.tokens == expected[i], "\(name) finished before the kill with other tokens")
             } else {
-                #expect(o.error?.contains("lost the connection to the coordinator") == true, "\(name): \(o.error ?? "no error")")
+                #expect(
+                    o.error?.contains("lost the connection to the coordinator") == true,
+                    "\(name): \(o.error ?? "no error")")
                 errors += 1
             }
         }
@@ -222,7 +274,9 @@ struct ElasticTests {
         let prompts = try ClusterProcessTests.mixedPrompts()
         var tokens: [Int32] = []
         try client.submit(
-            Submit(requestID: "after", prompt: .text(prompts[0].text), sampling: Sampling(sampler: SamplerParams(.greedy), maxTokens: UInt32(Self.tokens)))
+            Submit(
+                requestID: "after", prompt: .text(prompts[0].text),
+                sampling: Sampling(sampler: SamplerParams(.greedy), maxTokens: UInt32(Self.tokens)))
         ) { event in
             if case .token(let t) = event { tokens.append(Int32(bitPattern: t.tokenID)) }
         }

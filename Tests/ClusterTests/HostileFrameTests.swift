@@ -79,6 +79,18 @@ struct HostileFrameTests {
             WireMessage.sampledTokens(
                 SampledTokens(epoch: before.epoch, microBatchID: 9, tokens: [SampledToken(sequenceID: 1, tokenID: 2)])
             ).encoded(),
+            // Cache shipping outside a move: dropped and counted, never applied.
+            WireMessage.cacheLayer(
+                CacheLayer(
+                    epoch: before.epoch, sequenceID: 1, layer: 3, tokenCount: 5,
+                    blob: TensorHeader(dtype: .u8, shape: [4]))
+            ).encoded(),
+            WireMessage.cacheLayer(CacheLayer(epoch: before.epoch, sequenceID: 1, layer: 3, error: "x")).encoded(),
+            WireMessage.cachesImported(CachesImported(epoch: before.epoch + 1, sequences: 1)).encoded(),
+            WireMessage.exportCaches(
+                ExportCaches(epoch: before.epoch, layers: LayerRange(start: 0, end: 30), sequenceIDs: [1])
+            )
+            .encoded(),
         ]
         let context = try Context()
         let toCoordinator = try Socket(context, .dealer, options: [.linger(.seconds(5)), .sendHighWaterMark(20_000)])

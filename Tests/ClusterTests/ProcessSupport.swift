@@ -144,8 +144,10 @@ final class Processes: @unchecked Sendable {
 
     /// A coordinator waiting for `n` workers and workers w1…wn (one thread each), all with `flags`
     /// (the workers also with `workerFlags`); returns the coordinator's endpoint once they serve.
-    func startCluster(workers n: Int, _ flags: [String] = [], workerFlags: [String] = []) throws -> String {
-        let endpoint = try startCoordinator(["--workers", "\(n)"] + flags)
+    func startCluster(
+        workers n: Int, _ flags: [String] = [], workerFlags: [String] = [], coordinatorFlags: [String] = []
+    ) throws -> String {
+        let endpoint = try startCoordinator(["--workers", "\(n)"] + flags + coordinatorFlags)
         try startWorkers(endpoint, (1...n).map { "w\($0)" }, flags + workerFlags)
         try waitReady(endpoint, workers: n)
         return endpoint

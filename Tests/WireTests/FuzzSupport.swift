@@ -113,6 +113,15 @@ func extraSampleMessages() -> [WireMessage] {
         .registerReply(RegisterReply(workerID: "")),
         .register(Register(workerID: "", modelFingerprint: "")),
         .drain(Drain(epoch: 0, deadlineMs: 0, reason: "")),
+        .assign(
+            Assign(
+                epoch: 9, layers: LayerRange(start: 4, end: 9), keepCachesFromEpoch: 8, sequenceIDs: [1, .max, 0])),
+        .exportCaches(ExportCaches(epoch: 0, layers: LayerRange())),
+        .cacheLayer(CacheLayer(epoch: 0, sequenceID: 0, layer: 0, error: "no cache")),
+        .cacheLayer(
+            CacheLayer(
+                epoch: .max, sequenceID: 1, layer: .max, tokenCount: 1, blob: TensorHeader(dtype: .u8, shape: [0]))),
+        .cachesImported(CachesImported(epoch: 0)),
         .tokenEvent(TokenEvent(requestID: "r", index: 0, tokenID: 1, piece: [0xFF, 0x00, 0x80])),
         .finished(Finished(requestID: "r", reason: .maxTokens, usage: Usage(promptTokens: 1))),
         .stepBatch(StepBatch(epoch: 1, microBatchID: 2, rows: rows, tokenIDs: [4, 5, 6])),

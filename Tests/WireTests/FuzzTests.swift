@@ -23,7 +23,8 @@ struct FuzzTests {
     static let bodyTypes: [BodyType] = [
         ("Submit", 10), ("TokenEvent", 11), ("Finished", 12), ("Error", 13), ("Cancel", 14), ("StatusRequest", 15),
         ("Status", 16), ("DrainRequest", 17), ("Register", 20), ("RegisterReply", 21), ("Refuse", 22),
-        ("Assign", 23), ("Heartbeat", 24), ("ReleaseSequence", 25), ("Drain", 26), ("StepBatch", 30),
+        ("Assign", 23), ("Heartbeat", 24), ("ReleaseSequence", 25), ("Drain", 26), ("ExportCaches", 27),
+        ("CacheLayer", 28), ("CachesImported", 29), ("StepBatch", 30),
         ("Activations", 31), ("SampledTokens", 32),
     ].map { BodyType(name: "squat.v1.\($0.0)", field: $0.1) }
 

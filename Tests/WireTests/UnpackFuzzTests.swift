@@ -113,6 +113,10 @@ struct UnpackFuzzTests {
             target(RegisterReply.self, squat__v1__register_reply__unpack, squat__v1__register_reply__free_unpacked),
             target(Refuse.self, squat__v1__refuse__unpack, squat__v1__refuse__free_unpacked),
             target(Assign.self, squat__v1__assign__unpack, squat__v1__assign__free_unpacked),
+            target(ExportCaches.self, squat__v1__export_caches__unpack, squat__v1__export_caches__free_unpacked),
+            target(CacheLayer.self, squat__v1__cache_layer__unpack, squat__v1__cache_layer__free_unpacked),
+            target(
+                CachesImported.self, squat__v1__caches_imported__unpack, squat__v1__caches_imported__free_unpacked),
             target(WorkerLoad.self, squat__v1__worker_load__unpack, squat__v1__worker_load__free_unpacked),
             target(Heartbeat.self, squat__v1__heartbeat__unpack, squat__v1__heartbeat__free_unpacked),
             target(
@@ -186,6 +190,13 @@ struct UnpackFuzzTests {
                 }
             case .releaseSequence(let m): try add(m)
             case .drain(let m): try add(m)
+            case .exportCaches(let m):
+                try add(m)
+                try add(m.layers)
+            case .cacheLayer(let m):
+                try add(m)
+                if let blob = m.blob { try add(blob) }
+            case .cachesImported(let m): try add(m)
             case .stepBatch(let m):
                 try add(m)
                 try add(rows: m.rows)
@@ -229,7 +240,7 @@ struct UnpackFuzzTests {
 
     @Test("the targets cover every message type but the Envelope, each with samples")
     func coverage() throws {
-        #expect(Set(Self.typeNames).count == 36)
+        #expect(Set(Self.typeNames).count == 39)
         let encodings = try Self.seedEncodings()
         #expect(Set(encodings.keys) == Set(Self.typeNames))
     }

@@ -147,6 +147,18 @@ func sampleMessages() -> [WireMessage] {
         .releaseSequence(ReleaseSequence(epoch: 3, sequenceIDs: [1, 2, .max])),
         .releaseSequence(ReleaseSequence(epoch: 0, sequenceIDs: [])),
         .drain(Drain(epoch: 3, deadlineMs: 5000, reason: "maintenance")),
+        .assign(
+            Assign(
+                epoch: 5, layers: LayerRange(start: 0, end: 12), nextStageEndpoint: "tcp://h:2", isFirst: true,
+                cache: cache, keepCachesFromEpoch: 4, sequenceIDs: [3, 7])),
+        .exportCaches(ExportCaches(epoch: 4, layers: LayerRange(start: 12, end: 17), sequenceIDs: [3, 7])),
+        .cacheLayer(
+            CacheLayer(
+                epoch: 4, sequenceID: 3, layer: 12, tokenCount: 160, blob: TensorHeader(dtype: .u8, shape: [71_714]))),
+        .cacheLayer(CacheLayer(epoch: 4, sequenceID: 7, layer: 13, error: "sequence 7 has no cache here")),
+        .cachesImported(CachesImported(epoch: 5, sequences: 2, layersReceived: 10)),
+        .drainRequest(DrainRequest(workerID: "worker-α")),
+        .cachesImported(CachesImported(epoch: 5, error: "layer 12 of sequence 3: truncated")),
         .stepBatch(StepBatch(epoch: 3, microBatchID: 77, rows: rows, tokenIDs: [1, 2, 3, 4, 5, 6, 7, 8])),
         .stepBatch(
             StepBatch(

@@ -434,10 +434,26 @@ struct  Squat__V1__PipelineStats
    * why requests are held, when the pipeline does not serve
    */
   char *hold_reason;
+  /*
+   * re-plans that shipped the moved layers' caches (no replay)
+   */
+  uint64_t cache_migrations;
+  /*
+   * layer caches moved (one per sequence and layer)
+   */
+  uint64_t cache_layers_shipped;
+  /*
+   * their bytes
+   */
+  uint64_t cache_bytes_shipped;
+  /*
+   * shipments that failed or timed out and fell back to replay
+   */
+  uint64_t cache_fallbacks;
 };
 #define SQUAT__V1__PIPELINE_STATS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__pipeline_stats__descriptor) \
-    , 0, 0, 0, 0, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+    , 0, 0, 0, 0, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
 
 
 /*

@@ -64,7 +64,11 @@ typedef enum _Squat__V1__CacheKind {
 typedef enum _Squat__V1__DType {
   SQUAT__V1__DTYPE__DTYPE_UNSPECIFIED = 0,
   SQUAT__V1__DTYPE__DTYPE_F32 = 1,
-  SQUAT__V1__DTYPE__DTYPE_F16 = 2
+  SQUAT__V1__DTYPE__DTYPE_F16 = 2,
+  /*
+   * opaque bytes (a shipped cache layer)
+   */
+  SQUAT__V1__DTYPE__DTYPE_U8 = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SQUAT__V1__DTYPE)
 } Squat__V1__DType;
 

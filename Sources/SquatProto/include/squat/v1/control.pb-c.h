@@ -25,6 +25,9 @@ typedef struct Squat__V1__WorkerLoad Squat__V1__WorkerLoad;
 typedef struct Squat__V1__Heartbeat Squat__V1__Heartbeat;
 typedef struct Squat__V1__ReleaseSequence Squat__V1__ReleaseSequence;
 typedef struct Squat__V1__Drain Squat__V1__Drain;
+typedef struct Squat__V1__ExportCaches Squat__V1__ExportCaches;
+typedef struct Squat__V1__CacheLayer Squat__V1__CacheLayer;
+typedef struct Squat__V1__CachesImported Squat__V1__CachesImported;
 
 
 /* --- enums --- */
@@ -140,10 +143,21 @@ struct  Squat__V1__Assign
    * the key of whoever sends to this stage's data socket
    */
   char *upstream_key;
+  /*
+   * Cache shipping: non-zero when this worker served layers in that epoch and keeps the caches
+   * of `sequence_ids` for the layers it still owns; the caches of its other new layers arrive
+   * as CacheLayer messages (epoch = this Assign's). Zero: every stage starts with empty caches.
+   */
+  uint64_t keep_caches_from_epoch;
+  /*
+   * the live sequences whose caches continue
+   */
+  size_t n_sequence_ids;
+  uint64_t *sequence_ids;
 };
 #define SQUAT__V1__ASSIGN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__assign__descriptor) \
-    , 0, NULL, (char *)protobuf_c_empty_string, 0, 0, NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , 0, NULL, (char *)protobuf_c_empty_string, 0, 0, NULL, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL }
 
 
 /*
@@ -222,6 +236,78 @@ struct  Squat__V1__Drain
 #define SQUAT__V1__DRAIN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__drain__descriptor) \
     , 0, 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Coordinator -> worker: send back, one CacheLayer each, the caches of these layers for these
+ * sequences (the layers move to another worker; the pipeline is quiet meanwhile).
+ */
+struct  Squat__V1__ExportCaches
+{
+  ProtobufCMessage base;
+  /*
+   * the worker's current epoch
+   */
+  uint64_t epoch;
+  Squat__V1__LayerRange *layers;
+  size_t n_sequence_ids;
+  uint64_t *sequence_ids;
+};
+#define SQUAT__V1__EXPORT_CACHES__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&squat__v1__export_caches__descriptor) \
+    , 0, NULL, 0,NULL }
+
+
+/*
+ * One layer of one sequence's KV cache (an SQKV blob as exported by the cache), as a raw frame
+ * (DTYPE_U8, shape [bytes]) beside this header. Worker -> coordinator in answer to ExportCaches
+ * (the export's epoch), then coordinator -> the layer's new owner (the new epoch).
+ */
+struct  Squat__V1__CacheLayer
+{
+  ProtobufCMessage base;
+  uint64_t epoch;
+  uint64_t sequence_id;
+  /*
+   * model layer index
+   */
+  uint32_t layer;
+  /*
+   * tokens the cache holds
+   */
+  uint32_t token_count;
+  /*
+   * non-empty: this layer could not be exported (no frame)
+   */
+  char *error;
+  /*
+   * the raw frame's header; unset with `error`
+   */
+  Squat__V1__TensorHeader *blob;
+};
+#define SQUAT__V1__CACHE_LAYER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&squat__v1__cache_layer__descriptor) \
+    , 0, 0, 0, 0, (char *)protobuf_c_empty_string, NULL }
+
+
+/*
+ * Worker -> coordinator: after an Assign that keeps caches, every cache of the new layer range
+ * is in place (or `error` says why not; the coordinator then replays instead).
+ */
+struct  Squat__V1__CachesImported
+{
+  ProtobufCMessage base;
+  uint64_t epoch;
+  uint32_t sequences;
+  /*
+   * CacheLayer messages taken in
+   */
+  uint32_t layers_received;
+  char *error;
+};
+#define SQUAT__V1__CACHES_IMPORTED__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&squat__v1__caches_imported__descriptor) \
+    , 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /* Squat__V1__Register methods */
@@ -376,6 +462,63 @@ Squat__V1__Drain *
 void   squat__v1__drain__free_unpacked
                      (Squat__V1__Drain *message,
                       ProtobufCAllocator *allocator);
+/* Squat__V1__ExportCaches methods */
+void   squat__v1__export_caches__init
+                     (Squat__V1__ExportCaches         *message);
+size_t squat__v1__export_caches__get_packed_size
+                     (const Squat__V1__ExportCaches   *message);
+size_t squat__v1__export_caches__pack
+                     (const Squat__V1__ExportCaches   *message,
+                      uint8_t             *out);
+size_t squat__v1__export_caches__pack_to_buffer
+                     (const Squat__V1__ExportCaches   *message,
+                      ProtobufCBuffer     *buffer);
+Squat__V1__ExportCaches *
+       squat__v1__export_caches__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   squat__v1__export_caches__free_unpacked
+                     (Squat__V1__ExportCaches *message,
+                      ProtobufCAllocator *allocator);
+/* Squat__V1__CacheLayer methods */
+void   squat__v1__cache_layer__init
+                     (Squat__V1__CacheLayer         *message);
+size_t squat__v1__cache_layer__get_packed_size
+                     (const Squat__V1__CacheLayer   *message);
+size_t squat__v1__cache_layer__pack
+                     (const Squat__V1__CacheLayer   *message,
+                      uint8_t             *out);
+size_t squat__v1__cache_layer__pack_to_buffer
+                     (const Squat__V1__CacheLayer   *message,
+                      ProtobufCBuffer     *buffer);
+Squat__V1__CacheLayer *
+       squat__v1__cache_layer__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   squat__v1__cache_layer__free_unpacked
+                     (Squat__V1__CacheLayer *message,
+                      ProtobufCAllocator *allocator);
+/* Squat__V1__CachesImported methods */
+void   squat__v1__caches_imported__init
+                     (Squat__V1__CachesImported         *message);
+size_t squat__v1__caches_imported__get_packed_size
+                     (const Squat__V1__CachesImported   *message);
+size_t squat__v1__caches_imported__pack
+                     (const Squat__V1__CachesImported   *message,
+                      uint8_t             *out);
+size_t squat__v1__caches_imported__pack_to_buffer
+                     (const Squat__V1__CachesImported   *message,
+                      ProtobufCBuffer     *buffer);
+Squat__V1__CachesImported *
+       squat__v1__caches_imported__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   squat__v1__caches_imported__free_unpacked
+                     (Squat__V1__CachesImported *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Squat__V1__Register_Closure)
@@ -402,6 +545,15 @@ typedef void (*Squat__V1__ReleaseSequence_Closure)
 typedef void (*Squat__V1__Drain_Closure)
                  (const Squat__V1__Drain *message,
                   void *closure_data);
+typedef void (*Squat__V1__ExportCaches_Closure)
+                 (const Squat__V1__ExportCaches *message,
+                  void *closure_data);
+typedef void (*Squat__V1__CacheLayer_Closure)
+                 (const Squat__V1__CacheLayer *message,
+                  void *closure_data);
+typedef void (*Squat__V1__CachesImported_Closure)
+                 (const Squat__V1__CachesImported *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -417,6 +569,9 @@ extern const ProtobufCMessageDescriptor squat__v1__worker_load__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__heartbeat__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__release_sequence__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__drain__descriptor;
+extern const ProtobufCMessageDescriptor squat__v1__export_caches__descriptor;
+extern const ProtobufCMessageDescriptor squat__v1__cache_layer__descriptor;
+extern const ProtobufCMessageDescriptor squat__v1__caches_imported__descriptor;
 
 PROTOBUF_C__END_DECLS
 

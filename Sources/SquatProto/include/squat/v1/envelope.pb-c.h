@@ -43,6 +43,9 @@ typedef enum {
   SQUAT__V1__ENVELOPE__BODY_HEARTBEAT = 24,
   SQUAT__V1__ENVELOPE__BODY_RELEASE_SEQUENCE = 25,
   SQUAT__V1__ENVELOPE__BODY_DRAIN = 26,
+  SQUAT__V1__ENVELOPE__BODY_EXPORT_CACHES = 27,
+  SQUAT__V1__ENVELOPE__BODY_CACHE_LAYER = 28,
+  SQUAT__V1__ENVELOPE__BODY_CACHES_IMPORTED = 29,
   SQUAT__V1__ENVELOPE__BODY_STEP_BATCH = 30,
   SQUAT__V1__ENVELOPE__BODY_ACTIVATIONS = 31,
   SQUAT__V1__ENVELOPE__BODY_SAMPLED_TOKENS = 32
@@ -79,6 +82,9 @@ struct  Squat__V1__Envelope
     Squat__V1__Heartbeat *heartbeat;
     Squat__V1__ReleaseSequence *release_sequence;
     Squat__V1__Drain *drain;
+    Squat__V1__ExportCaches *export_caches;
+    Squat__V1__CacheLayer *cache_layer;
+    Squat__V1__CachesImported *caches_imported;
     /*
      * data plane
      */
