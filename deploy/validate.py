@@ -364,6 +364,11 @@ def check_refs(root):
                             problem(where, f"env {e['name']}: unknown ConfigMap {ref['name']}")
                         elif ref["key"] not in configmaps[ref["name"]]:
                             problem(where, f"env {e['name']}: ConfigMap {ref['name']} has no key {ref['key']}")
+                    sref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                    if (sref and not sref.get("optional") and sref.get("name") not in by_kind.get("Secret", {})
+                            and sref.get("name") not in documented_secrets):
+                        problem(where, f"env {e['name']}: Secret {sref.get('name')} is not in the manifests, not "
+                                "optional, and no `kubectl create secret generic` in README.md's \"Deploying\" makes it")
                     rf = (e.get("valueFrom") or {}).get("resourceFieldRef")
                     if rf and rf.get("containerName", c["name"]) not in names:
                         problem(where, f"env {e['name']}: no container {rf.get('containerName')}")
@@ -409,6 +414,19 @@ def local_only(endpoint):
     elif ":" in host:
         host = host[:host.rindex(":")]
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def http_token_in_environment(recipe, context):
+    """Whether the process gets SQUAT_HTTP_TOKEN from its recipe (Compose service environment,
+    Kubernetes container env), which squat reads in place of --http-token."""
+    if recipe == "compose":
+        env = context.get("environment") or {}
+        names = env.keys() if isinstance(env, dict) else [str(e).split("=", 1)[0] for e in env]
+        return "SQUAT_HTTP_TOKEN" in names
+    if recipe == "kubernetes":
+        _, container = context
+        return any(e.get("name") == "SQUAT_HTTP_TOKEN" for e in container.get("env", []))
+    return False
 
 
 _VALUED = {"--bind", "--data-bind", "--http", "--http-token", "--coordinator", "--curve-secret",
@@ -532,8 +550,9 @@ def check_keys(root):
         if bind and not local_only(bind) and not has:
             problem(where, f"binds {bind} without CURVE keys ({first} {second}): squat refuses that")
         http = opts.get("--http")
-        if isinstance(http, str) and not re.match(r"^(127\.|localhost:|\[::1\]:)", http) and "--http-token" not in opts:
-            problem(where, f"--http {http} without --http-token: squat refuses that")
+        if (isinstance(http, str) and not re.match(r"^(127\.|localhost:|\[::1\]:)", http)
+                and "--http-token" not in opts and not http_token_in_environment(recipe, context)):
+            problem(where, f"--http {http} without --http-token or SQUAT_HTTP_TOKEN: squat refuses that")
         if cmd in ("coordinator", "worker"):
             keyed.setdefault(recipe, {}).setdefault(cmd, []).append(has)
         if not has:

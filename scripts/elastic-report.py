@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Measures a re-partition under load: a local coordinator with two workers serves 8 greedy
-requests; a third worker joins after --join seconds and is drained after --drain seconds.
+requests; a third worker joins after --join seconds and is drained after --drain seconds (or,
+with --kill, is killed with SIGKILL then: its caches are lost and every sequence is replayed).
 Prints the token rate over time (every request's tokens, stamped as they arrive), the dip around
 each re-plan, and the coordinator's own account of each move (caches shipped or replayed).
 
-    scripts/elastic-report.py [--replay-only] [--kv squat] [--max-tokens 300]
+    scripts/elastic-report.py [--replay-only] [--kill] [--kv squat] [--max-tokens 300]
 
 Needs a release build (.build/release/squat) and the default model (scripts/setup.sh).
 """
@@ -27,6 +28,7 @@ ap.add_argument("--kv", default="squat")
 ap.add_argument("--max-tokens", type=int, default=300)
 ap.add_argument("--join", type=float, default=3.0, help="seconds after the first token")
 ap.add_argument("--drain", type=float, default=8.0, help="seconds after the first token")
+ap.add_argument("--kill", action="store_true", help="SIGKILL w3 instead of draining it")
 ap.add_argument("--port", type=int, default=5791)
 args = ap.parse_args()
 
@@ -99,10 +101,14 @@ try:
     events = []
     time.sleep(args.join)
     events.append(("w3 joins", time.monotonic() - t0))
-    worker("w3")
+    w3 = worker("w3")
     time.sleep(max(0, args.drain - args.join))
-    events.append(("w3 drained", time.monotonic() - t0))
-    subprocess.run([squat, "drain", "--coordinator", endpoint, "w3"], capture_output=True)
+    if args.kill:
+        events.append(("w3 killed", time.monotonic() - t0))
+        w3.kill()
+    else:
+        events.append(("w3 drained", time.monotonic() - t0))
+        subprocess.run([squat, "drain", "--coordinator", endpoint, "w3"], capture_output=True)
     for t in threads:
         t.join()
     status = subprocess.run([squat, "status", "--coordinator", endpoint], capture_output=True, text=True).stdout
@@ -138,6 +144,6 @@ for name, at in events:
           f"({(low / base * 100 if base else 0):.0f}%), longest pause between tokens {gap * 1000:.0f} ms")
 with open(logs["coordinator"]) as f:
     for line in f:
-        if any(k in line for k in ("moving", "moved", "replaying", "failed", "drained", "planned")):
+        if any(k in line for k in ("moving", "moved", "replaying", "failed", "drained", "planned", "lost", "recovered")):
             print("  " + line.rstrip())
 print(status)

@@ -262,8 +262,8 @@ grep -q "worker $cut_worker lost" "$logs/coordinator.log" ||
   die "(b) the coordinator never logged 'worker $cut_worker lost'"
 st=$(status) || die "(b) squat status failed"
 echo "$st" >"$logs/status-b.txt"
-# `squat status` lines: worker, layers, state, ...; a lost worker stays listed as LOST.
-serving() { awk -F'\t' -v w="$1" '$1 == w && $3 != "LOST" { f = 1 } END { exit !f }'; }
+# `squat status` rows: worker, layers, state, ... (space-aligned); a lost worker stays listed as LOST.
+serving() { awk -v w="$1" '$1 == w && $3 != "LOST" { f = 1 } END { exit !f }'; }
 if serving "$cut_worker" <<<"$st"; then
   # The requests may outrun a silent-worker detection; give the coordinator its timeout.
   not_serving() { ! ip netns exec "$(ns client)" "$B" status --coordinator "$endpoint" "${client_keys[@]}" | serving "$cut_worker"; }
@@ -296,7 +296,7 @@ three_with_layers() {
   local s w
   s=$(status 2>/dev/null) || return 1
   echo "$s" >"$logs/status-c.txt"
-  for w in w1 w2 w3; do awk -F'\t' -v w="$w" '$1 == w && $3 == "ready" { f = 1 } END { exit !f }' <<<"$s" || return 1; done
+  for w in w1 w2 w3; do awk -v w="$w" '$1 == w && $3 == "ready" { f = 1 } END { exit !f }' <<<"$s" || return 1; done
   [ "$(grep -c "worker $cut_worker registered" "$logs/coordinator.log")" -gt "$reg_before" ] || return 1
   awk -v t="$(at_last_reg)" '$1 >= t && /pipeline ready/ { f = 1 } END { exit !f }' "$logs/coordinator.log"
 }

@@ -16,6 +16,10 @@ enum CacheShipping {
 
     /// How long a re-plan may take to move caches before it falls back to replay.
     static let timeout: Duration = .seconds(30)
+
+    /// How long a plan that would ship caches waits for every stage to report ready at the
+    /// current epoch before it replays instead.
+    static let settleTimeout: Duration = .seconds(10)
 }
 
 /// Why a worker could not keep or rebuild the caches an Assign asked it to.
@@ -66,12 +70,20 @@ extension Coordinator {
         }
     }
 
-    /// Whether the next plan can ship caches: enabled, the old pipeline whole, and some sequence
-    /// has caches in it.
-    var canShipCaches: Bool {
-        options.shipCaches && !forceReplay && pipelineWasReady && !pipeline.isEmpty
+    /// Whether the next plan should ship caches: enabled, the old pipeline whole (no stage
+    /// lost), and some sequence has caches in it.
+    var shippingApplies: Bool {
+        options.shipCaches && !forceReplay && !pipeline.isEmpty
             && pipeline.allSatisfy { id in workers.contains { $0.identity == id } }
             && order.contains { (sequences[$0]?.fed ?? 0) > 0 }
+    }
+
+    /// Every stage at the current epoch and ready (not still loading or installing caches), so
+    /// that its caches are there to export.
+    var pipelineSettled: Bool {
+        pipeline.allSatisfy { id in
+            workers.contains { $0.identity == id && $0.heartbeatEpoch == epoch && $0.load?.state == .ready }
+        }
     }
 
     /// Phase 1: plans without the draining workers and asks the old owners of every moved layer
@@ -131,9 +143,16 @@ extension Coordinator {
         return true
     }
 
+    /// Whether a CacheLayer from `identity` belongs to the export in progress (checked before
+    /// its frame is copied).
+    func expectsCacheLayer(_ c: CacheLayer, from identity: [UInt8]) -> Bool {
+        guard let m = migration, m.phase == .exporting, c.epoch == m.oldEpoch else { return false }
+        return m.oldOwner.contains(identity)
+    }
+
     /// A worker's answer to ExportCaches.
     func handleCacheLayer(_ c: CacheLayer, blob: [UInt8]?, from identity: [UInt8]) throws {
-        guard var m = migration, m.phase == .exporting, c.epoch == m.oldEpoch else {
+        guard var m = migration, m.phase == .exporting, c.epoch == m.oldEpoch, m.oldOwner.contains(identity) else {
             droppedStale += 1
             return
         }
@@ -144,6 +163,12 @@ extension Coordinator {
         else {
             droppedMalformed += 1
             return
+        }
+        // The pipeline is quiet: every cache holds exactly the tokens fed so far.
+        if let fed = sequences[c.sequenceID]?.fed, Int(c.tokenCount) != fed {
+            return abortMigration(
+                "\(workerName(identity)): layer \(layer) of sequence \(c.sequenceID) holds \(c.tokenCount) tokens, not \(fed)"
+            )
         }
         m.blobs[c.sequenceID, default: [:]][layer] = (c.tokenCount, blob)
         m.received += 1
@@ -184,7 +209,8 @@ extension Coordinator {
         }
         m.blobs = [:]
         m.phase = .importing
-        m.awaiting = Set(workers.map(\.identity))
+        // Workers that joined during the export stand by (no layers) and are not waited for.
+        m.awaiting = Set(m.members)
         migration = m
         holdReason = "epoch \(epoch): the workers are installing the moved caches"
         flushMigrationOutbox()
@@ -213,7 +239,7 @@ extension Coordinator {
     /// A worker's CachesImported: the move is done when every member has confirmed.
     func handleCachesImported(_ r: CachesImported, from identity: [UInt8]) {
         guard var m = migration, m.phase == .importing, r.epoch == epoch, m.awaiting.contains(identity) else {
-            droppedStale += 1
+            if r.epoch != epoch { droppedStale += 1 }
             return
         }
         guard r.error.isEmpty else { return abortMigration("\(workerName(identity)): \(r.error)") }

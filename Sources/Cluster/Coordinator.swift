@@ -175,6 +175,8 @@ public final class Coordinator {
     var migration: Migration?
     /// The next plan replays (a move failed).
     var forceReplay = false
+    /// Since when a plan that would ship caches waits for the pipeline to settle.
+    var shippingWaitSince: ContinuousClock.Instant?
 
     public init(options: CoordinatorOptions) throws {
         self.options = options
@@ -330,7 +332,9 @@ public final class Coordinator {
             case .heartbeat(let h): handleHeartbeat(h, from: identity)
             case .sampledTokens(let s): handleSampled(s, from: identity)
             case .cacheLayer(let c):
-                let blob = incoming.withTensor { frame in frame.withUnsafeBytes { [UInt8]($0) } }
+                let blob =
+                    expectsCacheLayer(c, from: identity)
+                    ? incoming.withTensor { frame in frame.withUnsafeBytes { [UInt8]($0) } } : nil
                 try handleCacheLayer(c, blob: blob, from: identity)
             case .cachesImported(let r): handleCachesImported(r, from: identity)
             case .submit(let s): handleSubmit(s, from: identity)
@@ -405,6 +409,7 @@ public final class Coordinator {
             // connection is dead; its layers are planned anew.
             log.info("worker \(r.workerID) registered again on a new connection; replacing the old one")
             let old = workers.remove(at: existing)
+            migrationLost(old.identity)
             if pipeline.contains(old.identity) { pipelineBroken() }
         }
         var entry = WorkerEntry(id: r.workerID, identity: identity, register: r, lastHeard: Monotonic.now())
@@ -457,7 +462,9 @@ public final class Coordinator {
         stats.roundTripMicroseconds += Monotonic.microseconds(Monotonic.now() - f.sent)
         if stats.stageBusyMicroseconds.count != s.stageBusyMicroseconds.count {
             stats.stageBusyMicroseconds = Array(repeating: 0, count: s.stageBusyMicroseconds.count)
+            stats.stageBusyMicroBatches = 0
         }
+        stats.stageBusyMicroBatches += 1
         for (i, us) in s.stageBusyMicroseconds.enumerated() { stats.stageBusyMicroseconds[i] += us }
         for t in s.tokens {
             guard let seq = sequences[t.sequenceID], f.sequences.contains(t.sequenceID) else {
@@ -653,14 +660,20 @@ public final class Coordinator {
     private func plan() throws {
         // A move in progress finishes (or fails) first; the plan after it sees the new members.
         guard migration == nil else { return }
-        if canShipCaches {
-            guard inFlight.isEmpty else { return }  // quiesce: step() sends nothing meanwhile
-            if try startMigration() {
+        if shippingApplies {
+            // Quiesce: step() sends nothing while a plan is pending; the micro-batches in flight
+            // finish, and the stages report ready at this epoch (a move right after a move).
+            let waited = Monotonic.now() - (shippingWaitSince ?? Monotonic.now())
+            if shippingWaitSince == nil { shippingWaitSince = Monotonic.now() }
+            if !inFlight.isEmpty || (!pipelineSettled && waited < CacheShipping.settleTimeout) { return }
+            shippingWaitSince = nil
+            if pipelineSettled, try startMigration() {
                 needsPlan = false
                 planned = true
                 return
             }
         }
+        shippingWaitSince = nil
         forceReplay = false
         needsPlan = false
         planned = true

@@ -87,7 +87,9 @@ public final class Worker {
     private var stage: LlamaStage?
     private var factory: (any KVCacheFactory)?
     private var caches: [UInt64: any SequenceKVCache] = [:]
-    private var samplers: [UInt64: Sampler] = [:]
+    /// The last stage's samplers, with the draw index each expects next: a row whose index
+    /// differs (another stage sampled meanwhile) gets a sampler resumed at its index.
+    private var samplers: [UInt64: (sampler: Sampler, nextDraw: UInt32)] = [:]
     /// Caches still arriving after an Assign that keeps them (cache shipping); the stage
     /// reports `.loading` until they are all in place.
     private var pendingImport: PendingImport?
@@ -467,6 +469,12 @@ public final class Worker {
                     blob: TensorHeader(dtype: .u8, shape: [size]))
                 guard try control.send(.cacheLayer(header), tensor: try Message(bytes: blob)) == .sent else {
                     log.info("the coordinator did not take layer \(layer) of sequence \(id) within 10 s")
+                    _ = try? control.send(
+                        .cacheLayer(
+                            CacheLayer(
+                                epoch: e.epoch, sequenceID: id, layer: UInt32(layer),
+                                error: "worker \(options.workerID) could not send layer \(layer) of sequence \(id)")),
+                        dontWait: true)
                     return
                 }
                 bytes += blob.count
@@ -659,11 +667,11 @@ public final class Worker {
                 let logits = Array(out[i * vocab..<(i + 1) * vocab])
                 i += 1
                 let rs = row.sampling ?? RowSampling()
-                if rs.drawIndex == 0 || samplers[row.sequenceID] == nil {
-                    samplers[row.sequenceID] = Sampler(rs.sampler.engineParameters, resumingAfter: Int(rs.drawIndex))
-                }
-                let token = samplers[row.sequenceID]!.sample(
-                    logits: logits, history: rs.penaltyTokens.map { Int32(bitPattern: $0) })
+                var sampler =
+                    samplers[row.sequenceID].flatMap { $0.nextDraw == rs.drawIndex ? $0.sampler : nil }
+                    ?? Sampler(rs.sampler.engineParameters, resumingAfter: Int(rs.drawIndex))
+                let token = sampler.sample(logits: logits, history: rs.penaltyTokens.map { Int32(bitPattern: $0) })
+                samplers[row.sequenceID] = (sampler, rs.drawIndex &+ 1)
                 sampled.append(
                     SampledToken(
                         sequenceID: row.sequenceID, tokenID: UInt32(bitPattern: token),

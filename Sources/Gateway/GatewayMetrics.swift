@@ -33,6 +33,10 @@ public final class GatewayMetrics: Sendable {
     let tokensReplayed: Counter
     let pipelineTokens: Counter
     let microBatches: Counter
+    let cacheMigrations: Counter
+    let cacheLayersShipped: Counter
+    let cacheBytesShipped: Counter
+    let cacheFallbacks: Counter
     let droppedFrames: @Sendable (String) -> Counter
     let rejectedPeers: @Sendable (String) -> Counter
 
@@ -41,6 +45,7 @@ public final class GatewayMetrics: Sendable {
         var workers: [String: (used: Gauge, free: Gauge)] = [:]
         var workerStates: [String: Gauge] = [:]
         var stageBusy: [Int: Counter] = [:]
+        var stageStep: [Int: Gauge] = [:]
         /// Coordinator totals at the last scrape, by series name.
         var last: [String: UInt64] = [:]
     }
@@ -115,6 +120,17 @@ public final class GatewayMetrics: Sendable {
             descriptor: name("pipeline_tokens_sampled", "total", "Tokens sampled by the pipeline (all clients)."))
         microBatches = registry.makeCounter(
             descriptor: name("pipeline_micro_batches", "total", "Micro-batches the pipeline answered."))
+        cacheMigrations = registry.makeCounter(
+            descriptor: name(
+                "cache_migrations", "total", "Re-plans that shipped the moved layers' KV caches instead of replaying."))
+        cacheLayersShipped = registry.makeCounter(
+            descriptor: name(
+                "cache_layers_shipped", "total", "Layer caches moved between workers (per sequence and layer)."))
+        cacheBytesShipped = registry.makeCounter(
+            descriptor: name("cache_shipped", "bytes_total", "Bytes of the layer caches moved between workers."))
+        cacheFallbacks = registry.makeCounter(
+            descriptor: name(
+                "cache_fallbacks", "total", "Cache moves that failed or timed out and fell back to replay."))
         droppedFrames = { reason in
             registry.makeCounter(
                 descriptor: MetricNameDescriptor(
@@ -156,6 +172,9 @@ public final class GatewayMetrics: Sendable {
         workersUp.set(Double(s.workers.filter { $0.state == .ready }.count))
         let registry = registry
         scraped.withLock { st in
+            // The previous totals, for the mean step time of each stage since the last scrape.
+            let lastBatches = st.last["stage_busy_micro_batches"]
+            let lastBusy = p.stageBusyMicroseconds.indices.map { st.last["stage_busy_\($0)"] }
             func follow(_ key: String, _ counter: Counter, _ total: UInt64, scale: Double = 1) {
                 let last = st.last[key] ?? 0
                 if total < last { counter.reset() }
@@ -173,6 +192,10 @@ public final class GatewayMetrics: Sendable {
             follow("tokens_replayed", tokensReplayed, p.tokensReplayed)
             follow("tokens_out", pipelineTokens, p.tokensOut)
             follow("micro_batches", microBatches, p.microBatches)
+            follow("cache_migrations", cacheMigrations, p.cacheMigrations)
+            follow("cache_layers_shipped", cacheLayersShipped, p.cacheLayersShipped)
+            follow("cache_bytes_shipped", cacheBytesShipped, p.cacheBytesShipped)
+            follow("cache_fallbacks", cacheFallbacks, p.cacheFallbacks)
             follow("dropped_stale", droppedFrames("stale"), s.droppedStale)
             follow("dropped_malformed", droppedFrames("malformed"), s.droppedMalformed)
             follow("rejected_key", rejectedPeers("key"), s.authRejections)
@@ -191,6 +214,29 @@ public final class GatewayMetrics: Sendable {
                 registry.unregisterCounter(counter)
                 st.stageBusy[i] = nil
                 st.last["stage_busy_\(i)"] = nil
+            }
+            // Every micro-batch passes every stage once: a stage's mean step time over the scrape
+            // interval is its busy time's increase over the micro-batches'.
+            let stepName = MetricNameDescriptor(
+                namespace: "squat", metricName: "stage_step_latency", unitName: "seconds",
+                helpText:
+                    "Mean compute time of one micro-batch in each pipeline stage (in pipeline order) since the previous scrape."
+            )
+            // The busy totals restart with the batch count when the stage count changes: then
+            // (or at the first scrape) the mean is over everything since.
+            let restarted = lastBatches.map { p.stageBusyMicroBatches < $0 } ?? true
+            for (i, us) in p.stageBusyMicroseconds.enumerated() {
+                let gauge = st.stageStep[i] ?? registry.makeGauge(descriptor: stepName, labels: [("stage", String(i))])
+                st.stageStep[i] = gauge
+                let previousBusy = restarted ? 0 : lastBusy[i] ?? 0
+                let previousBatches = restarted ? 0 : lastBatches ?? 0
+                guard p.stageBusyMicroBatches > previousBatches, us >= previousBusy else { continue }
+                gauge.set(Double(us - previousBusy) * 1e-6 / Double(p.stageBusyMicroBatches - previousBatches))
+            }
+            st.last["stage_busy_micro_batches"] = p.stageBusyMicroBatches
+            for (i, gauge) in st.stageStep where i >= p.stageBusyMicroseconds.count {
+                registry.unregisterGauge(gauge)
+                st.stageStep[i] = nil
             }
 
             let usedName = MetricNameDescriptor(

@@ -1906,7 +1906,7 @@ const ProtobufCMessageDescriptor squat__v1__sequence_status__descriptor =
   (ProtobufCMessageInit) squat__v1__sequence_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__pipeline_stats__field_descriptors[15] =
+static const ProtobufCFieldDescriptor squat__v1__pipeline_stats__field_descriptors[16] =
 {
   {
     "micro_batches",
@@ -2088,6 +2088,18 @@ static const ProtobufCFieldDescriptor squat__v1__pipeline_stats__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stage_busy_micro_batches",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__PipelineStats, stage_busy_micro_batches),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__pipeline_stats__field_indices_by_name[] = {
   13,   /* field[13] = cache_bytes_shipped */
@@ -2101,6 +2113,7 @@ static const unsigned squat__v1__pipeline_stats__field_indices_by_name[] = {
   8,   /* field[8] = replans */
   4,   /* field[4] = round_trip_us */
   1,   /* field[1] = rows */
+  15,   /* field[15] = stage_busy_micro_batches */
   5,   /* field[5] = stage_busy_us */
   2,   /* field[2] = tokens_in */
   3,   /* field[3] = tokens_out */
@@ -2109,7 +2122,7 @@ static const unsigned squat__v1__pipeline_stats__field_indices_by_name[] = {
 static const ProtobufCIntRange squat__v1__pipeline_stats__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 15 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor squat__v1__pipeline_stats__descriptor =
 {
@@ -2119,7 +2132,7 @@ const ProtobufCMessageDescriptor squat__v1__pipeline_stats__descriptor =
   "Squat__V1__PipelineStats",
   "squat.v1",
   sizeof(Squat__V1__PipelineStats),
-  15,
+  16,
   squat__v1__pipeline_stats__field_descriptors,
   squat__v1__pipeline_stats__field_indices_by_name,
   1,  squat__v1__pipeline_stats__number_ranges,

@@ -466,6 +466,8 @@ public struct PipelineStats: Sendable, Hashable {
     public var cacheBytesShipped: UInt64 = 0
     /// Shipments that failed or timed out and fell back to replay.
     public var cacheFallbacks: UInt64 = 0
+    /// Micro-batches summed in `stageBusyMicroseconds` (which restarts when the stage count changes).
+    public var stageBusyMicroBatches: UInt64 = 0
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(

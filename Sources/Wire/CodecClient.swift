@@ -358,6 +358,7 @@ extension PipelineStats: CMirror {
         c.cache_layers_shipped = cacheLayersShipped
         c.cache_bytes_shipped = cacheBytesShipped
         c.cache_fallbacks = cacheFallbacks
+        c.stage_busy_micro_batches = stageBusyMicroBatches
     }
 
     init(c: Squat__V1__PipelineStats) throws(WireError) {
@@ -374,5 +375,6 @@ extension PipelineStats: CMirror {
         cacheLayersShipped = c.cache_layers_shipped
         cacheBytesShipped = c.cache_bytes_shipped
         cacheFallbacks = c.cache_fallbacks
+        stageBusyMicroBatches = c.stage_busy_micro_batches
     }
 }

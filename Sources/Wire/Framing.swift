@@ -65,6 +65,11 @@ extension WireMessage {
         case (let header?, nil):
             throw .tensorMismatch(reason: "\(name) announces tensor \(header) but no frame follows")
         case (let header?, let bytes?):
+            // Hidden states are f32 or f16; a shipped cache layer is opaque bytes.
+            let allowed: [DType] = if case .cacheLayer = self { [.u8] } else { [.f32, .f16] }
+            guard allowed.contains(header.dtype) else {
+                throw .tensorMismatch(reason: "\(name) does not carry \(header.dtype) tensors")
+            }
             try header.validate(frameBytes: bytes)
             if case .activations(let m) = self, !m.rows.isEmpty {
                 let tokens = tokenCount(m.rows)

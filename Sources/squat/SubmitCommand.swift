@@ -159,22 +159,48 @@ struct StatusCommand: ParsableCommand {
         print(
             "caches moved in \(p.cacheMigrations) re-plan(s): \(p.cacheLayersShipped) layer cache(s), \(p.cacheBytesShipped) bytes; \(p.cacheFallbacks) fell back to replay"
         )
-        print("worker\tlayers\tstate\tkv bytes\ttok/s\tdata endpoint")
-        for w in s.workers {
-            print(
-                "\(w.workerID)\t\(w.layers)\t\(w.state)\t\(w.kvBytesUsed)\t\(String(format: "%.1f", w.tokensPerSecond))\t\(w.dataEndpoint)"
-            )
+        var rows = [["WORKER", "LAYERS", "STATE", "KV USED", "KV FREE", "TOK/S", "STALE", "DATA ENDPOINT"]]
+        func row(_ w: WorkerStatus, state: String) -> [String] {
+            [
+                w.workerID, w.layers.end > w.layers.start ? "[\(w.layers.start),\(w.layers.end))" : "-", state,
+                Self.bytes(w.kvBytesUsed), Self.bytes(w.kvBytesFree), String(format: "%.1f", w.tokensPerSecond),
+                "\(w.droppedStale)", w.dataEndpoint,
+            ]
         }
-        for w in s.lostWorkers {
-            print(
-                "\(w.workerID)\t\(w.layers)\tLOST\t\(w.kvBytesUsed)\t\(String(format: "%.1f", w.tokensPerSecond))\t\(w.dataEndpoint)"
-            )
-        }
+        for w in s.workers { rows.append(row(w, state: WorkerState.names[w.state.rawValue] ?? "\(w.state.rawValue)")) }
+        for w in s.lostWorkers { rows.append(row(w, state: "LOST")) }
+        print(Self.table(rows), terminator: "")
         print("\(s.sequences.count) live sequence(s)")
-        for q in s.sequences {
-            print(
-                "  \(q.requestID)\tseq \(q.sequenceID)\t\(q.state)\t\(q.promptTokens) prompt\t\(q.generatedTokens) generated"
-            )
+        if !s.sequences.isEmpty {
+            var seqs = [["REQUEST", "SEQ", "STATE", "PROMPT", "GENERATED"]]
+            for q in s.sequences {
+                seqs.append([
+                    q.requestID, "\(q.sequenceID)", SequenceState.names[q.state.rawValue] ?? "\(q.state.rawValue)",
+                    "\(q.promptTokens)", "\(q.generatedTokens)",
+                ])
+            }
+            print(Self.table(seqs), terminator: "")
         }
+    }
+
+    /// Rows as left-aligned columns two spaces apart (cells hold no tabs; the first three
+    /// columns never hold spaces, for scripts that split on whitespace).
+    static func table(_ rows: [[String]]) -> String {
+        let columns = rows.map(\.count).max() ?? 0
+        let widths = (0..<columns).map { c in rows.map { c < $0.count ? $0[c].count : 0 }.max() ?? 0 }
+        return rows.map { r in
+            r.enumerated().map { c, cell in
+                c == r.count - 1 ? cell : cell + String(repeating: " ", count: widths[c] - cell.count + 2)
+            }.joined() + "\n"
+        }.joined()
+    }
+
+    /// Bytes in binary units: 0 B, 812 KiB, 1.4 MiB, 2.0 GiB.
+    static func bytes(_ n: UInt64) -> String {
+        let d = Double(n)
+        if n < 1024 { return "\(n) B" }
+        if d < 1_048_576 { return String(format: "%.0f KiB", d / 1024) }
+        if d < 1_073_741_824 { return String(format: "%.1f MiB", d / 1_048_576) }
+        return String(format: "%.1f GiB", d / 1_073_741_824)
     }
 }

@@ -122,7 +122,8 @@ struct HTTPGatewayTests {
             "squat_inter_token_latency_seconds", "squat_queue_length", "squat_live_sequences",
             "squat_worker_kv_used_bytes", "squat_worker_kv_free_bytes", "squat_stage_busy_seconds", "squat_workers_up",
             "squat_replans", "squat_tokens_replayed", "squat_http_auth_rejected", "squat_pipeline_serving",
-            "squat_rejected_connections",
+            "squat_rejected_connections", "squat_stage_step_latency_seconds", "squat_cache_migrations",
+            "squat_cache_layers_shipped", "squat_cache_shipped_bytes", "squat_cache_fallbacks",
         ]
         for name in families { #expect(after[name] != nil, "no metric family \(name) in /metrics") }
         func value(_ families: [String: Any], _ family: String, sample: String, labels: [String: String] = [:])
@@ -148,6 +149,11 @@ struct HTTPGatewayTests {
         #expect(value(after, "squat_replans", sample: "squat_replans_total") ?? 0 >= 1)
         #expect(
             value(after, "squat_stage_busy_seconds", sample: "squat_stage_busy_seconds_total", labels: ["stage": "0"])
+                ?? 0 > 0)
+        #expect(
+            value(
+                after, "squat_stage_step_latency_seconds", sample: "squat_stage_step_latency_seconds",
+                labels: ["stage": "0"])
                 ?? 0 > 0)
         #expect(value(after, "squat_http_auth_rejected", sample: "squat_http_auth_rejected_total") ?? 0 >= 2)
         #expect(

@@ -183,6 +183,28 @@ struct TensorHeaderTests {
         }
     }
 
+    @Test("hidden states travel as f32 or f16 only, a shipped cache layer as bytes only")
+    func tensorKinds() throws {
+        let rows = [BatchRow(sequenceID: 1, startPosition: 0, count: 4)]
+        let asBytes = WireMessage.activations(
+            Activations(epoch: 1, microBatchID: 1, rows: rows, tensor: TensorHeader(dtype: .u8, shape: [4, 8])))
+        #expect(throws: WireError.tensorMismatch(reason: "squat.v1.Activations does not carry u8 tensors")) {
+            try asBytes.validateTensor(frameBytes: 32)
+        }
+        let layer = WireMessage.cacheLayer(
+            CacheLayer(epoch: 1, sequenceID: 1, layer: 0, tokenCount: 4, blob: TensorHeader(dtype: .u8, shape: [100])))
+        try layer.validateTensor(frameBytes: 100)
+        #expect(throws: WireError.self) { try layer.validateTensor(frameBytes: 99) }
+        let asFloats = WireMessage.cacheLayer(
+            CacheLayer(epoch: 1, sequenceID: 1, layer: 0, tokenCount: 4, blob: TensorHeader(dtype: .f32, shape: [25])))
+        #expect(throws: WireError.tensorMismatch(reason: "squat.v1.CacheLayer does not carry f32 tensors")) {
+            try asFloats.validateTensor(frameBytes: 100)
+        }
+        // An error report carries no frame.
+        try WireMessage.cacheLayer(CacheLayer(epoch: 1, sequenceID: 1, layer: 0, error: "gone")).validateTensor(
+            frameBytes: nil)
+    }
+
     @Test(
         "f16 widening is exact",
         arguments: [

@@ -450,10 +450,14 @@ struct  Squat__V1__PipelineStats
    * shipments that failed or timed out and fell back to replay
    */
   uint64_t cache_fallbacks;
+  /*
+   * micro-batches summed in stage_busy_us (since its stage count last changed)
+   */
+  uint64_t stage_busy_micro_batches;
 };
 #define SQUAT__V1__PIPELINE_STATS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__pipeline_stats__descriptor) \
-    , 0, 0, 0, 0, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0 }
 
 
 /*
