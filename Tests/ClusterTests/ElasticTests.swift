@@ -11,8 +11,9 @@ import Wire
 #endif
 
 /// Membership changes while 8 greedy requests run: every request completes, and its tokens
-/// equal the single-process generator's (the undisturbed run), because a new plan replays every
-/// live sequence from its token history into empty caches.
+/// equal the single-process generator's (the undisturbed run), because a new plan either ships
+/// the moved layers' caches to their new owners (a join or a drain) or replays every live
+/// sequence from its token history into empty caches (a loss, or a move that fails).
 @Suite("Elastic cluster", .serialized, .timeLimit(.minutes(10)))
 struct ElasticTests {
     /// Tokens per request: long enough that the disturbance lands mid-generation.
