@@ -7,7 +7,8 @@ each re-plan, and the coordinator's own account of each move (caches shipped or 
 
     scripts/elastic-report.py [--replay-only] [--kill] [--kv squat] [--max-tokens 300]
 
-Needs a release build (.build/release/squat) and the default model (scripts/setup.sh).
+Needs a release build (.build/release/squat, or SQUAT_BINARY) and the default model
+(scripts/setup.sh). Process logs: /tmp/elastic-NAME.log.
 """
 import argparse
 import json
@@ -19,7 +20,8 @@ import threading
 import time
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-squat = os.path.join(root, ".build", "release", "squat")
+# SQUAT_BINARY: another build, e.g. a ThreadSanitizer one (.build-tsan/…/release/squat).
+squat = os.environ.get("SQUAT_BINARY") or os.path.join(root, ".build", "release", "squat")
 model = os.path.join(root, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 ap = argparse.ArgumentParser()
