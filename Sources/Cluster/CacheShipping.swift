@@ -39,8 +39,7 @@ extension Coordinator {
         var phase = Phase.exporting
         let oldEpoch: UInt64
         let started: ContinuousClock.Instant
-        /// The workers of the new plan (identities) and their layer ranges, in pipeline order
-        /// for those with layers.
+        /// The workers of the new plan (identities) and their layer ranges (empty: standing by).
         let members: [[UInt8]]
         let ranges: [Range<Int>]
         /// Workers that leave once the exports are in (drained).
@@ -100,13 +99,9 @@ extension Coordinator {
         }
         let oldOwner = owners.compactMap { $0 }
         guard oldOwner.count == layerCount else { return false }
-        let used = ranges.indices.filter { !ranges[$0].isEmpty }
-        let members =
-            used.map { staying[$0].identity }
-            + ranges.indices.filter { ranges[$0].isEmpty }.map {
-                staying[$0].identity
-            }
-        let memberRanges = used.map { ranges[$0] } + ranges.indices.filter { ranges[$0].isEmpty }.map { ranges[$0] }
+        // Aligned with `ranges` (the planner's order); a worker standing by has an empty range.
+        let members = staying.map(\.identity)
+        let memberRanges = ranges
         let live = order.filter { (sequences[$0]?.fed ?? 0) > 0 }
         func newOwner(_ layer: Int) -> [UInt8]? { zip(members, memberRanges).first { $0.1.contains(layer) }?.0 }
         let moved = (0..<layerCount).filter { newOwner($0) != oldOwner[$0] }

@@ -270,9 +270,7 @@ public final class Coordinator {
 
     private var pipelineReady: Bool {
         guard !pipeline.isEmpty, migration == nil else { return false }
-        let ready = pipeline.allSatisfy { id in
-            workers.first { $0.identity == id }.map { $0.heartbeatEpoch == epoch && $0.load?.state == .ready } ?? false
-        }
+        let ready = pipelineSettled
         if ready && !pipelineWasReady {
             pipelineWasReady = true
             holdReason = ""
