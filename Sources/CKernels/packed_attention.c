@@ -11,6 +11,11 @@
 // as (R(a)^T q) . (R(p - a) k), so only the group's anchor row and the first key_group rows of
 // the table are read. The scalar and AVX2 paths do the same operations in the same order and
 // agree bit for bit; a token's score never depends on the other tokens of the call.
+//
+// Codes are read without shifting: the code of channel i, at bit sh = (i / w) * bits of its byte,
+// is taken masked in place as c * 2^sh, and the power of two is cancelled exactly elsewhere: keys
+// use the scale times 2^-sh (fma(c 2^sh, s 2^-sh, m) is fma(c, s, m) unless s 2^-sh underflows),
+// values accumulate p * scale * c * 2^sh per channel and multiply the sum by 2^-sh at the end.
 #include <math.h>
 #include <string.h>
 #include "sq_simd.h"
@@ -30,6 +35,17 @@ void sq_unpack_codes(const uint8_t *packed, int D, int bits, uint8_t *codes) {
     for (int i = 0; i < w; i++)
         for (int j = 0; j < k; j++) codes[i + j * w] = (packed[i] >> (j * bits)) & mask;
 }
+
+// Codes of one token in place (channel i: its bits masked, not shifted: c * 2^shift_of(i)) and the
+// factor 2^-shift that cancels it.
+static void codes_in_place(const uint8_t *packed, int D, int bits, float *out) {
+    const int k = 8 / bits, w = D / k;
+    const unsigned mask = (1u << bits) - 1;
+    for (int i = 0; i < w; i++)
+        for (int j = 0; j < k; j++) out[i + j * w] = (float)(packed[i] & (mask << (j * bits)));
+}
+
+static inline float unshift(int D, int bits, int i) { return 1.0f / (float)(1u << (i / (D * bits / 8) * bits)); }
 
 // A scale or minimum stored as f32 or f16.
 static inline float load_scale(const void *p, int64_t i, int f32) {
@@ -78,8 +94,7 @@ static void scores_packed_scalar(const float *q, int g, int D, const uint8_t *co
                                  const void *kmin, int scale_f32, int key_group, int64_t pos0, const float *rope_cos,
                                  const float *rope_sin, int64_t n, float scale, float *scores, int64_t stride) {
     const int pb = D * bits / 8, h = D / 2;
-    float s[SQ_PACKED_MAX_D], m[SQ_PACKED_MAX_D], k[SQ_PACKED_MAX_D], qr[SQ_PACKED_MAX_D];
-    uint8_t c[SQ_PACKED_MAX_D];
+    float s[SQ_PACKED_MAX_D], m[SQ_PACKED_MAX_D], k[SQ_PACKED_MAX_D], qr[SQ_PACKED_MAX_D], c[SQ_PACKED_MAX_D];
     for (int j = 0; j < g; j++) {
         int64_t group = -1;
         for (int64_t t = 0; t < n; t++) {
@@ -87,14 +102,14 @@ static void scores_packed_scalar(const float *q, int g, int D, const uint8_t *co
             if (gi != group) {
                 group = gi;
                 for (int i = 0; i < D; i++) {
-                    s[i] = load_scale(kscale, gi * D + i, scale_f32);
+                    s[i] = load_scale(kscale, gi * D + i, scale_f32) * unshift(D, bits, i);
                     m[i] = load_scale(kmin, gi * D + i, scale_f32);
                 }
                 if (rope_cos) unrotate_query_scalar(q + j * D, D, rope_cos + gi * key_group * h, rope_sin + gi * key_group * h, qr);
                 else memcpy(qr, q + j * D, sizeof(float) * (size_t)D);
             }
-            sq_unpack_codes(codes + t * pb, D, bits, c);
-            for (int i = 0; i < D; i++) k[i] = fmaf((float)c[i], s[i], m[i]);
+            codes_in_place(codes + t * pb, D, bits, c);
+            for (int i = 0; i < D; i++) k[i] = fmaf(c[i], s[i], m[i]);
             if (rope_cos) {
                 const float *c = rope_cos + (pos - gi * key_group) * h, *sn = rope_sin + (pos - gi * key_group) * h;
                 for (int i = 0; i < h; i++) {
@@ -108,23 +123,22 @@ static void scores_packed_scalar(const float *q, int g, int D, const uint8_t *co
     }
 }
 
-// out[j*D + i] += acc + mterm, acc = sum_t fma(p*scale_t, code_t[i], acc) in token order and
-// mterm = sum_t fma(p, min_t, mterm) per channel group.
+// out[j*D + i] += acc * 2^-shift + mterm, acc = sum_t fma(p*scale_t, code_t[i] * 2^shift, acc) in
+// token order and mterm = sum_t fma(p, min_t, mterm) per channel group.
 static void values_packed_scalar(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
                                  const void *vscale, const void *vmin, int scale_f32, int value_group, int64_t n,
                                  float *out) {
     const int pb = D * bits / 8, ng = D / value_group;
-    uint8_t c[SQ_PACKED_MAX_D];
-    float acc[SQ_PACKED_MAX_D], mterm[8 * SQ_PACKED_MAX_D];  // mterm: 8 lanes (t mod 8) per group
+    float c[SQ_PACKED_MAX_D], acc[SQ_PACKED_MAX_D], mterm[8 * SQ_PACKED_MAX_D];  // mterm: 8 lanes (t mod 8) per group
     for (int j = 0; j < g; j++) {
         for (int i = 0; i < D; i++) acc[i] = 0;
         for (int i = 0; i < 8 * ng; i++) mterm[i] = 0;
         for (int64_t t = 0; t < n; t++) {
             const float pt = p[j * p_stride + t];
-            sq_unpack_codes(codes + t * pb, D, bits, c);
+            codes_in_place(codes + t * pb, D, bits, c);
             for (int gi = 0; gi < ng; gi++) {
                 const float w = pt * load_scale(vscale, t * ng + gi, scale_f32);
-                for (int i = gi * value_group; i < (gi + 1) * value_group; i++) acc[i] = fmaf(w, (float)c[i], acc[i]);
+                for (int i = gi * value_group; i < (gi + 1) * value_group; i++) acc[i] = fmaf(w, c[i], acc[i]);
                 float *lane = mterm + gi * 8 + t % 8;
                 *lane = fmaf(pt, load_scale(vmin, t * ng + gi, scale_f32), *lane);
             }
@@ -132,7 +146,8 @@ static void values_packed_scalar(const float *p, int64_t p_stride, int g, int D,
         for (int gi = 0; gi < ng; gi++) {
             const float *l = mterm + gi * 8;
             const float mt = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
-            for (int i = gi * value_group; i < (gi + 1) * value_group; i++) out[j * D + i] += acc[i] + mt;
+            for (int i = gi * value_group; i < (gi + 1) * value_group; i++)
+                out[j * D + i] += acc[i] * unshift(D, bits, i) + mt;
         }
     }
 }
@@ -140,14 +155,16 @@ static void values_packed_scalar(const float *p, int64_t p_stride, int g, int D,
 #if SQ_X86
 #define SQ_INLINE_AVX2 SQ_AVX2 static inline __attribute__((always_inline))
 
-// Codes of channels ch..ch+7 of one token as floats (w % 8 == 0: they share a byte run and shift).
-SQ_INLINE_AVX2 __m256 codes8(const uint8_t *packed, int D, int bits, int ch) {
+// Byte run r (bytes 8r..8r+7) of one token's codes, widened to eight int32 lanes.
+SQ_INLINE_AVX2 __m256i byte_run(const uint8_t *packed, int r) {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(packed + 8 * r)));
+}
+
+// Channels v..v+7 in place (c * 2^shift, codes_in_place's values) from the token's byte runs X.
+SQ_INLINE_AVX2 __m256 run_in_place(const __m256i *X, int D, int bits, int v) {
     const int w = D * bits / 8;
-    __m256i x = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(packed + ch % w)));
-    if (bits < 8) {
-        x = _mm256_srli_epi32(x, (ch / w) * bits);
-        x = _mm256_and_si256(x, _mm256_set1_epi32((1 << bits) - 1));
-    }
+    __m256i x = X[(v % w) / 8];
+    if (bits < 8) x = _mm256_and_si256(x, _mm256_set1_epi32(((1 << bits) - 1) << ((v / w) * bits)));
     return _mm256_cvtepi32_ps(x);
 }
 
@@ -161,13 +178,15 @@ SQ_INLINE_AVX2 __m256 load8_scale(const void *p, int64_t i, int f32) {
 // sums (even and odd 8-channel runs added), reduced later eight keys at a time.
 SQ_INLINE_AVX2 void key_lanes(const uint8_t *packed, int D, int bits, const float *s, const float *m,
                               const float *cr, const float *sr, const float *qr, int G, __m256 *out) {
-    const int h = D / 2;
+    const int h = D / 2, w = D * bits / 8;
     const __m256 zero = _mm256_setzero_ps();
     __m256 even[4] = {zero, zero, zero, zero}, odd[4] = {zero, zero, zero, zero}, k[SQ_PACKED_MAX_D / 8];
+    __m256i X[SQ_PACKED_MAX_D / 8];
+    for (int r = 0; r < w / 8; r++) X[r] = byte_run(packed, r);
     if (cr) {
         for (int v = 0; v < h; v += 8) {
-            __m256 a = _mm256_fmadd_ps(codes8(packed, D, bits, v), _mm256_loadu_ps(s + v), _mm256_loadu_ps(m + v));
-            __m256 b = _mm256_fmadd_ps(codes8(packed, D, bits, v + h), _mm256_loadu_ps(s + v + h),
+            __m256 a = _mm256_fmadd_ps(run_in_place(X, D, bits, v), _mm256_loadu_ps(s + v), _mm256_loadu_ps(m + v));
+            __m256 b = _mm256_fmadd_ps(run_in_place(X, D, bits, v + h), _mm256_loadu_ps(s + v + h),
                                        _mm256_loadu_ps(m + v + h));
             __m256 c = _mm256_loadu_ps(cr + v), sn = _mm256_loadu_ps(sr + v);
             k[v / 8] = _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, sn));
@@ -175,7 +194,7 @@ SQ_INLINE_AVX2 void key_lanes(const uint8_t *packed, int D, int bits, const floa
         }
     } else {
         for (int v = 0; v < D; v += 8)
-            k[v / 8] = _mm256_fmadd_ps(codes8(packed, D, bits, v), _mm256_loadu_ps(s + v), _mm256_loadu_ps(m + v));
+            k[v / 8] = _mm256_fmadd_ps(run_in_place(X, D, bits, v), _mm256_loadu_ps(s + v), _mm256_loadu_ps(m + v));
     }
     // Two accumulators per head (even and odd 8-channel runs) halve the FMA chains.
     for (int v = 0; v < D; v += 16)
@@ -240,7 +259,8 @@ SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8
         const int64_t gi = (pos0 + t) / key_group, anchor = gi * key_group;
         const int64_t end = anchor + key_group - pos0 < n ? anchor + key_group - pos0 : n;
         for (int v = 0; v < D; v += 8) {
-            _mm256_storeu_ps(s + v, load8_scale(kscale, gi * D + v, scale_f32));
+            _mm256_storeu_ps(s + v, _mm256_mul_ps(load8_scale(kscale, gi * D + v, scale_f32),
+                                                  _mm256_set1_ps(unshift(D, bits, v))));
             _mm256_storeu_ps(m + v, load8_scale(kmin, gi * D + v, scale_f32));
         }
         if (rope_cos) {
@@ -294,25 +314,33 @@ SQ_AVX2 static void scores_packed_avx2(const float *q, int g, int D, const uint8
 // Tokens per block of the value kernel's weight table.
 #define SQ_VALUE_BLOCK 64
 
-// G (<= 3) heads x one 16-channel slab at channel c: acc (in registers) over the block's tokens.
-// 16 channels keep the 2G accumulators, G weights and the codes in registers without spills.
-SQ_INLINE_AVX2 void values_slab(int G, int D, int bits, const uint8_t *codes, int pb, int c, int value_group,
+// G (<= 3) heads x runs k0 and k0 + 1 of the channels that share byte run r (channels 8r + k*w),
+// over the block's tokens: acc (in registers meanwhile) sums p * scale * c * 2^shift per channel.
+// Six accumulators, two masks and the weights fit the registers: a spilled accumulator would put
+// a store and a reload on every token's dependency chain.
+SQ_INLINE_AVX2 void values_slab(int G, int D, int bits, const uint8_t *codes, int pb, int r, int k0, int value_group,
                                 const float *W, int ng, int nb, float *acc) {
+    const int K = 8 / bits - k0 < 2 ? 8 / bits - k0 : 2, w = D * bits / 8;
     __m256 o[3][2];
-    for (int j = 0; j < G; j++)
-        for (int v = 0; v < 2; v++) o[j][v] = _mm256_loadu_ps(acc + j * D + c + v * 8);
-    const int g0 = c / value_group, g1 = (c + 8) / value_group;
+    __m256i mask[2];
+    int gk[2];
+    for (int k = 0; k < K; k++) {
+        const int c = 8 * r + (k0 + k) * w;
+        gk[k] = c / value_group;
+        mask[k] = _mm256_set1_epi32(((1 << bits) - 1) << ((k0 + k) * bits));
+        for (int j = 0; j < G; j++) o[j][k] = _mm256_loadu_ps(acc + j * D + c);
+    }
     for (int t = 0; t < nb; t++) {
-        const uint8_t *pk = codes + t * pb;
-        const __m256 x0 = codes8(pk, D, bits, c), x1 = codes8(pk, D, bits, c + 8);
-        for (int j = 0; j < G; j++) {
-            const float *wj = W + (int64_t)j * ng * SQ_VALUE_BLOCK + t;
-            o[j][0] = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + g0 * SQ_VALUE_BLOCK), x0, o[j][0]);
-            o[j][1] = _mm256_fmadd_ps(_mm256_broadcast_ss(wj + g1 * SQ_VALUE_BLOCK), x1, o[j][1]);
+        const __m256i x = byte_run(codes + t * pb, r);
+        for (int k = 0; k < K; k++) {
+            const __m256 f = _mm256_cvtepi32_ps(bits < 8 ? _mm256_and_si256(x, mask[k]) : x);
+            for (int j = 0; j < G; j++)
+                o[j][k] = _mm256_fmadd_ps(_mm256_broadcast_ss(W + ((int64_t)j * ng + gk[k]) * SQ_VALUE_BLOCK + t), f,
+                                          o[j][k]);
         }
     }
-    for (int j = 0; j < G; j++)
-        for (int v = 0; v < 2; v++) _mm256_storeu_ps(acc + j * D + c + v * 8, o[j][v]);
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < G; j++) _mm256_storeu_ps(acc + j * D + 8 * r + (k0 + k) * w, o[j][k]);
 }
 
 SQ_INLINE_AVX2 void values_packed_impl(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
@@ -350,21 +378,23 @@ SQ_INLINE_AVX2 void values_packed_impl(const float *p, int64_t p_stride, int g, 
                 }
         }
         const uint8_t *cb = codes + t0 * pb;
-        for (int c = 0; c < D; c += 16)
-            for (int j0 = 0; j0 < g; j0 += 3) {
-                const int G = g - j0 < 3 ? g - j0 : 3;
-                const float *Wj = W + (int64_t)j0 * ng * SQ_VALUE_BLOCK;
-                if (G == 3) values_slab(3, D, bits, cb, pb, c, value_group, Wj, ng, nb, acc + j0 * D);
-                else if (G == 2) values_slab(2, D, bits, cb, pb, c, value_group, Wj, ng, nb, acc + j0 * D);
-                else values_slab(1, D, bits, cb, pb, c, value_group, Wj, ng, nb, acc + j0 * D);
-            }
+        for (int r = 0; r < pb / 8; r++)
+            for (int k0 = 0; k0 < 8 / bits; k0 += 2)
+                for (int j0 = 0; j0 < g; j0 += 3) {
+                    const int G = g - j0 < 3 ? g - j0 : 3;
+                    const float *Wj = W + (int64_t)j0 * ng * SQ_VALUE_BLOCK;
+                    if (G == 3) values_slab(3, D, bits, cb, pb, r, k0, value_group, Wj, ng, nb, acc + j0 * D);
+                    else if (G == 2) values_slab(2, D, bits, cb, pb, r, k0, value_group, Wj, ng, nb, acc + j0 * D);
+                    else values_slab(1, D, bits, cb, pb, r, k0, value_group, Wj, ng, nb, acc + j0 * D);
+                }
     }
     for (int j = 0; j < g; j++)
         for (int gi = 0; gi < ng; gi++) {
             float lanes[8];
             _mm256_storeu_ps(lanes, mt[j * ng + gi]);
             const float mterm = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
-            for (int i = gi * value_group; i < (gi + 1) * value_group; i++) out[j * D + i] += acc[j * D + i] + mterm;
+            for (int i = gi * value_group; i < (gi + 1) * value_group; i++)
+                out[j * D + i] += acc[j * D + i] * unshift(D, bits, i) + mterm;
         }
 }
 
