@@ -29,6 +29,11 @@ if [ "$kind" = address ] && [ -z "${LSAN_OPTIONS:-}" ]; then
   # Known toolchain leaks only (see the file); every other leak still fails the run.
   export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=1"
 fi
+if [ "$kind" = thread ]; then
+  # Instrumented processes run 10-20x slower: stretch the cluster's deadlines (a busy stage's
+  # silence, step and cache-move timeouts) and the tests' waits by the same factor.
+  export SQUAT_TIME_SCALE="${SQUAT_TIME_SCALE:-20}"
+fi
 if [ "$kind" = thread ] && [ "$(uname -s)" = Linux ]; then
   # TSan maps its shadow memory at fixed addresses; with the kernel's high mmap randomisation
   # (vm.mmap_rnd_bits > 28) it can abort with "unexpected memory mapping". setarch -R turns

@@ -15,11 +15,11 @@ enum CacheShipping {
     }
 
     /// How long a re-plan may take to move caches before it falls back to replay.
-    static let timeout: Duration = .seconds(30)
+    static let timeout: Duration = TimeScale.scaled(.seconds(30))
 
     /// How long a plan that would ship caches waits for every stage to report ready at the
     /// current epoch before it replays instead.
-    static let settleTimeout: Duration = .seconds(10)
+    static let settleTimeout: Duration = TimeScale.scaled(.seconds(10))
 }
 
 /// Why a worker could not keep or rebuild the caches an Assign asked it to.

@@ -32,10 +32,10 @@ public struct CoordinatorOptions: Sendable {
     /// Live requests one client connection may have.
     public var maxRequestsPerClient: Int = 64
     /// How long a pipeline worker may be silent while a micro-batch is in flight (it cannot
-    /// heartbeat during a forward pass).
-    public var busyLiveness: Duration = .seconds(30)
+    /// heartbeat during a forward pass). Scaled by `TimeScale`, as is `stepTimeout`.
+    public var busyLiveness: Duration = TimeScale.scaled(.seconds(30))
     /// A micro-batch not answered within this time fails its sequences.
-    public var stepTimeout: Duration = .seconds(120)
+    public var stepTimeout: Duration = TimeScale.scaled(.seconds(120))
     /// Credit: micro-batches the pipeline may hold at once (nil: one per stage, so that every
     /// stage has work). A sequence is in at most one micro-batch at a time.
     public var maxInFlight: Int?

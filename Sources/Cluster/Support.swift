@@ -40,6 +40,24 @@ public enum Monotonic {
     }
 }
 
+/// One factor for the protocol's deadlines (a busy stage's silence, a step's answer, a cache move,
+/// a drain), read once from the environment variable `SQUAT_TIME_SCALE` (a whole number 1…1000;
+/// 1 when unset). Builds under a sanitizer or valgrind run 5–50 times slower than plain ones and
+/// would otherwise take healthy peers inside a long forward pass for dead. Heartbeat intervals are
+/// not scaled: they cost nothing and keep detection of a really dead peer fast.
+public enum TimeScale {
+    public static let factor: Int = parse(ProcessInfo.processInfo.environment["SQUAT_TIME_SCALE"])
+
+    /// The factor `text` names, or 1 when it is missing or not a whole number in 1…1000.
+    static func parse(_ text: String?) -> Int {
+        guard let text, let n = Int(text.trimmingCharacters(in: .whitespaces)), (1...1000).contains(n) else { return 1 }
+        return n
+    }
+
+    /// `d` times the factor.
+    public static func scaled(_ d: Duration) -> Duration { d * factor }
+}
+
 /// Milliseconds since the Unix epoch, for heartbeats.
 func unixMilliseconds() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
 

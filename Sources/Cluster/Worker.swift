@@ -19,13 +19,13 @@ public struct WorkerOptions: Sendable {
     /// …and a peer silent for this many intervals is dead.
     public var liveness: Int = 4
     /// How long to wait for the coordinator's answer to Register (without `rejoin`).
-    public var registerTimeout: Duration = .seconds(30)
+    public var registerTimeout: Duration = TimeScale.scaled(.seconds(30))
     /// When the coordinator goes silent (or is not there yet), register again with backoff
     /// (1 s doubling to 10 s) instead of leaving.
     public var rejoin = true
     /// On a stop request (SIGTERM): how long to wait for the coordinator to move this worker's
-    /// layers away and send Drain before leaving anyway.
-    public var drainTimeout: Duration = .seconds(20)
+    /// layers away and send Drain before leaving anyway. Scaled by `TimeScale`, as is `registerTimeout`.
+    public var drainTimeout: Duration = TimeScale.scaled(.seconds(20))
     public var verbose = false
     /// Only errors on stderr (the in-process cluster of `squat generate --stages`).
     public var quiet = false

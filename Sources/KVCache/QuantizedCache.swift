@@ -439,6 +439,11 @@ public final class QuantizedCache: SequenceKVCache {
 }
 
 extension QuantizedCache {
+    /// Tokens of `layer` held as codes, keys and values; the rest wait in full precision.
+    func quantizedTokenCounts(layer: Int) -> (keys: Int, values: Int) {
+        (layers[layer].keyTokens, layers[layer].valueTokens)
+    }
+
     /// What attention currently sees in `layer`, dequantized (for tests of the packed kernels):
     /// per KV head, rotated keys and values, token-major, `count` tokens each (as of the last
     /// commit). Built only on request; the attention path never makes this copy.

@@ -1,7 +1,7 @@
 import Foundation
-import Synchronization
 import KVCache
 import LlamaModel
+import Synchronization
 import Testing
 import Wire
 
@@ -34,11 +34,13 @@ struct ClusterProcessTests {
         let factory = try CacheOptions.parse(["--kv", kv]).factory(
             headDim: files.config.headDim, contextLength: files.config.contextLength)
         // The workers run with the command line's default activation precision.
-        let stage = LlamaStage(weights: try files.weights(), threads: 2, activations: try EngineOptions.parse([]).activationPrecision)
+        let stage = LlamaStage(
+            weights: try files.weights(), threads: 2, activations: try EngineOptions.parse([]).activationPrecision)
         let generator = Generator(stage: stage, tokenizer: tokenizer, cacheFactory: factory)
         return try prompts.map { p in
             let r = try generator.generate(
-                GenerationRequest(prompt: tokenizer.encode(p.text), sampling: .greedy, maxTokens: p.tokens)) { _ in }
+                GenerationRequest(prompt: tokenizer.encode(p.text), sampling: .greedy, maxTokens: p.tokens)
+            ) { _ in }
             return (r.tokens, r.finishReason.rawValue)
         }
     }
@@ -59,7 +61,9 @@ struct ClusterProcessTests {
 
     /// Keyed by the cache kind *and* the prompts: `CurveClusterTests` asks for other prompts with
     /// the same kind, and got this suite's answers when both ran in one process.
-    func cachedReference(_ kv: String, prompts: [(name: String, text: String, tokens: Int)]) throws -> [([Int32], String)] {
+    func cachedReference(_ kv: String, prompts: [(name: String, text: String, tokens: Int)]) throws -> [(
+        [Int32], String
+    )] {
         let key = ([kv] + prompts.map { "\($0.name):\($0.tokens):\($0.text)" }).joined(separator: "\u{0}")
         if let r = Self.references.withLock({ $0[key] }) { return r }
         let r = try reference(kv, prompts: prompts)
@@ -92,7 +96,10 @@ struct ClusterProcessTests {
             try push.connect(status.workers[1].dataEndpoint)
             _ = try push.send(frames: [[1, 2, 3], [4]])
             _ = try push.send(
-                .stepBatch(StepBatch(epoch: 999, microBatchID: 1, rows: [BatchRow(sequenceID: 7, startPosition: 0, count: 1)], tokenIDs: [1])))
+                .stepBatch(
+                    StepBatch(
+                        epoch: 999, microBatchID: 1, rows: [BatchRow(sequenceID: 7, startPosition: 0, count: 1)],
+                        tokenIDs: [1])))
             garbageSockets += [junk, push]
         }
 
@@ -106,7 +113,7 @@ struct ClusterProcessTests {
                 var tokens: [Int32] = []
                 var reason: Finished.Reason?
                 do {
-                    let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(60))
+                    let client = try ClusterClient(endpoint: endpoint, timeout: TimeScale.scaled(.seconds(60)))
                     let submit = Submit(
                         requestID: "r\(i)", prompt: .text(p.text),
                         sampling: Sampling(sampler: SamplerParams(.greedy), maxTokens: UInt32(p.tokens)))
@@ -118,11 +125,15 @@ struct ClusterProcessTests {
                 results.withLock { $0[i] = (tokens, reason) }
             }.start()
         }
-        #expect(group.wait(timeout: .now() + 300) == .success, "requests did not finish:\n\(procs.allLogs)")
+        #expect(
+            group.wait(timeout: .now() + Double(300 * TimeScale.factor)) == .success,
+            "requests did not finish:\n\(procs.allLogs)")
         let got = results.withLock { $0 }
         for (i, p) in prompts.enumerated() {
             let (tokens, reason) = got[i] ?? ([], nil)
-            #expect(tokens == expected[i].0, "\(workers) worker(s), \(kv), \(p.name): cluster tokens differ from the generator's")
+            #expect(
+                tokens == expected[i].0,
+                "\(workers) worker(s), \(kv), \(p.name): cluster tokens differ from the generator's")
             let name = reason.map { $0 == .maxTokens ? "length" : $0 == .endOfSequence ? "stop" : "\($0)" }
             #expect(name == expected[i].1, "\(workers) worker(s), \(kv), \(p.name): finish reason")
         }
@@ -138,10 +149,14 @@ struct ClusterProcessTests {
         if workers == 2 && kv == "full" {
             #expect(after.droppedMalformed >= 1)
             // The stale StepBatch was counted by the worker and reported in its heartbeats.
-            #expect(Processes.wait(.seconds(5)) { (try? client.status().workers.map(\.droppedStale).reduce(0, +)) ?? 0 >= 1 })
+            #expect(
+                Processes.wait(.seconds(5)) {
+                    (try? client.status().workers.map(\.droppedStale).reduce(0, +)) ?? 0 >= 1
+                })
         }
         // Every cache was released: the workers report no KV memory in use.
-        #expect(Processes.wait(.seconds(5)) { (try? client.status().workers.allSatisfy { $0.kvBytesUsed == 0 }) ?? false })
+        #expect(
+            Processes.wait(.seconds(5)) { (try? client.status().workers.allSatisfy { $0.kvBytesUsed == 0 }) ?? false })
     }
 
     @Test("generate --stages N prints byte for byte what generate prints")
@@ -150,7 +165,8 @@ struct ClusterProcessTests {
         defer { procs.stopAll() }
         let request = ["--chat", "--temperature", "0", "--max-tokens", "48", "Name three rivers in Europe."]
         let plain = try procs.spawn("plain", ["generate", "--model", Paths.model, "--threads", "1"] + request)
-        let staged = try procs.spawn("staged", ["generate", "--model", Paths.model, "--threads", "3", "--stages", "3"] + request)
+        let staged = try procs.spawn(
+            "staged", ["generate", "--model", Paths.model, "--threads", "3", "--stages", "3"] + request)
         #expect(Processes.wait(.seconds(120)) { !plain.isRunning && !staged.isRunning })
         #expect(plain.terminationStatus == 0 && staged.terminationStatus == 0, "\(procs.allLogs)")
         func text(_ log: String) -> String {
@@ -166,11 +182,13 @@ struct ClusterProcessTests {
         let procs = try Processes()
         defer { procs.stopAll() }
         let endpoint = try procs.startCluster(workers: 2)
-        let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(60))
+        let client = try ClusterClient(endpoint: endpoint, timeout: TimeScale.scaled(.seconds(60)))
         var tokens = 0
         var sawKV = false
         let finished = try client.submit(
-            Submit(requestID: "c1", prompt: .text("Write a long story about a dragon."), sampling: Sampling(maxTokens: 500, ignoreEndOfGeneration: true))
+            Submit(
+                requestID: "c1", prompt: .text("Write a long story about a dragon."),
+                sampling: Sampling(maxTokens: 500, ignoreEndOfGeneration: true))
         ) { event in
             guard case .token = event else { return }
             tokens += 1
@@ -182,13 +200,15 @@ struct ClusterProcessTests {
         #expect(finished?.reason == .cancelled)
         #expect(tokens >= 5 && tokens < 500)
         #expect(sawKV)
-        #expect(Processes.wait(.seconds(10)) {
-            guard let s = try? ClusterClient(endpoint: endpoint).status() else { return false }
-            return s.sequences.isEmpty && s.workers.allSatisfy { $0.kvBytesUsed == 0 }
-        }, "caches not freed after cancel:\n\(procs.allLogs)")
+        #expect(
+            Processes.wait(.seconds(10)) {
+                guard let s = try? ClusterClient(endpoint: endpoint).status() else { return false }
+                return s.sequences.isEmpty && s.workers.allSatisfy { $0.kvBytesUsed == 0 }
+            }, "caches not freed after cancel:\n\(procs.allLogs)")
         // Cancelling an unknown request is an error naming it, not a crash.
         let context = try Context()
-        let raw = try Socket(context, .dealer, options: [.linger(.zero), .receiveTimeout(.seconds(5))])
+        let raw = try Socket(
+            context, .dealer, options: [.linger(.zero), .receiveTimeout(TimeScale.scaled(.seconds(5)))])
         try raw.connect(endpoint)
         _ = try raw.send(.cancel(Cancel(requestID: "nope")))
         let reply = try raw.receiveMessage()
@@ -207,7 +227,11 @@ struct ClusterProcessTests {
         // 100 MiB: the 93.8 MiB model file plus ~6.2 MiB for caches. A SQuat 4-bit sequence takes
         // ~3.4 MiB fixed + ~7 KiB per token over 30 layers: one of 160 tokens fits, two do not.
         try procs.spawn(
-            "w1", ["worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", "w1", "--memory-budget", "100"])
+            "w1",
+            [
+                "worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", "w1",
+                "--memory-budget", "100",
+            ])
         try procs.waitReady(endpoint, workers: 1)
 
         var refusal: ErrorReply?
@@ -219,7 +243,11 @@ struct ClusterProcessTests {
         #expect(refusal?.code == .overloaded)
         #expect(refusal?.message.contains("--memory-budget") == true, "\(refusal?.message ?? "no error")")
 
-        struct Times { var first: Double?; var finished: Double?; var tokens = 0 }
+        struct Times {
+            var first: Double?
+            var finished: Double?
+            var tokens = 0
+        }
         let times = Mutex<[String: Times]>([:])
         let group = DispatchGroup()
         for id in ["a", "b"] {
@@ -227,8 +255,10 @@ struct ClusterProcessTests {
             Thread {
                 defer { group.leave() }
                 var t = Times()
-                _ = try? ClusterClient(endpoint: endpoint, timeout: .seconds(60)).submit(
-                    Submit(requestID: id, prompt: .text("Tell me about the sea."), sampling: Sampling(maxTokens: 150, ignoreEndOfGeneration: true))
+                _ = try? ClusterClient(endpoint: endpoint, timeout: TimeScale.scaled(.seconds(60))).submit(
+                    Submit(
+                        requestID: id, prompt: .text("Tell me about the sea."),
+                        sampling: Sampling(maxTokens: 150, ignoreEndOfGeneration: true))
                 ) { event in
                     let now = Date().timeIntervalSince1970
                     if case .token = event {
@@ -249,7 +279,7 @@ struct ClusterProcessTests {
             }
             return sawQueued
         }
-        #expect(group.wait(timeout: .now() + 120) == .success)
+        #expect(group.wait(timeout: .now() + Double(120 * TimeScale.factor)) == .success)
         let got = times.withLock { $0 }
         #expect(sawQueued, "the second request was never seen waiting")
         #expect(got["a"]?.tokens == 150 && got["b"]?.tokens == 150)
@@ -266,18 +296,28 @@ struct ClusterProcessTests {
         defer { procs.stopAll() }
         let endpoint = try procs.startCluster(workers: 2)
         let requests = [
-            ["--chat", "--temperature", "0", "--max-tokens", "40", "--stop", "Everest", "What is the tallest mountain in the world?"],
+            [
+                "--chat", "--temperature", "0", "--max-tokens", "40", "--stop", "Everest",
+                "What is the tallest mountain in the world?",
+            ],
             // Sampled: the last stage's per-sequence sampler, seed and repetition penalty.
-            ["--temperature", "0.9", "--seed", "7", "--repeat-penalty", "1.2", "--max-tokens", "40", "Once upon a time"],
+            [
+                "--temperature", "0.9", "--seed", "7", "--repeat-penalty", "1.2", "--max-tokens", "40",
+                "Once upon a time",
+            ],
         ]
         for (i, request) in requests.enumerated() {
             let submit = try procs.spawn("submit\(i)", ["submit", "--coordinator", endpoint] + request)
-            let generate = try procs.spawn("generate\(i)", ["generate", "--model", Paths.model, "--threads", "1"] + request)
+            let generate = try procs.spawn(
+                "generate\(i)", ["generate", "--model", Paths.model, "--threads", "1"] + request)
             #expect(Processes.wait(.seconds(120)) { !submit.isRunning && !generate.isRunning })
             #expect(submit.terminationStatus == 0)
-            func text(_ log: String) -> String { String(log.split(separator: "\n[", omittingEmptySubsequences: false).first ?? "") }
+            func text(_ log: String) -> String {
+                String(log.split(separator: "\n[", omittingEmptySubsequences: false).first ?? "")
+            }
             let generated = text(
-                procs.log("generate\(i)").components(separatedBy: "\n").filter { !$0.hasPrefix("loaded ") }.joined(separator: "\n"))
+                procs.log("generate\(i)").components(separatedBy: "\n").filter { !$0.hasPrefix("loaded ") }.joined(
+                    separator: "\n"))
             #expect(!generated.isEmpty)
             #expect(text(procs.log("submit\(i)")) == generated, "\(procs.allLogs)")
         }
@@ -292,9 +332,11 @@ struct ClusterProcessTests {
             var tokens: [UInt32] = []
             struct Leave: Error {}
             do {
-                let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(60))
+                let client = try ClusterClient(endpoint: endpoint, timeout: TimeScale.scaled(.seconds(60)))
                 try client.submit(
-                    Submit(requestID: id, prompt: .text(text), sampling: Sampling(sampler: SamplerParams(.greedy), maxTokens: max))
+                    Submit(
+                        requestID: id, prompt: .text(text),
+                        sampling: Sampling(sampler: SamplerParams(.greedy), maxTokens: max))
                 ) { event in
                     if case .token(let t) = event { tokens.append(t.tokenID) }
                     if let n = abandonAfter, tokens.count >= n { throw Leave() }
@@ -312,13 +354,17 @@ struct ClusterProcessTests {
             group.leave()
         }.start()
         _ = run("a1", "The capital of France is", max: 200, abandonAfter: 3)
-        #expect(group.wait(timeout: .now() + 120) == .success)
+        #expect(group.wait(timeout: .now() + Double(120 * TimeScale.factor)) == .success)
         #expect(together.withLock { $0 } == alone, "\(procs.allLogs)")
-        #expect(Processes.wait(.seconds(10)) { (try? ClusterClient(endpoint: endpoint).status().sequences.isEmpty) ?? false })
+        #expect(
+            Processes.wait(.seconds(10)) {
+                (try? ClusterClient(endpoint: endpoint).status().sequences.isEmpty) ?? false
+            })
         // The abandoned request's caches were freed on every worker.
-        #expect(Processes.wait(.seconds(10)) {
-            (try? ClusterClient(endpoint: endpoint).status().workers.allSatisfy { $0.kvBytesUsed == 0 }) ?? false
-        })
+        #expect(
+            Processes.wait(.seconds(10)) {
+                (try? ClusterClient(endpoint: endpoint).status().workers.allSatisfy { $0.kvBytesUsed == 0 }) ?? false
+            })
     }
 
     @Test("a worker with another model file is refused with a clear message")
@@ -333,7 +379,8 @@ struct ClusterProcessTests {
         bytes[at.upperBound + 12] = UInt8(ascii: "X")  // the first letter of the name's value
         try bytes.write(to: other)
         let endpoint = try procs.startCoordinator(["--workers", "1"])
-        let worker = try procs.spawn("bad", ["worker", "--model", other.path, "--coordinator", endpoint, "--id", "bad"])
+        let worker = try procs.spawn(
+            "bad", ["worker", "--model", other.path, "--coordinator", endpoint, "--id", "bad"])
         #expect(Processes.wait(.seconds(30)) { !worker.isRunning }, "the refused worker did not exit")
         #expect(worker.terminationStatus == 2)
         #expect(procs.log("bad").contains("registration refused"))
@@ -346,13 +393,14 @@ struct ClusterProcessTests {
         defer { procs.stopAll() }
         let endpoint = try procs.startCoordinator(["--workers", "1"])
         let worker = try procs.spawn(
-            "w1", ["worker", "--model", Paths.model, "--coordinator", endpoint, "--id", "w1", "--exit-on-coordinator-loss"])
+            "w1",
+            ["worker", "--model", Paths.model, "--coordinator", endpoint, "--id", "w1", "--exit-on-coordinator-loss"])
         try procs.waitReady(endpoint, workers: 1)
         let coordinator = try #require(procs.children.first { $0.name == "coordinator" }).process
         kill(coordinator.processIdentifier, SIGKILL)
         let t0 = ContinuousClock.now
         #expect(Processes.wait(.seconds(15)) { !worker.isRunning }, "the worker is still running:\n\(procs.allLogs)")
-        #expect(ContinuousClock.now - t0 < .seconds(15))
+        #expect(ContinuousClock.now - t0 < TimeScale.scaled(.seconds(15)))
         #expect(worker.terminationStatus == 3)
         #expect(procs.log("w1").contains("coordinator silent"))
     }

@@ -42,7 +42,7 @@ struct ElasticTests {
                 defer { group.leave() }
                 var o = Outcome()
                 do {
-                    let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(90))
+                    let client = try ClusterClient(endpoint: endpoint, timeout: TimeScale.scaled(.seconds(90)))
                     let submit = Submit(
                         requestID: "e\(i)", prompt: .text(p.text),
                         sampling: Sampling(sampler: SamplerParams(.greedy), maxTokens: UInt32(Self.tokens)))
@@ -64,7 +64,9 @@ struct ElasticTests {
                 results.withLock { $0[i] = o }
             }.start()
         }
-        #expect(group.wait(timeout: .now() + 300) == .success, "requests did not finish:\n\(procs.allLogs)")
+        #expect(
+            group.wait(timeout: .now() + Double(300 * TimeScale.factor)) == .success,
+            "requests did not finish:\n\(procs.allLogs)")
         let didFire = fired.load(ordering: .relaxed)
         #expect(didFire, "the disturbance never ran")
         #expect(disturbError.withLock { $0 } == nil)
@@ -271,7 +273,7 @@ struct ElasticTests {
         _ = try procs.startCoordinator(["--workers", "2", "--kv", kv], name: "coordinator2", bind: endpoint)
         try procs.waitReady(endpoint, workers: 2)
         #expect(procs.log("w1").contains("registering again"))
-        let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(60))
+        let client = try ClusterClient(endpoint: endpoint, timeout: TimeScale.scaled(.seconds(60)))
         let prompts = try ClusterProcessTests.mixedPrompts()
         var tokens: [Int32] = []
         try client.submit(

@@ -54,7 +54,8 @@ struct GatewayRequestTests {
         let r = try parse(
             #"{"model": "\#(Self.model)", "messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]}], "max_completion_tokens": 3}"#,
             .chat)
-        #expect(r.prompt == .chat([.init(role: "system", content: "Be brief."), .init(role: "user", content: "Hi there")]))
+        #expect(
+            r.prompt == .chat([.init(role: "system", content: "Be brief."), .init(role: "user", content: "Hi there")]))
         #expect(r.maxTokens == 3)
     }
 
@@ -86,7 +87,10 @@ struct GatewayRequestTests {
             (#"{\#(m), "messages": [{"content": "x"}]}"#, .chat, "messages[0].role", 400),
             (#"{\#(m), "messages": [{"role": "robot", "content": "x"}]}"#, .chat, "messages[0].role", 400),
             (#"{\#(m), "messages": [{"role": "user"}]}"#, .chat, "messages[0].content", 400),
-            (#"{\#(m), "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#, .chat, "messages[0].content[0]", 400),
+            (
+                #"{\#(m), "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#, .chat,
+                "messages[0].content[0]", 400
+            ),
         ]
         for (json, kind, param, status) in cases {
             let e = refusal(json, kind)

@@ -19,18 +19,22 @@ struct PlannerTests {
         let one = WorkerCapacity(threads: 1)
         // 30 layers + a head worth 8: 19 layers of work each.
         #expect(PartitionPlanner.plan(layers: 30, workers: [one, one], headLayers: 8) == [0..<19, 19..<30])
-        #expect(PartitionPlanner.plan(layers: 30, workers: [one, one, one], headLayers: 6) == [0..<12, 12..<24, 24..<30])
+        #expect(
+            PartitionPlanner.plan(layers: 30, workers: [one, one, one], headLayers: 6) == [0..<12, 12..<24, 24..<30])
         // A head heavier than a share still leaves the last worker one layer.
         #expect(PartitionPlanner.plan(layers: 4, workers: [one, one], headLayers: 10) == [0..<3, 3..<4])
     }
 
     @Test func memoryCapsAndExtraWorkers() {
         let r = PartitionPlanner.plan(
-            layers: 4, workers: [WorkerCapacity(threads: 8, memoryBudgetBytes: 100), WorkerCapacity(threads: 1)], bytesPerLayer: 100)
+            layers: 4, workers: [WorkerCapacity(threads: 8, memoryBudgetBytes: 100), WorkerCapacity(threads: 1)],
+            bytesPerLayer: 100)
         #expect(r == [0..<1, 1..<4])
         let many = PartitionPlanner.plan(layers: 2, workers: Array(repeating: WorkerCapacity(threads: 1), count: 3))
         #expect(many == [0..<1, 1..<2, 2..<2])
-        #expect(PartitionPlanner.plan(layers: 4, workers: [WorkerCapacity(threads: 1, memoryBudgetBytes: 10)], bytesPerLayer: 100) == nil)
+        #expect(
+            PartitionPlanner.plan(
+                layers: 4, workers: [WorkerCapacity(threads: 1, memoryBudgetBytes: 10)], bytesPerLayer: 100) == nil)
     }
 
     @Test func sha256KnownVectors() {

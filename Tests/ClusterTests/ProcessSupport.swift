@@ -97,11 +97,12 @@ final class Processes: @unchecked Sendable {
         children.map { "--- \($0.name) ---\n" + log($0.name) }.joined(separator: "\n")
     }
 
-    /// Waits (bounded) for `condition`; false on timeout.
+    /// Waits (bounded by `timeout` times `TimeScale.factor`, `SQUAT_TIME_SCALE` for slow
+    /// instrumented builds) for `condition`; false on timeout.
     static func wait(_ timeout: Duration, every: Duration = .milliseconds(100), _ condition: () throws -> Bool) rethrows
         -> Bool
     {
-        let deadline = ContinuousClock.now + timeout
+        let deadline = ContinuousClock.now + TimeScale.scaled(timeout)
         while ContinuousClock.now < deadline {
             if try condition() { return true }
             Thread.sleep(
@@ -163,7 +164,7 @@ final class Processes: @unchecked Sendable {
 
     /// Waits until the coordinator reports `count` ready workers.
     func waitReady(_ endpoint: String, workers count: Int, curve: CurveClientKeys? = nil) throws {
-        let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(2), curve: curve)
+        let client = try ClusterClient(endpoint: endpoint, timeout: TimeScale.scaled(.seconds(2)), curve: curve)
         let ok = Processes.wait(.seconds(60), every: .milliseconds(300)) {
             guard let s = try? client.status() else { return false }
             return s.workers.filter { $0.state == .ready }.count >= count

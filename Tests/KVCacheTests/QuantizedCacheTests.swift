@@ -68,6 +68,9 @@ struct QuantizedCacheTests {
         // After the prompt: keys quantized in whole windows, values all but the last window.
         let store0 = cache.dequantizedState(layer: 0)
         #expect(store0.keys[0].count == prompt * 64 && store0.values[0].count == prompt * 64)
+        let R = params.residualLength
+        let afterPrompt = cache.quantizedTokenCounts(layer: 0)
+        #expect(afterPrompt.keys == prompt / R * R && afterPrompt.values == prompt - R, "\(c): \(afterPrompt)")
         var worst = 0.0
         for step in 0..<steps {
             let pos = prompt + step
@@ -98,14 +101,15 @@ struct QuantizedCacheTests {
             for i in 0..<s.qDim { worst = max(worst, abs(Double(o[i]) - ref[i])) }
         }
         #expect(worst < 2e-4, "\(c): max |packed − dequantized| \(worst)")
-        // Residual windows as the reference keeps them: 1...R keys, R values after a flush.
-        let R = params.residualLength
+        // Residual windows as the reference keeps them: keys flush R at a time once R are held
+        // (total mod R left), values one at a time once more than R are held (R left).
         let total = prompt + steps
         let store = cache.dequantizedState(layer: 0)
         #expect(store.keys[0].count == total * 64)
-        let residualKeys = total % R == 0 ? R : total % R
+        let counts = cache.quantizedTokenCounts(layer: 0)
+        #expect(total - counts.keys == total % R, "\(c): keys in the full-precision window")
+        #expect(total - counts.values == R, "\(c): values in the full-precision window")
         #expect(cache.byteCount > 0)
-        _ = residualKeys
     }
 
     /// At 8192 tokens the residual windows are amortised; at 4096 they add ~1% of the f16 size.
