@@ -296,7 +296,9 @@ void sq_attend_partial_f32(const float *q, int g, int D, const float *K, const f
     partial_f32_scalar(q, g, D, K, V, st, T, scale, out, ml, scores);
 }
 
-void sq_attend_combine(int g, int D, int nchunks, const float *outs, const float *mls, float *out) {
+// One body for both paths: built with FMA (fmaf an instruction, the channel loops vectorised) and
+// without (fmaf a library call); the operations and their order are the same.
+SQ_ALWAYS_INLINE void attend_combine_body(int g, int D, int nchunks, const float *outs, const float *mls, float *out) {
     for (int j = 0; j < g; j++) {
         float M = -INFINITY;
         for (int c = 0; c < nchunks; c++) {
@@ -316,6 +318,22 @@ void sq_attend_combine(int g, int D, int nchunks, const float *outs, const float
         float inv = 1.0f / L;
         for (int i = 0; i < D; i++) o[i] *= inv;
     }
+}
+
+#if SQ_X86
+SQ_AVX2 static void attend_combine_avx2(int g, int D, int nchunks, const float *outs, const float *mls, float *out) {
+    attend_combine_body(g, D, nchunks, outs, mls, out);
+}
+#endif
+
+void sq_attend_combine(int g, int D, int nchunks, const float *outs, const float *mls, float *out) {
+#if SQ_X86
+    if (sq_use_avx2()) {
+        attend_combine_avx2(g, D, nchunks, outs, mls, out);
+        return;
+    }
+#endif
+    attend_combine_body(g, D, nchunks, outs, mls, out);
 }
 
 void sq_rope(float *x, int heads, int D, int64_t pos, const float *inv_freq) {
