@@ -52,7 +52,8 @@ struct Bench: ParsableCommand {
         let loaded = try ModelLoader.open(path: model.resolvedPath)
         let config = loaded.config
         let weights = try loaded.weights()
-        for d in depths where d + decodeTokens > config.contextLength {
+        // With --context the depths are not measured (measureContext checks its own size).
+        for d in depths where context == nil && d + decodeTokens > config.contextLength {
             throw ValidationError("depth \(d) + \(decodeTokens) decode tokens exceeds the context length \(config.contextLength)")
         }
         var rng = SeededGenerator(seed: 42)
