@@ -36,8 +36,7 @@ void sq_unpack_codes(const uint8_t *packed, int D, int bits, uint8_t *codes) {
         for (int j = 0; j < k; j++) codes[i + j * w] = (packed[i] >> (j * bits)) & mask;
 }
 
-// Codes of one token in place (channel i: its bits masked, not shifted: c * 2^shift_of(i)) and the
-// factor 2^-shift that cancels it.
+// Codes of one token in place (channel i: its bits masked, not shifted: c * 2^shift_of(i)).
 static void codes_in_place(const uint8_t *packed, int D, int bits, float *out) {
     const int k = 8 / bits, w = D / k;
     const unsigned mask = (1u << bits) - 1;
@@ -45,6 +44,7 @@ static void codes_in_place(const uint8_t *packed, int D, int bits, float *out) {
         for (int j = 0; j < k; j++) out[i + j * w] = (float)(packed[i] & (mask << (j * bits)));
 }
 
+// The factor 2^-shift that cancels channel i's in-place code.
 static inline float unshift(int D, int bits, int i) { return 1.0f / (float)(1u << (i / (D * bits / 8) * bits)); }
 
 // A scale or minimum stored as f32 or f16.

@@ -52,16 +52,15 @@ struct Bench: ParsableCommand {
         let loaded = try ModelLoader.open(path: model.resolvedPath)
         let config = loaded.config
         let weights = try loaded.weights()
-        // With --context the depths are not measured (measureContext checks its own size).
-        for d in depths where context == nil && d + decodeTokens > config.contextLength {
-            throw ValidationError("depth \(d) + \(decodeTokens) decode tokens exceeds the context length \(config.contextLength)")
-        }
         var rng = SeededGenerator(seed: 42)
         func randomTokens(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(rng.next() % UInt64(config.vocabularySize)) } }
         let factory = try cacheOptions.factory(headDim: config.headDim, contextLength: config.contextLength)
         if let context {
             try measureContext(context, weights: weights, factory: factory, activations: act, randomTokens: randomTokens)
             return
+        }
+        for d in depths where d + decodeTokens > config.contextLength {
+            throw ValidationError("depth \(d) + \(decodeTokens) decode tokens exceeds the context length \(config.contextLength)")
         }
         print("cache: \(factory.name), activations: \(act.rawValue)")
         var rows: [Row] = []
