@@ -1,6 +1,7 @@
 import CKernels
 import Foundation
 import Testing
+
 @testable import KVCache
 
 @Suite struct JacobiEigenTests {
@@ -47,7 +48,10 @@ import Testing
         let n = 24
         let q = orthonormalBasis(n, seed: 5)
         var lambdas = [Double](repeating: 0, count: n)
-        lambdas[0] = 1e6; lambdas[1] = 1e6; lambdas[2] = 1; lambdas[3] = 1e-4
+        lambdas[0] = 1e6
+        lambdas[1] = 1e6
+        lambdas[2] = 1
+        lambdas[3] = 1e-4
         var a = [Double](repeating: 0, count: n * n)
         for k in 0..<n {
             for i in 0..<n {
@@ -117,8 +121,9 @@ func orthonormalBasis(_ n: Int, seed: UInt64, count: Int? = nil) -> [[Double]] {
             }
         }
         let sub = m.withUnsafeBufferPointer {
-            QuerySubspace(queries: $0.baseAddress!, heads: g, tokens: T, headStride: T * D, tokenStride: D,
-                          headDim: D, subspaceDim: 20)
+            QuerySubspace(
+                queries: $0.baseAddress!, heads: g, tokens: T, headStride: T * D, tokenStride: D,
+                headDim: D, subspaceDim: 20)
         }
         #expect(sub.singularValues.count == rank)
         #expect(sub.subspaceDim == min(20, rows))
@@ -134,7 +139,10 @@ func orthonormalBasis(_ n: Int, seed: UInt64, count: Int? = nil) -> [[Double]] {
 
     @Test func rowOrderDoesNotMatter() {
         // Token-major cache layout [T, kv·g·D] against the reference's head-major stacking.
-        let kv = 2, g = 3, T = 64, D = 64
+        let kv = 2
+        let g = 3
+        let T = 64
+        let D = 64
         var rng = TestRNG(seed: 21)
         let headMajor = rng.floats(kv * g * T * D)  // [kv·g, T, D]
         var tokenMajor = [Float](repeating: 0, count: T * kv * g * D)
@@ -146,12 +154,14 @@ func orthonormalBasis(_ n: Int, seed: UInt64, count: Int? = nil) -> [[Double]] {
         let shape = AttentionShape(kvHeads: kv, groupSize: g, headDim: D)
         let params = QuantizationParameters(kBits: 2, vBits: 2, subspaceDim: 20, lambda: 0.001, quantGroupSize: 16)
         let layer = tokenMajor.withUnsafeBufferPointer {
-            SquatLayerState(queries: $0.baseAddress!, tokens: T, shape: shape, params: params, parallel: Parallel(threads: 2))
+            SquatLayerState(
+                queries: $0.baseAddress!, tokens: T, shape: shape, params: params, parallel: Parallel(threads: 2))
         }
         for h in 0..<kv {
             let sub = headMajor.withUnsafeBufferPointer {
-                QuerySubspace(queries: $0.baseAddress! + h * g * T * D, heads: g, tokens: T, headStride: T * D,
-                              tokenStride: D, headDim: D, subspaceDim: 20)
+                QuerySubspace(
+                    queries: $0.baseAddress! + h * g * T * D, heads: g, tokens: T, headStride: T * D,
+                    tokenStride: D, headDim: D, subspaceDim: 20)
             }
             let state = SquatHeadState(subspace: sub, params: params)
             for (a, b) in zip(layer.heads[h].compensation, state.compensation) {
@@ -174,13 +184,17 @@ func orthonormalBasis(_ n: Int, seed: UInt64, count: Int? = nil) -> [[Double]] {
             let prev = sq_force_scalar(scalar ? 1 : 0)
             defer { _ = sq_force_scalar(prev) }
             x.withUnsafeBufferPointer { xp in
-                g.withUnsafeMutableBufferPointer { sq_gram_f64(xp.baseAddress!, Int64(rows), Int64(stride), Int32(D), $0.baseAddress!) }
+                g.withUnsafeMutableBufferPointer {
+                    sq_gram_f64(xp.baseAddress!, Int64(rows), Int64(stride), Int32(D), $0.baseAddress!)
+                }
             }
             return g
         }
-        let fast = run(scalar: false), slow = run(scalar: true)
+        let fast = run(scalar: false)
+        let slow = run(scalar: true)
         #expect(fast == slow)
-        var worst = 0.0, scale = 0.0
+        var worst = 0.0
+        var scale = 0.0
         for i in 0..<D {
             for j in i..<D {
                 let want = (0..<rows).reduce(0.0) { $0 + Double(x[$1 * stride + i]) * Double(x[$1 * stride + j]) }
@@ -190,5 +204,91 @@ func orthonormalBasis(_ n: Int, seed: UInt64, count: Int? = nil) -> [[Double]] {
             for j in 0..<i { #expect(fast[i * D + j] == 0) }  // below the diagonal: untouched
         }
         #expect(worst <= 1e-13 * scale)
+    }
+}
+
+/// `sq_symmetric_eigen_f64` and `sq_inverse_f64` (the SQuat prefill's eigen-decomposition and
+/// inverses): the AVX2 and plain builds give the same bits, and the results are right.
+@Suite(.serialized) struct DenseKernelTests {
+    static func withPath<T>(scalar: Bool, _ body: () -> T) -> T {
+        let prev = sq_force_scalar(scalar ? 1 : 0)
+        defer { _ = sq_force_scalar(prev) }
+        return body()
+    }
+
+    /// Eigenvalues (unsorted), eigenvectors as rows, QL iterations.
+    static func eigen(_ a: [Double], n: Int, scalar: Bool) -> (d: [Double], v: [Double], iterations: Int32) {
+        var v = a
+        var d = [Double](repeating: .nan, count: n)
+        var e = [Double](repeating: .nan, count: n)
+        let it = withPath(scalar: scalar) { sq_symmetric_eigen_f64(&v, &d, &e, Int32(n)) }
+        return (d, v, it)
+    }
+
+    @Test(arguments: [1, 2, 5, 31, 64, 100])
+    func eigenPathsAgreeAndDecompose(n: Int) {
+        let a = JacobiEigenTests.randomSymmetric(n, seed: UInt64(900 + n))
+        let fast = Self.eigen(a, n: n, scalar: false)
+        let slow = Self.eigen(a, n: n, scalar: true)
+        #expect(fast.d.map(\.bitPattern) == slow.d.map(\.bitPattern))
+        #expect(fast.v.map(\.bitPattern) == slow.v.map(\.bitPattern))
+        #expect(fast.iterations == slow.iterations)
+        // A·v_k = d_k·v_k and V·Vᵀ = I.
+        let norm = a.reduce(0) { max($0, abs($1)) } * Double(n)
+        var worstResidual = 0.0
+        var worstOrtho = 0.0
+        for k in 0..<n {
+            for i in 0..<n {
+                let av = (0..<n).reduce(0.0) { $0 + a[i * n + $1] * fast.v[k * n + $1] }
+                worstResidual = max(worstResidual, abs(av - fast.d[k] * fast.v[k * n + i]))
+            }
+            for l in 0..<n {
+                let dot = (0..<n).reduce(0.0) { $0 + fast.v[k * n + $1] * fast.v[l * n + $1] }
+                worstOrtho = max(worstOrtho, abs(dot - (k == l ? 1 : 0)))
+            }
+        }
+        #expect(worstResidual <= 1e-12 * norm, "n=\(n): residual \(worstResidual)")
+        #expect(worstOrtho <= 1e-12, "n=\(n): orthogonality \(worstOrtho)")
+    }
+
+    @Test func eigenOfZeroAndDiagonalMatrices() {
+        let zero = Self.eigen([Double](repeating: 0, count: 16), n: 4, scalar: false)
+        #expect(zero.d == [0, 0, 0, 0])
+        let diag = Self.eigen([3, 0, 0, 0, -2, 0, 0, 0, 7], n: 3, scalar: false)
+        #expect(diag.d.sorted() == [-2, 3, 7])
+    }
+
+    /// A general matrix (pivoting needed) and SQuat's `I + λ·Q̂ᵀQ̂` shape: A·A⁻¹ = I, both paths the same bits.
+    @Test(arguments: [1, 3, 32, 64, 77])
+    func inversePathsAgreeAndInvert(n: Int) {
+        var rng = TestRNG(seed: UInt64(40 + n))
+        let general = (0..<(n * n)).map { _ in rng.normal() }
+        let low = (0..<(n * 20)).map { _ in rng.normal() * 30 }  // 20 × n rows of "queries"
+        var spd = [Double](repeating: 0, count: n * n)
+        for i in 0..<n {
+            for j in 0..<n {
+                spd[i * n + j] =
+                    (i == j ? 1 : 0) + 0.001 * (0..<20).reduce(0.0) { $0 + low[$1 * n + i] * low[$1 * n + j] }
+            }
+        }
+        for a in [general, spd] {
+            func run(scalar: Bool) -> [Double] {
+                var work = [Double](repeating: .nan, count: 2 * n * n)
+                var out = [Double](repeating: .nan, count: n * n)
+                Self.withPath(scalar: scalar) { sq_inverse_f64(a, Int32(n), &work, &out) }
+                return out
+            }
+            let fast = run(scalar: false)
+            let slow = run(scalar: true)
+            #expect(fast.map(\.bitPattern) == slow.map(\.bitPattern))
+            var worst = 0.0
+            for i in 0..<n {
+                for j in 0..<n {
+                    let p = (0..<n).reduce(0.0) { $0 + a[i * n + $1] * fast[$1 * n + j] }
+                    worst = max(worst, abs(p - (i == j ? 1 : 0)))
+                }
+            }
+            #expect(worst <= 1e-9, "n=\(n): max |A·A⁻¹ − I| = \(worst)")
+        }
     }
 }

@@ -159,6 +159,17 @@ void sq_rope(float *x, int heads, int D, int64_t pos, const float *inv_freq);
 /// bit for bit, with or without AVX2.
 void sq_gram_f64(const float *x, int64_t rows, int64_t stride, int D, double *g);
 
+/// Eigen-decomposition of the symmetric n x n row-major double matrix in vt (both triangles),
+/// EISPACK tred2 + tql2: on return d holds the eigenvalues (unsorted) and row k of vt the unit
+/// eigenvector of d[k]; e (n doubles) is scratch. Returns the number of QL iterations. The same
+/// bits with or without AVX2.
+int sq_symmetric_eigen_f64(double *vt, double *d, double *e, int n);
+
+/// Inverse of the n x n row-major double matrix a into out, by Gauss-Jordan elimination with
+/// partial pivoting; work holds 2*n*n doubles. A singular matrix gives non-finite entries. The
+/// same bits with or without AVX2.
+void sq_inverse_f64(const double *a, int n, double *work, double *out);
+
 #ifdef __cplusplus
 }
 #endif

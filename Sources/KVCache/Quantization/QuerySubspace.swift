@@ -63,12 +63,19 @@ public struct QuerySubspace: Sendable {
     public let gram: [Double]
 
     /// From an accumulated `MᵀM`.
-    public init(gram accumulator: GramAccumulator, subspaceDim: Int, method: SymmetricEigendecomposition.Method = .householderQL) {
-        self.init(gram: accumulator.gram, rows: accumulator.rows, headDim: accumulator.headDim, subspaceDim: subspaceDim, method: method)
+    public init(
+        gram accumulator: GramAccumulator, subspaceDim: Int, method: SymmetricEigendecomposition.Method = .householderQL
+    ) {
+        self.init(
+            gram: accumulator.gram, rows: accumulator.rows, headDim: accumulator.headDim, subspaceDim: subspaceDim,
+            method: method)
     }
 
     /// From `MᵀM` (`headDim × headDim`, symmetric) of a matrix with `rows` rows.
-    public init(gram: [Double], rows: Int, headDim: Int, subspaceDim: Int, method: SymmetricEigendecomposition.Method = .householderQL) {
+    public init(
+        gram: [Double], rows: Int, headDim: Int, subspaceDim: Int,
+        method: SymmetricEigendecomposition.Method = .householderQL
+    ) {
         precondition(subspaceDim > 0, "subspace dimension must be positive")
         self.headDim = headDim
         self.rows = rows
@@ -80,11 +87,15 @@ public struct QuerySubspace: Sendable {
         singularValues = eig.values.prefix(min(rows, headDim)).map { $0 > 0 ? $0.squareRoot() : 0 }
         // Σ s_i² v_i v_iᵀ with s_i² = max(λ_i, 0).
         var p = [Double](repeating: 0, count: headDim * headDim)
-        for k in 0..<min(sd, headDim) {
-            let w = max(eig.values[k], 0)
-            for i in 0..<headDim {
-                let wi = w * eig.vectors[k * headDim + i]
-                for j in 0..<headDim { p[i * headDim + j] += wi * eig.vectors[k * headDim + j] }
+        eig.vectors.withUnsafeBufferPointer { vb in
+            p.withUnsafeMutableBufferPointer { pb in
+                for k in 0..<min(sd, headDim) {
+                    let w = max(eig.values[k], 0)
+                    let v = vb.baseAddress! + k * headDim
+                    for i in 0..<headDim {
+                        SquatMatrices.addScaled(pb.baseAddress! + i * headDim, v, w * v[i], count: headDim)
+                    }
+                }
             }
         }
         projectedGram = p

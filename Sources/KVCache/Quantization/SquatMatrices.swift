@@ -1,3 +1,5 @@
+import CKernels
+
 /// The matrices of SQuat's sequential key quantization for one KV head: the reference's
 /// `generate_At_inv(quant_group_size, Q̂, λ)` (README step 5).
 ///
@@ -54,19 +56,28 @@ public struct SquatMatrices: Sendable {
             }
             let oInv = DenseMatrix.inverse(o, n: qgs)
             var x = [Double](repeating: 0, count: qgs * c)  // O⁻¹·N
-            for i in 0..<qgs {
-                for k in 0..<qgs {
-                    let w = oInv[i * qgs + k]
-                    if w == 0 { continue }
-                    for j in 0..<c { x[i * c + j] += w * cur[(c + k) * n + j] }
-                }
-            }
             var next = [Double](repeating: 0, count: c * c)
-            for i in 0..<c {
-                for j in 0..<c {
-                    var s = 0.0
-                    for k in 0..<qgs { s += cur[(c + k) * n + i] * x[k * c + j] }
-                    next[i * c + j] = cur[i * n + j] - s
+            // Rows as pointers so that the inner loops (contiguous, one element each) vectorise;
+            // every element's sum still runs over k in order.
+            cur.withUnsafeBufferPointer { cb in
+                let cp = cb.baseAddress!
+                x.withUnsafeMutableBufferPointer { xb in
+                    let xp = xb.baseAddress!
+                    for i in 0..<qgs {
+                        for k in 0..<qgs {
+                            let w = oInv[i * qgs + k]
+                            if w == 0 { continue }
+                            Self.addScaled(xp + i * c, cp + (c + k) * n, w, count: c)
+                        }
+                    }
+                    next.withUnsafeMutableBufferPointer { nb in
+                        let np = nb.baseAddress!
+                        for i in 0..<c {
+                            let acc = np + i * c  // Σ_k cur[c+k][i]·x[k][·], then cur[i][·] − it
+                            for k in 0..<qgs { Self.addScaled(acc, xp + k * c, cp[(c + k) * n + i], count: c) }
+                            for j in 0..<c { acc[j] = cp[i * n + j] - acc[j] }
+                        }
+                    }
                 }
             }
             var m = [Double](repeating: 0, count: c * qgs)
@@ -79,6 +90,12 @@ public struct SquatMatrices: Sendable {
         }
         self.mats = mats
         pInv = DenseMatrix.inverse(mats[nb - 1], n: D)
+    }
+
+    /// `y[j] += w·x[j]` for `j < count`.
+    @inline(__always)
+    static func addScaled(_ y: UnsafeMutablePointer<Double>, _ x: UnsafePointer<Double>, _ w: Double, count: Int) {
+        for j in 0..<count { y[j] += w * x[j] }
     }
 
     /// Given matrices, e.g. the reference's stored `Ainv_t_i` (row-major, shapes as `mats`) and `P_inv`.
@@ -105,12 +122,20 @@ public struct SquatMatrices: Sendable {
         return (0..<(blocks - 1)).map { i in
             let c = (i + 1) * qgs
             let m = mats[i]
-            var w = [Double](repeating: 0, count: qgs * (D - c))
-            for a in 0..<qgs {
-                for b in 0..<(D - c) {
-                    var s = 0.0
-                    for k in 0..<c { s += m[k * qgs + a] * pInv[(c + b) * D + k] }
-                    w[a * (D - c) + b] = s
+            let r = D - c
+            // pt[k][b] = P_inv[c+b][k], so that each row of w sums over k in order, contiguously.
+            var pt = [Double](repeating: 0, count: c * r)
+            for b in 0..<r {
+                for k in 0..<c { pt[k * r + b] = pInv[(c + b) * D + k] }
+            }
+            var w = [Double](repeating: 0, count: qgs * r)
+            pt.withUnsafeBufferPointer { ptb in
+                w.withUnsafeMutableBufferPointer { wb in
+                    for a in 0..<qgs {
+                        for k in 0..<c {
+                            Self.addScaled(wb.baseAddress! + a * r, ptb.baseAddress! + k * r, m[k * qgs + a], count: r)
+                        }
+                    }
                 }
             }
             return w
@@ -121,38 +146,19 @@ public struct SquatMatrices: Sendable {
 /// Small dense Double linear algebra for the SQuat matrices.
 enum DenseMatrix {
     /// Inverse of the `n × n` row-major matrix `a` by Gauss–Jordan elimination with partial
-    /// pivoting. A zero pivot (a singular matrix) leaves non-finite entries.
+    /// pivoting (C kernel `sq_inverse_f64`). A zero pivot (a singular matrix) leaves non-finite
+    /// entries.
     static func inverse(_ a: [Double], n: Int) -> [Double] {
-        let w = 2 * n
-        var m = [Double](repeating: 0, count: n * w)
-        for i in 0..<n {
-            for j in 0..<n { m[i * w + j] = a[i * n + j] }
-            m[i * w + n + i] = 1
-        }
-        m.withUnsafeMutableBufferPointer { buf in
-            let p = buf.baseAddress!
-            for col in 0..<n {
-                var piv = col
-                for r in (col + 1)..<n where abs(p[r * w + col]) > abs(p[piv * w + col]) { piv = r }
-                if piv != col {
-                    for j in 0..<w {
-                        let t = p[piv * w + j]
-                        p[piv * w + j] = p[col * w + j]
-                        p[col * w + j] = t
-                    }
-                }
-                let inv = 1 / p[col * w + col]
-                for j in 0..<w { p[col * w + j] *= inv }
-                for r in 0..<n where r != col {
-                    let f = p[r * w + col]
-                    if f == 0 { continue }
-                    for j in 0..<w { p[r * w + j] -= f * p[col * w + j] }
+        precondition(a.count == n * n, "expected an \(n)×\(n) matrix")
+        guard n > 0 else { return [] }
+        var work = [Double](repeating: 0, count: 2 * n * n)
+        var out = [Double](repeating: 0, count: n * n)
+        a.withUnsafeBufferPointer { a in
+            work.withUnsafeMutableBufferPointer { w in
+                out.withUnsafeMutableBufferPointer { o in
+                    sq_inverse_f64(a.baseAddress!, Int32(n), w.baseAddress!, o.baseAddress!)
                 }
             }
-        }
-        var out = [Double](repeating: 0, count: n * n)
-        for i in 0..<n {
-            for j in 0..<n { out[i * n + j] = m[i * w + n + j] }
         }
         return out
     }

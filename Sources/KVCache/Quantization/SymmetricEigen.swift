@@ -1,4 +1,4 @@
-import Foundation
+import CKernels
 
 /// Eigen-decomposition of a real symmetric matrix, in Double.
 ///
@@ -49,177 +49,29 @@ public struct SymmetricEigendecomposition: Sendable {
                 for i in 0..<n { vec[k * n + i] = v[src * n + i] }
             }
         case .householderQL:
-            // m becomes the eigenvector matrix (columns), d the eigenvalues.
+            // m (symmetric) becomes the eigenvectors as rows, d the eigenvalues (C kernel
+            // sq_symmetric_eigen_f64: EISPACK tred2/tql2 on the transpose of JAMA's V).
             let d = UnsafeMutablePointer<Double>.allocate(capacity: max(n, 1))
             let e = UnsafeMutablePointer<Double>.allocate(capacity: max(n, 1))
             defer {
                 d.deallocate()
                 e.deallocate()
             }
-            if n > 0 {
-                Self.tred2(m, d, e, n: n)
-                sweeps = Self.tql2(m, d, e, n: n)
-            } else {
-                sweeps = 0
-            }
+            sweeps = Int(sq_symmetric_eigen_f64(m, d, e, Int32(n)))
             let order = (0..<n).sorted { d[$0] > d[$1] }
             values = order.map { d[$0] }
             for (k, src) in order.enumerated() {
-                for i in 0..<n { vec[k * n + i] = m[i * n + src] }
+                for i in 0..<n { vec[k * n + i] = m[src * n + i] }
             }
         }
         vectors = vec
     }
 
-    /// Householder reduction of the symmetric `v` (row-major, both triangles) to tridiagonal
-    /// form: diagonal `d`, subdiagonal `e[1..<n]`; `v` becomes the accumulated orthogonal
-    /// transformation. (EISPACK `tred2`, as in JAMA.)
-    private static func tred2(_ v: UnsafeMutablePointer<Double>, _ d: UnsafeMutablePointer<Double>, _ e: UnsafeMutablePointer<Double>, n: Int) {
-        for j in 0..<n { d[j] = v[(n - 1) * n + j] }
-        for i in stride(from: n - 1, to: 0, by: -1) {
-            var scale = 0.0
-            var h = 0.0
-            for k in 0..<i { scale += abs(d[k]) }
-            if scale == 0 {
-                e[i] = d[i - 1]
-                for j in 0..<i {
-                    d[j] = v[(i - 1) * n + j]
-                    v[i * n + j] = 0
-                    v[j * n + i] = 0
-                }
-            } else {
-                for k in 0..<i {
-                    d[k] /= scale
-                    h += d[k] * d[k]
-                }
-                var f = d[i - 1]
-                var g = h.squareRoot()
-                if f > 0 { g = -g }
-                e[i] = scale * g
-                h -= f * g
-                d[i - 1] = f - g
-                for j in 0..<i { e[j] = 0 }
-                for j in 0..<i {
-                    f = d[j]
-                    v[j * n + i] = f
-                    g = e[j] + v[j * n + j] * f
-                    if j + 1 <= i - 1 {
-                        for k in (j + 1)...(i - 1) {
-                            g += v[k * n + j] * d[k]
-                            e[k] += v[k * n + j] * f
-                        }
-                    }
-                    e[j] = g
-                }
-                f = 0
-                for j in 0..<i {
-                    e[j] /= h
-                    f += e[j] * d[j]
-                }
-                let hh = f / (h + h)
-                for j in 0..<i { e[j] -= hh * d[j] }
-                for j in 0..<i {
-                    f = d[j]
-                    g = e[j]
-                    for k in j...(i - 1) { v[k * n + j] -= f * e[k] + g * d[k] }
-                    d[j] = v[(i - 1) * n + j]
-                    v[i * n + j] = 0
-                }
-            }
-            d[i] = h
-        }
-        // Accumulate the transformations.
-        for i in 0..<(n - 1) {
-            v[(n - 1) * n + i] = v[i * n + i]
-            v[i * n + i] = 1
-            let h = d[i + 1]
-            if h != 0 {
-                for k in 0...i { d[k] = v[k * n + i + 1] / h }
-                for j in 0...i {
-                    var g = 0.0
-                    for k in 0...i { g += v[k * n + i + 1] * v[k * n + j] }
-                    for k in 0...i { v[k * n + j] -= g * d[k] }
-                }
-            }
-            for k in 0...i { v[k * n + i + 1] = 0 }
-        }
-        for j in 0..<n {
-            d[j] = v[(n - 1) * n + j]
-            v[(n - 1) * n + j] = 0
-        }
-        v[(n - 1) * n + n - 1] = 1
-        e[0] = 0
-    }
-
-    /// Implicit QL on the tridiagonal (`d`, `e`), accumulating rotations into the columns of
-    /// `v`. Returns the number of QL iterations. (EISPACK `tql2`, as in JAMA.)
-    private static func tql2(_ v: UnsafeMutablePointer<Double>, _ d: UnsafeMutablePointer<Double>, _ e: UnsafeMutablePointer<Double>, n: Int) -> Int {
-        for i in 1..<max(n, 1) { e[i - 1] = e[i] }
-        e[n - 1] = 0
-        var f = 0.0
-        var tst1 = 0.0
-        let eps = Double.ulpOfOne
-        var iterations = 0
-        for l in 0..<n {
-            tst1 = max(tst1, abs(d[l]) + abs(e[l]))
-            var m = l
-            while m < n {
-                if abs(e[m]) <= eps * tst1 { break }
-                m += 1
-            }
-            if m == n { m = n - 1 }
-            if m > l {
-                repeat {
-                    iterations += 1
-                    var g = d[l]
-                    var p = (d[l + 1] - g) / (2 * e[l])
-                    var r = hypot(p, 1)
-                    if p < 0 { r = -r }
-                    d[l] = e[l] / (p + r)
-                    d[l + 1] = e[l] * (p + r)
-                    let dl1 = d[l + 1]
-                    var h = g - d[l]
-                    if l + 2 < n {
-                        for i in (l + 2)..<n { d[i] -= h }
-                    }
-                    f += h
-                    p = d[m]
-                    var c = 1.0, c2 = 1.0, c3 = 1.0
-                    let el1 = e[l + 1]
-                    var s = 0.0, s2 = 0.0
-                    for i in stride(from: m - 1, through: l, by: -1) {
-                        c3 = c2
-                        c2 = c
-                        s2 = s
-                        g = c * e[i]
-                        h = c * p
-                        r = hypot(p, e[i])
-                        e[i + 1] = s * r
-                        s = e[i] / r
-                        c = p / r
-                        p = c * d[i] - s * g
-                        d[i + 1] = h + s * (c * g + s * d[i])
-                        for k in 0..<n {
-                            let vk = v + k * n
-                            h = vk[i + 1]
-                            vk[i + 1] = s * vk[i] + c * h
-                            vk[i] = c * vk[i] - s * h
-                        }
-                    }
-                    p = -s * s2 * c3 * el1 * e[l] / dl1
-                    e[l] = s * p
-                    d[l] = c * p
-                } while abs(e[l]) > eps * tst1 && iterations < 30 * n
-            }
-            d[l] += f
-            e[l] = 0
-        }
-        return iterations
-    }
-
     /// Runs cyclic sweeps of rotations on `m` (symmetric, both triangles kept) and accumulates
     /// them into the rows of `v` (row k = eigenvector k). Returns the number of sweeps.
-    private static func jacobi(_ m: UnsafeMutablePointer<Double>, _ v: UnsafeMutablePointer<Double>, n: Int, maxSweeps: Int) -> Int {
+    private static func jacobi(
+        _ m: UnsafeMutablePointer<Double>, _ v: UnsafeMutablePointer<Double>, n: Int, maxSweeps: Int
+    ) -> Int {
         var norm2 = 0.0
         for i in 0..<(n * n) { norm2 += m[i] * m[i] }
         guard norm2 > 0, n > 1 else { return 0 }

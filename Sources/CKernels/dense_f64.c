@@ -1,0 +1,264 @@
+// Small dense double linear algebra for SQuat's per-KV-head matrices (order <= a few hundred):
+// Gauss-Jordan inverse and the symmetric eigen-decomposition (EISPACK tred2 + tql2, as in JAMA).
+//
+// The eigen-decomposition works on the transpose of JAMA's V, so that every O(n^3) loop walks
+// contiguous memory: the element-wise loops vectorise, and tql2's rotations touch two rows.
+// Each element sees JAMA's operations in JAMA's order (every sum runs in order; independent
+// sums are interleaved, not split), except that sqrt(x^2 + y^2) replaces hypot where that is
+// safe. Nothing is contracted into fma, so the AVX2 build and the plain build give the same bits.
+#include <math.h>
+#include "sq_internal.h"
+
+#pragma clang fp contract(off)
+
+// Bodies inlined into both the plain and the AVX2-targeted entry points.
+#define DENSE_INLINE static inline __attribute__((always_inline))
+
+// y[k] -= f * a[k] + g * b[k] for k < len.
+DENSE_INLINE void update2(double *restrict y, const double *restrict a, const double *restrict b, double f, double g,
+                              int len) {
+    for (int k = 0; k < len; k++) y[k] -= f * a[k] + g * b[k];
+}
+
+// y[k] -= g * x[k] for k < len.
+DENSE_INLINE void axpy_minus(double *restrict y, const double *restrict x, double g, int64_t len) {
+    for (int64_t k = 0; k < len; k++) y[k] -= g * x[k];
+}
+
+// The Householder reduction of a symmetric matrix to tridiagonal form (diagonal d, subdiagonal
+// e[1..n-1]); vt (row-major, both triangles on entry) becomes the transpose of the accumulated
+// orthogonal transformation.
+DENSE_INLINE void tred2_body(double *vt, double *d, double *e, int n) {
+#define VT(row, col) vt[(int64_t)(row) * n + (col)]
+    for (int j = 0; j < n; j++) d[j] = VT(j, n - 1);
+    for (int i = n - 1; i > 0; i--) {
+        double scale = 0, h = 0;
+        for (int k = 0; k < i; k++) scale += fabs(d[k]);
+        if (scale == 0) {
+            e[i] = d[i - 1];
+            for (int j = 0; j < i; j++) {
+                d[j] = VT(j, i - 1);
+                VT(j, i) = 0;
+                VT(i, j) = 0;
+            }
+        } else {
+            for (int k = 0; k < i; k++) {
+                d[k] /= scale;
+                h += d[k] * d[k];
+            }
+            double f = d[i - 1];
+            double g = sqrt(h);
+            if (f > 0) g = -g;
+            e[i] = scale * g;
+            h -= f * g;
+            d[i - 1] = f - g;
+            for (int j = 0; j < i; j++) e[j] = 0;
+            for (int j = 0; j < i; j++) {
+                f = d[j];
+                VT(i, j) = f;
+                const double *col = vt + (int64_t)j * n;
+                g = e[j] + col[j] * f;
+                for (int k = j + 1; k <= i - 1; k++) {
+                    g += col[k] * d[k];
+                    e[k] += col[k] * f;
+                }
+                e[j] = g;
+            }
+            f = 0;
+            for (int j = 0; j < i; j++) {
+                e[j] /= h;
+                f += e[j] * d[j];
+            }
+            const double hh = f / (h + h);
+            for (int j = 0; j < i; j++) e[j] -= hh * d[j];
+            for (int j = 0; j < i; j++) {
+                double *col = vt + (int64_t)j * n;
+                update2(col + j, e + j, d + j, d[j], e[j], i - j);
+                d[j] = col[i - 1];
+                col[i] = 0;
+            }
+        }
+        d[i] = h;
+    }
+    // Accumulate the transformations.
+    for (int i = 0; i < n - 1; i++) {
+        VT(i, n - 1) = VT(i, i);
+        VT(i, i) = 1;
+        const double h = d[i + 1];
+        double *next = vt + (int64_t)(i + 1) * n;
+        if (h != 0) {
+            for (int k = 0; k <= i; k++) d[k] = next[k] / h;
+            // The dot products of columns j are independent: four at a time, each summed in
+            // order, so that four dependency chains overlap.
+            int j = 0;
+            for (; j + 4 <= i + 1; j += 4) {
+                double *c0 = vt + (int64_t)j * n, *c1 = c0 + n, *c2 = c1 + n, *c3 = c2 + n;
+                double g0 = 0, g1 = 0, g2 = 0, g3 = 0;
+                for (int k = 0; k <= i; k++) {
+                    g0 += next[k] * c0[k];
+                    g1 += next[k] * c1[k];
+                    g2 += next[k] * c2[k];
+                    g3 += next[k] * c3[k];
+                }
+                axpy_minus(c0, d, g0, i + 1);
+                axpy_minus(c1, d, g1, i + 1);
+                axpy_minus(c2, d, g2, i + 1);
+                axpy_minus(c3, d, g3, i + 1);
+            }
+            for (; j <= i; j++) {
+                double *col = vt + (int64_t)j * n;
+                double g = 0;
+                for (int k = 0; k <= i; k++) g += next[k] * col[k];
+                axpy_minus(col, d, g, i + 1);
+            }
+        }
+        for (int k = 0; k <= i; k++) next[k] = 0;
+    }
+    for (int j = 0; j < n; j++) {
+        d[j] = VT(j, n - 1);
+        VT(j, n - 1) = 0;
+    }
+    VT(n - 1, n - 1) = 1;
+    e[0] = 0;
+#undef VT
+}
+
+// sqrt(x^2 + y^2): directly where neither square can overflow or lose precision to underflow
+// (glibc's hypot costs ~30 ns, and tql2 calls it once per rotation), hypot otherwise.
+DENSE_INLINE double norm2(double x, double y) {
+    const double ax = fabs(x), ay = fabs(y), big = ax > ay ? ax : ay;
+    if (big < 0x1p500 && big > 0x1p-450) return sqrt(x * x + y * y);
+    return hypot(x, y);
+}
+
+// Rows a and b of the eigenvector matrix rotated by (c, s): b' = s*a + c*b, a' = c*a - s*b.
+DENSE_INLINE void rotate_rows(double *restrict a, double *restrict b, double c, double s, int n) {
+    for (int k = 0; k < n; k++) {
+        const double h = b[k];
+        b[k] = s * a[k] + c * h;
+        a[k] = c * a[k] - s * h;
+    }
+}
+
+// The implicit QL algorithm on the tridiagonal (d, e), rotating the rows of vt. Returns the
+// number of QL iterations.
+DENSE_INLINE int tql2_body(double *vt, double *d, double *e, int n) {
+    for (int i = 1; i < n; i++) e[i - 1] = e[i];
+    e[n - 1] = 0;
+    double f = 0, tst1 = 0;
+    const double eps = 0x1p-52;
+    int iterations = 0;
+    for (int l = 0; l < n; l++) {
+        const double t = fabs(d[l]) + fabs(e[l]);
+        if (t > tst1) tst1 = t;
+        int m = l;
+        while (m < n) {
+            if (fabs(e[m]) <= eps * tst1) break;
+            m++;
+        }
+        if (m == n) m = n - 1;
+        if (m > l) {
+            do {
+                iterations++;
+                double g = d[l];
+                double p = (d[l + 1] - g) / (2 * e[l]);
+                double r = norm2(p, 1);
+                if (p < 0) r = -r;
+                d[l] = e[l] / (p + r);
+                d[l + 1] = e[l] * (p + r);
+                const double dl1 = d[l + 1];
+                double h = g - d[l];
+                for (int i = l + 2; i < n; i++) d[i] -= h;
+                f += h;
+                p = d[m];
+                double c = 1, c2 = 1, c3 = 1, s = 0, s2 = 0;
+                const double el1 = e[l + 1];
+                for (int i = m - 1; i >= l; i--) {
+                    c3 = c2;
+                    c2 = c;
+                    s2 = s;
+                    g = c * e[i];
+                    h = c * p;
+                    r = norm2(p, e[i]);
+                    e[i + 1] = s * r;
+                    s = e[i] / r;
+                    c = p / r;
+                    p = c * d[i] - s * g;
+                    d[i + 1] = h + s * (c * g + s * d[i]);
+                    rotate_rows(vt + (int64_t)i * n, vt + (int64_t)(i + 1) * n, c, s, n);
+                }
+                p = -s * s2 * c3 * el1 * e[l] / dl1;
+                e[l] = s * p;
+                d[l] = c * p;
+            } while (fabs(e[l]) > eps * tst1 && iterations < 30 * n);
+        }
+        d[l] = d[l] + f;
+        e[l] = 0;
+    }
+    return iterations;
+}
+
+DENSE_INLINE int eigen_body(double *vt, double *d, double *e, int n) {
+    tred2_body(vt, d, e, n);
+    return tql2_body(vt, d, e, n);
+}
+
+// Gauss-Jordan elimination with partial pivoting on the n x 2n block [a | I] in work.
+DENSE_INLINE void inverse_body(const double *a, int n, double *work, double *out) {
+    const int64_t w = 2 * (int64_t)n;
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < n; j++) {
+            work[i * w + j] = a[(int64_t)i * n + j];
+            work[i * w + n + j] = i == j ? 1 : 0;
+        }
+    }
+    for (int col = 0; col < n; col++) {
+        int piv = col;
+        for (int r = col + 1; r < n; r++)
+            if (fabs(work[r * w + col]) > fabs(work[piv * w + col])) piv = r;
+        if (piv != col) {
+            for (int64_t j = 0; j < w; j++) {
+                const double t = work[piv * w + j];
+                work[piv * w + j] = work[col * w + j];
+                work[col * w + j] = t;
+            }
+        }
+        // Left-half columns before col never feed the right half again (pivots and factors come
+        // from column col onwards), so the row operations start at col.
+        double *prow = work + col * w;
+        const double inv = 1 / prow[col];
+        for (int64_t j = col; j < w; j++) prow[j] *= inv;
+        for (int r = 0; r < n; r++) {
+            if (r == col) continue;
+            double *row = work + r * w;
+            const double f = row[col];
+            if (f != 0) axpy_minus(row + col, prow + col, f, w - col);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) out[(int64_t)i * n + j] = work[i * w + n + j];
+}
+
+#if SQ_X86
+SQ_AVX2 static int eigen_avx2(double *vt, double *d, double *e, int n) { return eigen_body(vt, d, e, n); }
+SQ_AVX2 static void inverse_avx2(const double *a, int n, double *work, double *out) { inverse_body(a, n, work, out); }
+#endif
+
+int sq_symmetric_eigen_f64(double *vt, double *d, double *e, int n) {
+    if (n <= 0) return 0;
+#if SQ_X86
+    if (sq_use_avx2()) return eigen_avx2(vt, d, e, n);
+#endif
+    return eigen_body(vt, d, e, n);
+}
+
+void sq_inverse_f64(const double *a, int n, double *work, double *out) {
+    if (n <= 0) return;
+#if SQ_X86
+    if (sq_use_avx2()) {
+        inverse_avx2(a, n, work, out);
+        return;
+    }
+#endif
+    inverse_body(a, n, work, out);
+}
