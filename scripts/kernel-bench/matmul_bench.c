@@ -2,10 +2,15 @@
 // SmolLM2-135M (30 layers of Q4_1 q/k/v/o/gate/up/down, a 49152 x 576 Q8_0 output head) with
 // random codes: milliseconds per pass over all layers and over the head, and the weight bytes
 // streamed per second, for 1, 4 and 16 tokens at once (best of REPEATS passes).
+// Usage: matmul_bench [REPEATS] [huge|4k]: the repacked matrices in one 2 MiB-aligned region
+// marked MADV_HUGEPAGE, as LlamaStage places them (default), or each in its own allocation.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 #include "sq_internal.h"
 #include "sq_kernels.h"
 
@@ -13,6 +18,29 @@ static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int use_arena = 1;
+static uint8_t *arena;
+static size_t arena_used, arena_cap;
+
+// A slice of the huge-page region (reserved once, 2 MiB-aligned), or its own allocation.
+static void *weight_alloc(size_t bytes) {
+    if (!use_arena) return aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!arena) {
+        arena_cap = (size_t)128 << 20;
+        arena = aligned_alloc((size_t)2 << 20, arena_cap);
+#ifdef MADV_HUGEPAGE
+        madvise(arena, arena_cap, MADV_HUGEPAGE);
+#endif
+    }
+    void *p = arena + arena_used;
+    arena_used += (bytes + 63) / 64 * 64;
+    if (arena_used > arena_cap) {
+        fprintf(stderr, "arena too small\n");
+        exit(1);
+    }
+    return p;
 }
 
 typedef struct {
@@ -34,7 +62,7 @@ static matrix make(int type, int rows, int cols) {
             if (type == SQ_TYPE_Q4_1) memcpy(blk + 2, &d, 2);
         }
     matrix m = {type, rows, cols, sq_repack_x8_bytes(type, rows, cols), NULL};
-    m.packed = aligned_alloc(64, (m.bytes + 63) / 64 * 64);
+    m.packed = weight_alloc(m.bytes);
     sq_repack_x8(type, plain, row_bytes, rows, cols, m.packed);
     free(plain);
     return m;
@@ -42,6 +70,7 @@ static matrix make(int type, int rows, int cols) {
 
 int main(int argc, char **argv) {
     const int repeats = argc > 1 ? atoi(argv[1]) : 15;
+    use_arena = !(argc > 2 && strcmp(argv[2], "4k") == 0);
     enum { LAYERS = 30, HIDDEN = 576, KV = 192, FFN = 1536, VOCAB = 49152, MAXTOK = 16 };
     matrix m[LAYERS * 7];
     int k = 0;

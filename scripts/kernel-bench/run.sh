@@ -11,4 +11,7 @@ clang -O3 -fno-math-errno -Wall -I"$root/Sources/CKernels/include" -I"$root/Sour
 for bits in 2 4; do "$out/bench" "$bits" "${1:-15}"; done
 clang -O3 -fno-math-errno -Wall -I"$root/Sources/CKernels/include" -I"$root/Sources/CKernels" \
     "$root/scripts/kernel-bench/matmul_bench.c" "$root"/Sources/CKernels/*.c -o "$out/matmul" -lm
+echo "repacked weights on huge pages (as LlamaStage places them):"
 "$out/matmul" "${1:-15}"
+echo "each matrix in its own allocation (4 KiB pages):"
+"$out/matmul" "${1:-15}" 4k

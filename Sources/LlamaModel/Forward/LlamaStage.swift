@@ -77,8 +77,12 @@ public final class LlamaStage {
         if activations == .q8 {
             var matrices = weights.layers.flatMap { [$0.wq, $0.wk, $0.wv, $0.wo, $0.gate, $0.up, $0.down] }
             if let o = weights.output { matrices.append(o) }
-            for w in matrices where packed[w.data] == nil {
-                packed[w.data] = RepackedMatrix(w, releasingMappedPages: true)
+            var seen = Set<UnsafeRawPointer>()
+            let unique = matrices.filter { seen.insert(UnsafeRawPointer($0.data)).inserted }
+            let total = unique.reduce(0) { $0 + WeightArena.footprint(RepackedMatrix.byteCount(of: $1)) }
+            let arena = total > 0 ? WeightArena(bytes: total) : nil
+            for w in unique {
+                packed[w.data] = RepackedMatrix(w, releasingMappedPages: true, arena: arena)
             }
         }
         repacked = packed
