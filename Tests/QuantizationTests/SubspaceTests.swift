@@ -225,9 +225,24 @@ func orthonormalBasis(_ n: Int, seed: UInt64, count: Int? = nil) -> [[Double]] {
         return (d, v, it)
     }
 
-    @Test(arguments: [1, 2, 5, 31, 64, 100])
-    func eigenPathsAgreeAndDecompose(n: Int) {
-        let a = JacobiEigenTests.randomSymmetric(n, seed: UInt64(900 + n))
+    /// Random symmetric matrices, dense, and reducible: block-diagonal with a zero coupling and
+    /// a zero row/column in the middle, so that tred2's zero-scale branch and tql2's split at a
+    /// negligible subdiagonal run on non-trivial eigenvectors.
+    static func testMatrix(_ n: Int, reducible: Bool) -> [Double] {
+        var a = JacobiEigenTests.randomSymmetric(n, seed: UInt64(900 + n + (reducible ? 1000 : 0)))
+        guard reducible else { return a }
+        let split = n / 2
+        for i in 0..<n {
+            for j in 0..<n where (i < split) != (j < split) || i == split / 2 || j == split / 2 {
+                a[i * n + j] = 0
+            }
+        }
+        return a
+    }
+
+    @Test(arguments: [1, 2, 5, 31, 64, 100], [false, true])
+    func eigenPathsAgreeAndDecompose(n: Int, reducible: Bool) {
+        let a = Self.testMatrix(n, reducible: reducible)
         let fast = Self.eigen(a, n: n, scalar: false)
         let slow = Self.eigen(a, n: n, scalar: true)
         #expect(fast.d.map(\.bitPattern) == slow.d.map(\.bitPattern))

@@ -162,12 +162,12 @@ void sq_gram_f64(const float *x, int64_t rows, int64_t stride, int D, double *g)
 /// Eigen-decomposition of the symmetric n x n row-major double matrix in vt (both triangles),
 /// EISPACK tred2 + tql2: on return d holds the eigenvalues (unsorted) and row k of vt the unit
 /// eigenvector of d[k]; e (n doubles) is scratch. Returns the number of QL iterations. The same
-/// bits with or without AVX2.
+/// bits with or without AVX2. vt, d and e must not overlap.
 int sq_symmetric_eigen_f64(double *vt, double *d, double *e, int n);
 
 /// Inverse of the n x n row-major double matrix a into out, by Gauss-Jordan elimination with
 /// partial pivoting; work holds 2*n*n doubles. A singular matrix gives non-finite entries. The
-/// same bits with or without AVX2.
+/// same bits with or without AVX2. work and out must not overlap each other or a.
 void sq_inverse_f64(const double *a, int n, double *work, double *out);
 
 #ifdef __cplusplus

@@ -70,8 +70,8 @@ public struct SquatMatrices: Sendable {
                             Self.addScaled(xp + i * c, cp + (c + k) * n, w, count: c)
                         }
                     }
-                    next.withUnsafeMutableBufferPointer { nb in
-                        let np = nb.baseAddress!
+                    next.withUnsafeMutableBufferPointer { nextBuffer in
+                        let np = nextBuffer.baseAddress!
                         for i in 0..<c {
                             let acc = np + i * c  // Σ_k cur[c+k][i]·x[k][·], then cur[i][·] − it
                             for k in 0..<qgs { Self.addScaled(acc, xp + k * c, cp[(c + k) * n + i], count: c) }

@@ -49,34 +49,60 @@ public struct WeightMatrix: @unchecked Sendable {
 /// a TLB miss (`scripts/kernel-bench/matmul_bench.c`, one token over SmolLM2's shapes: median
 /// 5.56 ms with huge pages against 5.99 ms, 6 interleaved runs each; `squat bench --kv full
 /// --depths 0 --threads 1`: median decode 146.3 against 135.4 tokens per CPU-second, 5 each).
-public final class WeightArena: @unchecked Sendable {
-    // @unchecked: slices are handed out while the stage is built; read-only afterwards.
-    public let base: UnsafeMutableRawPointer
-    public let capacity: Int
-    public private(set) var used = 0
+final class WeightArena {
+    let base: UnsafeMutableRawPointer
+    let capacity: Int
+    private(set) var used = 0
+    /// Whether `base` is a mapping of its own (else a heap block).
+    private let mapped: Bool
     static let hugePage = 2 << 20
 
-    /// Room for `bytes` (each slice is rounded up to 64 bytes by `slice`).
-    public init(bytes: Int) {
-        capacity = max(Self.hugePage, (bytes + Self.hugePage - 1) / Self.hugePage * Self.hugePage)
-        base = .allocate(byteCount: capacity, alignment: Self.hugePage)
+    /// Room for `bytes` (each slice is rounded up to 64 bytes, see `footprint`).
+    init(bytes: Int) {
+        let huge = Self.hugePage
+        let size = max(huge, (bytes + huge - 1) / huge * huge)
+        capacity = size
         #if os(Linux)
-            _ = madvise(base, capacity, Int32(MADV_HUGEPAGE))
+            // A mapping of its own (over-mapped by one huge page, then trimmed to the aligned
+            // part), so that the huge-page advice never touches memory the heap hands out later.
+            if let raw = mmap(nil, size + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                raw != MAP_FAILED
+            {
+                let start = UInt(bitPattern: raw)
+                let aligned = (start + UInt(huge) - 1) & ~(UInt(huge) - 1)
+                let head = Int(aligned - start)
+                if head > 0 { _ = munmap(raw, head) }
+                if huge - head > 0 { _ = munmap(raw + head + size, huge - head) }
+                base = raw + head
+                mapped = true
+                _ = madvise(base, size, Int32(MADV_HUGEPAGE))
+                return
+            }
         #endif
+        base = .allocate(byteCount: size, alignment: 64)
+        mapped = false
     }
 
     /// The next `bytes` (64-byte aligned), nil when the arena is full.
     func slice(_ bytes: Int) -> UnsafeMutableRawPointer? {
-        let n = (bytes + 63) / 64 * 64
+        let n = Self.footprint(bytes)
         guard n <= capacity - used else { return nil }
         defer { used += n }
         return base + used
     }
 
     /// Bytes `slice` takes for `bytes`.
-    public static func footprint(_ bytes: Int) -> Int { (bytes + 63) / 64 * 64 }
+    static func footprint(_ bytes: Int) -> Int { (bytes + 63) / 64 * 64 }
 
-    deinit { base.deallocate() }
+    deinit {
+        #if os(Linux)
+            if mapped {
+                _ = munmap(base, capacity)
+                return
+            }
+        #endif
+        base.deallocate()
+    }
 }
 
 /// A weight matrix repacked eight rows at a time for the int8-activation products
@@ -98,7 +124,7 @@ public final class RepackedMatrix: @unchecked Sendable {
     /// copy are never both resident (the 30 MB output head of the default model would otherwise
     /// add its size to the peak resident memory). `arena`: where to put the copy (its own
     /// allocation when nil or full).
-    public init?(_ w: WeightMatrix, releasingMappedPages: Bool = false, arena: WeightArena? = nil) {
+    init?(_ w: WeightMatrix, releasingMappedPages: Bool = false, arena: WeightArena?) {
         let type = Int32(w.type.rawValue)
         let bytes = Self.byteCount(of: w)
         guard bytes > 0 else { return nil }
