@@ -270,9 +270,15 @@ SQ_AVX2 static void matmul_x8_avx2(int type, const uint8_t *wx, int64_t nb, cons
                 const int64_t lo = g * GROUP < r0 ? r0 - g * GROUP : 0;
                 const int64_t hi = g * GROUP + GROUP > r1 ? r1 - g * GROUP : GROUP;
                 for (int i = 0; i < T; i++) {
+                    float *dst = y + (t + i) * ys + g * GROUP;
+                    if (lo == 0 && hi == GROUP) {
+                        // A whole group: one store (a copy loop here became a memmove call per group).
+                        _mm256_storeu_ps(dst, out[i]);
+                        continue;
+                    }
                     float lanes[GROUP];
                     _mm256_storeu_ps(lanes, out[i]);
-                    for (int64_t r = lo; r < hi; r++) y[(t + i) * ys + g * GROUP + r] = lanes[r];
+                    for (int64_t r = lo; r < hi; r++) dst[r] = lanes[r];
                 }
             }
         }
