@@ -28,20 +28,17 @@ public struct SymmetricEigendecomposition: Sendable {
         precondition(a.count == n * n, "expected an \(n)×\(n) matrix")
         self.n = n
         let m = UnsafeMutablePointer<Double>.allocate(capacity: max(n * n, 1))
-        let v = UnsafeMutablePointer<Double>.allocate(capacity: max(n * n, 1))
-        defer {
-            m.deallocate()
-            v.deallocate()
-        }
+        defer { m.deallocate() }
         for i in 0..<n {
-            for j in 0..<n {
-                m[i * n + j] = i <= j ? a[i * n + j] : a[j * n + i]
-                v[i * n + j] = i == j ? 1 : 0
-            }
+            for j in 0..<n { m[i * n + j] = i <= j ? a[i * n + j] : a[j * n + i] }
         }
         var vec = [Double](repeating: 0, count: n * n)
         switch method {
         case .jacobi:
+            // Jacobi accumulates its rotations into the identity (row k = eigenvector k).
+            let v = UnsafeMutablePointer<Double>.allocate(capacity: max(n * n, 1))
+            defer { v.deallocate() }
+            for i in 0..<(n * n) { v[i] = i / n == i % n ? 1 : 0 }
             sweeps = Self.jacobi(m, v, n: n, maxSweeps: maxSweeps)
             let order = (0..<n).sorted { m[$0 * n + $0] > m[$1 * n + $1] }
             values = order.map { m[$0 * n + $0] }

@@ -78,7 +78,7 @@ public final class LlamaStage {
             var matrices = weights.layers.flatMap { [$0.wq, $0.wk, $0.wv, $0.wo, $0.gate, $0.up, $0.down] }
             if let o = weights.output { matrices.append(o) }
             var seen = Set<UnsafeRawPointer>()
-            let unique = matrices.filter { seen.insert(UnsafeRawPointer($0.data)).inserted }
+            let unique = matrices.filter { seen.insert($0.data).inserted }
             let total = unique.reduce(0) { $0 + WeightArena.footprint(RepackedMatrix.byteCount(of: $1)) }
             let arena = total > 0 ? WeightArena(bytes: total) : nil
             for w in unique {
