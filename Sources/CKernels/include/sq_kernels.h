@@ -97,6 +97,8 @@ void sq_f32_to_f16_row(const float *src, uint16_t *dst, int64_t n);
 void sq_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
 /// a[i] = silu(a[i]) * b[i]
 void sq_swiglu(float *a, const float *b, int64_t n);
+/// exp(x) in float by glibc's expf method (the same bits as glibc's FMA build); SwiGLU uses it.
+float sq_expf(float x);
 /// y[i] += x[i]
 void sq_add(float *y, const float *x, int64_t n);
 
