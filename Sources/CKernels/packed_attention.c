@@ -459,14 +459,21 @@ SQ_AVX2 static void scores_f32_avx2(const float *q, int g, int D, const float *k
             scores[j * score_stride + t] = sq_hsum256(acc) * scale;
         }
 }
+// Per head, 64 channels at a time held in registers over the tokens (the scalar loop's order).
 SQ_AVX2 static void values_f32_avx2(const float *p, int64_t p_stride, int g, int D, const float *values, int64_t n,
                                     float *out) {
     for (int j = 0; j < g; j++)
-        for (int64_t t = 0; t < n; t++) {
-            __m256 w = _mm256_set1_ps(p[j * p_stride + t]);
-            for (int i = 0; i < D; i += 8)
-                _mm256_storeu_ps(out + j * D + i,
-                                 _mm256_fmadd_ps(w, _mm256_loadu_ps(values + t * D + i), _mm256_loadu_ps(out + j * D + i)));
+        for (int c0 = 0; c0 < D; c0 += 64) {
+            const int runs = D - c0 < 64 ? (D - c0) / 8 : 8;
+            float *o = out + j * D + c0;
+            __m256 acc[8];
+            for (int k = 0; k < runs; k++) acc[k] = _mm256_loadu_ps(o + 8 * k);
+            for (int64_t t = 0; t < n; t++) {
+                const __m256 w = _mm256_set1_ps(p[j * p_stride + t]);
+                const float *v = values + t * D + c0;
+                for (int k = 0; k < runs; k++) acc[k] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * k), acc[k]);
+            }
+            for (int k = 0; k < runs; k++) _mm256_storeu_ps(o + 8 * k, acc[k]);
         }
 }
 #endif

@@ -1,0 +1,72 @@
+import CKernels
+import Foundation
+import Testing
+
+extension Kernels {
+    /// The quantized caches' full-precision window (the newest keys and values, f32): scores and
+    /// value accumulation, AVX2 against scalar bit for bit and against a Double evaluation.
+    @Suite("residual window kernels") struct ResidualWindow {
+        struct Shape: Sendable, CustomStringConvertible {
+            var g: Int
+            var D: Int
+            var n: Int
+            var description: String { "g\(g) D\(D) n\(n)" }
+        }
+
+        static let shapes = [
+            Shape(g: 3, D: 64, n: 33), Shape(g: 1, D: 64, n: 1), Shape(g: 4, D: 128, n: 32), Shape(g: 2, D: 72, n: 17),
+            Shape(g: 5, D: 8, n: 40), Shape(g: 3, D: 256, n: 9),
+        ]
+
+        static func random(_ count: Int, _ rng: inout SplitMix64) -> [Float] {
+            (0..<count).map { _ in Float(rng.nextDouble() * 2 - 1) }
+        }
+
+        @Test("values: AVX2 = scalar bit for bit, close to Double", arguments: shapes)
+        func valuesAgree(_ s: Shape) {
+            var rng = SplitMix64(seed: UInt64(s.g * 1000 + s.D + s.n))
+            let p = Self.random(s.g * s.n, &rng).map { abs($0) }
+            let values = Self.random(s.n * s.D, &rng)
+            let start = Self.random(s.g * s.D, &rng)
+            func run(_ path: KernelPath) -> [Float] {
+                var out = start
+                path.run { sq_accumulate_f32_values(p, Int64(s.n), Int32(s.g), Int32(s.D), values, Int64(s.n), &out) }
+                return out
+            }
+            let fast = run(.avx2)
+            let slow = run(.scalar)
+            #expect(bitMismatches(fast, slow).isEmpty, "\(s): \(bitMismatches(fast, slow))")
+            for j in 0..<s.g {
+                for i in 0..<s.D {
+                    let ref = (0..<s.n).reduce(Double(start[j * s.D + i])) {
+                        $0 + Double(p[j * s.n + $1]) * Double(values[$1 * s.D + i])
+                    }
+                    #expect(
+                        abs(Double(fast[j * s.D + i]) - ref) < 1e-5 * Double(s.n + 1), "\(s) head \(j) channel \(i)")
+                }
+            }
+        }
+
+        @Test("scores: AVX2 = scalar bit for bit, close to Double", arguments: shapes)
+        func scoresAgree(_ s: Shape) {
+            var rng = SplitMix64(seed: UInt64(7 + s.g * 1000 + s.D + s.n))
+            let q = Self.random(s.g * s.D, &rng)
+            let keys = Self.random(s.n * s.D, &rng)
+            func run(_ path: KernelPath) -> [Float] {
+                var scores = [Float](repeating: 0, count: s.g * s.n)
+                path.run { sq_scores_f32_keys(q, Int32(s.g), Int32(s.D), keys, Int64(s.n), 0.125, &scores, Int64(s.n)) }
+                return scores
+            }
+            let fast = run(.avx2)
+            let slow = run(.scalar)
+            #expect(bitMismatches(fast, slow).isEmpty, "\(s): \(bitMismatches(fast, slow))")
+            for j in 0..<s.g {
+                for t in 0..<s.n {
+                    let ref =
+                        (0..<s.D).reduce(0.0) { $0 + Double(q[j * s.D + $1]) * Double(keys[t * s.D + $1]) } * 0.125
+                    #expect(abs(Double(fast[j * s.n + t]) - ref) < 1e-5, "\(s) head \(j) token \(t)")
+                }
+            }
+        }
+    }
+}
