@@ -22,6 +22,14 @@ extension Kernels {
             (0..<count).map { _ in Float(rng.nextDouble() * 2 - 1) }
         }
 
+        /// The AVX2 result of `run`, expecting the scalar path to give the same bits.
+        static func samePaths(_ s: Shape, _ run: (KernelPath) -> [Float]) -> [Float] {
+            let fast = run(.avx2)
+            let slow = run(.scalar)
+            #expect(bitMismatches(fast, slow).isEmpty, "\(s): \(bitMismatches(fast, slow))")
+            return fast
+        }
+
         @Test("values: AVX2 = scalar bit for bit, close to Double", arguments: shapes)
         func valuesAgree(_ s: Shape) {
             var rng = SplitMix64(seed: UInt64(s.g * 1000 + s.D + s.n))
@@ -33,9 +41,7 @@ extension Kernels {
                 path.run { sq_accumulate_f32_values(p, Int64(s.n), Int32(s.g), Int32(s.D), values, Int64(s.n), &out) }
                 return out
             }
-            let fast = run(.avx2)
-            let slow = run(.scalar)
-            #expect(bitMismatches(fast, slow).isEmpty, "\(s): \(bitMismatches(fast, slow))")
+            let fast = Self.samePaths(s, run)
             for j in 0..<s.g {
                 for i in 0..<s.D {
                     let ref = (0..<s.n).reduce(Double(start[j * s.D + i])) {
@@ -57,9 +63,7 @@ extension Kernels {
                 path.run { sq_scores_f32_keys(q, Int32(s.g), Int32(s.D), keys, Int64(s.n), 0.125, &scores, Int64(s.n)) }
                 return scores
             }
-            let fast = run(.avx2)
-            let slow = run(.scalar)
-            #expect(bitMismatches(fast, slow).isEmpty, "\(s): \(bitMismatches(fast, slow))")
+            let fast = Self.samePaths(s, run)
             for j in 0..<s.g {
                 for t in 0..<s.n {
                     let ref =
