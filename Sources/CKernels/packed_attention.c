@@ -459,21 +459,28 @@ SQ_AVX2 static void scores_f32_avx2(const float *q, int g, int D, const float *k
             scores[j * score_stride + t] = sq_hsum256(acc) * scale;
         }
 }
-// Per head, 64 channels at a time held in registers over the tokens (the scalar loop's order).
+// `runs` 8-channel runs of one head's output, accumulated over the tokens in the scalar loop's
+// order; with a constant `runs` the accumulators stay in registers.
+SQ_INLINE_AVX2 void values_f32_runs(const float *p, int runs, int D, const float *values, int64_t n, float *o) {
+    __m256 acc[8];
+    for (int k = 0; k < runs; k++) acc[k] = _mm256_loadu_ps(o + 8 * k);
+    for (int64_t t = 0; t < n; t++) {
+        const __m256 w = _mm256_set1_ps(p[t]);
+        const float *v = values + t * D;
+        for (int k = 0; k < runs; k++) acc[k] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * k), acc[k]);
+    }
+    for (int k = 0; k < runs; k++) _mm256_storeu_ps(o + 8 * k, acc[k]);
+}
+
+// Per head, 64 channels at a time.
 SQ_AVX2 static void values_f32_avx2(const float *p, int64_t p_stride, int g, int D, const float *values, int64_t n,
                                     float *out) {
     for (int j = 0; j < g; j++)
         for (int c0 = 0; c0 < D; c0 += 64) {
-            const int runs = D - c0 < 64 ? (D - c0) / 8 : 8;
+            const float *pj = p + j * p_stride;
             float *o = out + j * D + c0;
-            __m256 acc[8];
-            for (int k = 0; k < runs; k++) acc[k] = _mm256_loadu_ps(o + 8 * k);
-            for (int64_t t = 0; t < n; t++) {
-                const __m256 w = _mm256_set1_ps(p[j * p_stride + t]);
-                const float *v = values + t * D + c0;
-                for (int k = 0; k < runs; k++) acc[k] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * k), acc[k]);
-            }
-            for (int k = 0; k < runs; k++) _mm256_storeu_ps(o + 8 * k, acc[k]);
+            if (D - c0 >= 64) values_f32_runs(pj, 8, D, values + c0, n, o);
+            else values_f32_runs(pj, (D - c0) / 8, D, values + c0, n, o);
         }
 }
 #endif

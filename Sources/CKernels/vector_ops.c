@@ -14,10 +14,12 @@ void sq_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps
 //
 // exp(x) = 2^(k/32) * 2^(r/32), k = round(x * 32/ln2), |r| <= 1/2, evaluated in double with a
 // cubic polynomial and one rounding to float at the end: the table-driven method of glibc's
-// expf, with its constants and its fused operations (those of the FMA build glibc runs on x86-64
-// with AVX2). On this machine sq_expf equals glibc's expf for every float (checked exhaustively
-// once; the tests compare millions of inputs), and the AVX2 path computes the same operations
-// per lane, so SwiGLU gives the same bits on either path as it did with libm's expf.
+// expf, with its constants and the fused operations of its FMA build (the one glibc runs on
+// x86-64 with FMA). On this machine sq_expf equals glibc's expf for every float (checked
+// exhaustively once; the tests compare millions of inputs), and the AVX2 path computes the same
+// operations per lane, so SwiGLU gives the bits it gave with libm's expf. Without AVX2 and FMA,
+// SwiGLU keeps libm's expf: there glibc runs its non-FMA build, and emulated fused operations
+// would be slow.
 
 // Bits of 2^(i/32) (correctly rounded doubles) minus i << 47: adding k << 47 then puts the
 // exponent of 2^(k/32) in place.
@@ -35,14 +37,13 @@ static const uint64_t exp2_table[32] = {
 #define EXP_C1 (0x1.ebfce50fac4f3p-3 / 32 / 32)
 #define EXP_C2 (0x1.62e42ff0c52d6p-1 / 32)
 
-// True when |x| >= 88 or x is NaN: the inputs that need sq_expf's range checks.
-static inline int exp_out_of_range(uint32_t bits) { return ((bits >> 20) & 0x7ff) >= 0x42b; }
-
-float sq_expf(float x) {
+// sq_expf's body, inlined into a plain and an FMA-targeted function (where fma() is one
+// instruction instead of a library call).
+static inline __attribute__((always_inline)) float expf_body(float x) {
 #pragma clang fp contract(off)
     uint32_t bits;
     memcpy(&bits, &x, 4);
-    if (exp_out_of_range(bits)) {
+    if (((bits >> 20) & 0x7ff) >= 0x42b) {                 // |x| >= 88 or NaN
         if (bits == 0xff800000u) return 0.0f;             // -inf
         if (((bits >> 20) & 0x7ff) >= 0x7f8) return x + x;  // +inf, NaN
         if (x > 0x1.62e42ep6f) return INFINITY;             // above log(2^128)
@@ -63,14 +64,30 @@ float sq_expf(float x) {
     return (float)(y * s);
 }
 
-static void swiglu_scalar(float *a, const float *b, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        float v = a[i];
-        a[i] = v / (1.0f + sq_expf(-v)) * b[i];
+float sq_expf(float x) {
+#if SQ_X86
+    if (sq_use_avx2()) {
+        extern float sq_expf_fma(float x);
+        return sq_expf_fma(x);
     }
+#endif
+    return expf_body(x);
+}
+
+void sq_expf_n(float *x, int64_t n) {
+#if SQ_X86
+    if (sq_use_avx2()) {
+        extern void sq_expf_n_avx2(float *x, int64_t n);
+        sq_expf_n_avx2(x, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) x[i] = expf_body(x[i]);
 }
 
 #if SQ_X86
+SQ_AVX2 float sq_expf_fma(float x) { return expf_body(x); }
+
 // sq_expf of four floats, lane by lane the same operations (x within range).
 SQ_AVX2 static inline __m128 expf4_avx2(__m128 x) {
     const __m256d xd = _mm256_cvtps_pd(x), shift = _mm256_set1_pd(EXP_SHIFT), inv = _mm256_set1_pd(EXP_INV_LN2_32);
@@ -86,22 +103,41 @@ SQ_AVX2 static inline __m128 expf4_avx2(__m128 x) {
     return _mm256_cvtpd_ps(_mm256_mul_pd(y, s));
 }
 
+// True when some lane of x has |x| >= 88 or is NaN: such runs take sq_expf's range checks.
+SQ_AVX2 static inline int expf8_out_of_range(__m256 x) {
+    const __m256i top = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
+    return !_mm256_testz_si256(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(0x42b - 1)), _mm256_set1_epi32(-1));
+}
+
+SQ_AVX2 static inline __m256 expf8_avx2(__m256 x) {
+    return _mm256_set_m128(expf4_avx2(_mm256_extractf128_ps(x, 1)), expf4_avx2(_mm256_castps256_ps128(x)));
+}
+
+SQ_AVX2 void sq_expf_n_avx2(float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        if (expf8_out_of_range(v)) {
+            for (int j = 0; j < 8; j++) x[i + j] = expf_body(x[i + j]);
+        } else {
+            _mm256_storeu_ps(x + i, expf8_avx2(v));
+        }
+    }
+    for (; i < n; i++) x[i] = expf_body(x[i]);
+}
+
 SQ_AVX2 static void swiglu_avx2(float *a, const float *b, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-    const __m256i limit = _mm256_set1_epi32(0x42b - 1);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 v = _mm256_loadu_ps(a + i), x = _mm256_xor_ps(v, sign);
-        // Lanes with |x| >= 88 or NaN take the scalar function's range checks.
-        const __m256i top = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
-        if (!_mm256_testz_si256(_mm256_cmpgt_epi32(top, limit), _mm256_set1_epi32(-1))) {
-            swiglu_scalar(a + i, b + i, 8);
+        if (expf8_out_of_range(x)) {
+            for (int j = 0; j < 8; j++) a[i + j] = a[i + j] / (1.0f + expf_body(-a[i + j])) * b[i + j];
             continue;
         }
-        const __m256 e = _mm256_set_m128(expf4_avx2(_mm256_extractf128_ps(x, 1)), expf4_avx2(_mm256_castps256_ps128(x)));
-        _mm256_storeu_ps(a + i, _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(one, e)), _mm256_loadu_ps(b + i)));
+        _mm256_storeu_ps(a + i, _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(one, expf8_avx2(x))), _mm256_loadu_ps(b + i)));
     }
-    swiglu_scalar(a + i, b + i, n - i);
+    for (; i < n; i++) a[i] = a[i] / (1.0f + expf_body(-a[i])) * b[i];
 }
 #endif
 
@@ -112,7 +148,10 @@ void sq_swiglu(float *a, const float *b, int64_t n) {
         return;
     }
 #endif
-    swiglu_scalar(a, b, n);
+    for (int64_t i = 0; i < n; i++) {
+        float v = a[i];
+        a[i] = v / (1.0f + expf(-v)) * b[i];
+    }
 }
 
 void sq_add(float *y, const float *x, int64_t n) {

@@ -20,7 +20,7 @@ extension Kernels {
                 bits += 997
             }
             let edges: [Float] = [
-                0, -0, 1, -1, .infinity, -.infinity, .nan, 88, -88, 0x1.62e42ep6, 0x1.62e430p6, -0x1.9fe368p6,
+                0, -0.0, 1, -1, .infinity, -.infinity, .nan, 88, -88, 0x1.62e42ep6, 0x1.62e430p6, -0x1.9fe368p6,
                 -0x1.9fe36ap6, -87.9, 87.9, -104, 89, .leastNonzeroMagnitude, .greatestFiniteMagnitude,
                 -.greatestFiniteMagnitude, 1e-30, -1e-30, 0.5 * Float(M_LN2), -0.5 * Float(M_LN2),
             ]
@@ -57,13 +57,31 @@ extension Kernels {
             #expect(libmMismatches.isEmpty, "\(libmMismatches)")
         }
 
+        @Test("sq_expf_n (eight lanes at a time on AVX2) = sq_expf, on both paths")
+        func vectorExpMatchesScalar() {
+            let expected = Self.inputs.map { sq_expf($0) }
+            for path in KernelPath.allCases {
+                var x = Self.inputs
+                path.run { sq_expf_n(&x, Int64(x.count)) }
+                let keep = x.indices.filter { !Self.inputs[$0].isNaN }
+                #expect(bitMismatches(keep.map { x[$0] }, keep.map { expected[$0] }).isEmpty, "\(path)")
+                #expect(x.indices.filter { Self.inputs[$0].isNaN }.allSatisfy { x[$0].isNaN })
+            }
+        }
+
         /// Values in every regime: ordinary activations, large ones whose exp leaves the fast
         /// path (|x| >= 88) inside otherwise ordinary 8-lane runs, and the special values.
         static func activations(_ n: Int, seed: UInt64) -> ([Float], [Float]) {
             var rng = SplitMix64(seed: seed)
-            var a = (0..<n).map { i in Float(rng.nextDouble() * 2 - 1) * (i % 11 == 0 ? 300 : 12) }
+            var a = (0..<n).map { i in Float(rng.nextDouble() * 2 - 1) * (i % 41 == 0 && i >= 24 ? 300 : 12) }
+            // The special values go in the third 8-lane run and in the tail past the last full
+            // run, so that the first two runs take the vector path.
             let specials: [Float] = [.nan, .infinity, -.infinity, -0.0, 0, 88, -88, 104, -104]
-            for (k, v) in specials.enumerated() where 3 + 7 * k < n { a[3 + 7 * k] = v }
+            let tail = n - n % 8
+            for (k, v) in specials.enumerated() {
+                if 16 + k < min(24, n) { a[16 + k] = v }
+                if tail + k < n { a[tail + k] = specials[(k + 3) % specials.count] }
+            }
             let b = (0..<n).map { _ in Float(rng.nextDouble() * 2 - 1) }
             return (a, b)
         }
@@ -74,7 +92,9 @@ extension Kernels {
             return out
         }
 
-        @Test("SwiGLU: AVX2 = scalar bit for bit, = v / (1 + expf(-v)) * b", arguments: [1, 7, 8, 9, 1536, 4099])
+        @Test(
+            "SwiGLU: AVX2 = scalar bit for bit, = v / (1 + expf(-v)) * b",
+            arguments: [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 23, 24, 31, 1536, 4099])
         func swigluAgrees(n: Int) {
             let (a, b) = Self.activations(n, seed: UInt64(n))
             let fast = Self.swiglu(a, b, .avx2)

@@ -15,7 +15,7 @@ extension Kernels {
 
         static let shapes = [
             Shape(g: 3, D: 64, n: 33), Shape(g: 1, D: 64, n: 1), Shape(g: 4, D: 128, n: 32), Shape(g: 2, D: 72, n: 17),
-            Shape(g: 5, D: 8, n: 40), Shape(g: 3, D: 256, n: 9),
+            Shape(g: 5, D: 8, n: 40), Shape(g: 3, D: 256, n: 9), Shape(g: 2, D: 64, n: 0),
         ]
 
         static func random(_ count: Int, _ rng: inout SplitMix64) -> [Float] {
@@ -33,19 +33,23 @@ extension Kernels {
         @Test("values: AVX2 = scalar bit for bit, close to Double", arguments: shapes)
         func valuesAgree(_ s: Shape) {
             var rng = SplitMix64(seed: UInt64(s.g * 1000 + s.D + s.n))
-            let p = Self.random(s.g * s.n, &rng).map { abs($0) }
+            // Rows of p are `stride` apart, wider than the tokens, as the caches call it.
+            let stride = s.n + 5
+            let p = Self.random(s.g * stride, &rng).map { abs($0) }
             let values = Self.random(s.n * s.D, &rng)
             let start = Self.random(s.g * s.D, &rng)
             func run(_ path: KernelPath) -> [Float] {
                 var out = start
-                path.run { sq_accumulate_f32_values(p, Int64(s.n), Int32(s.g), Int32(s.D), values, Int64(s.n), &out) }
+                path.run {
+                    sq_accumulate_f32_values(p, Int64(stride), Int32(s.g), Int32(s.D), values, Int64(s.n), &out)
+                }
                 return out
             }
             let fast = Self.samePaths(s, run)
             for j in 0..<s.g {
                 for i in 0..<s.D {
                     let ref = (0..<s.n).reduce(Double(start[j * s.D + i])) {
-                        $0 + Double(p[j * s.n + $1]) * Double(values[$1 * s.D + i])
+                        $0 + Double(p[j * stride + $1]) * Double(values[$1 * s.D + i])
                     }
                     #expect(
                         abs(Double(fast[j * s.D + i]) - ref) < 1e-5 * Double(s.n + 1), "\(s) head \(j) channel \(i)")
@@ -58,9 +62,13 @@ extension Kernels {
             var rng = SplitMix64(seed: UInt64(7 + s.g * 1000 + s.D + s.n))
             let q = Self.random(s.g * s.D, &rng)
             let keys = Self.random(s.n * s.D, &rng)
+            // Rows of scores are `stride` apart; what lies between them must stay untouched.
+            let stride = s.n + 3
             func run(_ path: KernelPath) -> [Float] {
-                var scores = [Float](repeating: 0, count: s.g * s.n)
-                path.run { sq_scores_f32_keys(q, Int32(s.g), Int32(s.D), keys, Int64(s.n), 0.125, &scores, Int64(s.n)) }
+                var scores = [Float](repeating: -7, count: s.g * stride)
+                path.run {
+                    sq_scores_f32_keys(q, Int32(s.g), Int32(s.D), keys, Int64(s.n), 0.125, &scores, Int64(stride))
+                }
                 return scores
             }
             let fast = Self.samePaths(s, run)
@@ -68,8 +76,11 @@ extension Kernels {
                 for t in 0..<s.n {
                     let ref =
                         (0..<s.D).reduce(0.0) { $0 + Double(q[j * s.D + $1]) * Double(keys[t * s.D + $1]) } * 0.125
-                    #expect(abs(Double(fast[j * s.n + t]) - ref) < 1e-5, "\(s) head \(j) token \(t)")
+                    #expect(abs(Double(fast[j * stride + t]) - ref) < 1e-5, "\(s) head \(j) token \(t)")
                 }
+                #expect(
+                    fast[(j * stride + s.n)..<((j + 1) * stride)].allSatisfy { $0 == -7 }, "\(s) head \(j): gap written"
+                )
             }
         }
     }

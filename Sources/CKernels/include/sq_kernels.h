@@ -97,8 +97,11 @@ void sq_f32_to_f16_row(const float *src, uint16_t *dst, int64_t n);
 void sq_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
 /// a[i] = silu(a[i]) * b[i]
 void sq_swiglu(float *a, const float *b, int64_t n);
-/// exp(x) in float by glibc's expf method (the same bits as glibc's FMA build); SwiGLU uses it.
+/// exp(x) in float by glibc's expf method (the same bits as glibc's FMA build); SwiGLU's AVX2
+/// path uses it.
 float sq_expf(float x);
+/// x[i] = sq_expf(x[i]) (eight lanes at a time on AVX2).
+void sq_expf_n(float *x, int64_t n);
 /// y[i] += x[i]
 void sq_add(float *y, const float *x, int64_t n);
 
