@@ -64,29 +64,9 @@ static inline __attribute__((always_inline)) float expf_body(float x) {
     return (float)(y * s);
 }
 
-float sq_expf(float x) {
 #if SQ_X86
-    if (sq_use_avx2()) {
-        extern float sq_expf_fma(float x);
-        return sq_expf_fma(x);
-    }
-#endif
-    return expf_body(x);
-}
-
-void sq_expf_n(float *x, int64_t n) {
-#if SQ_X86
-    if (sq_use_avx2()) {
-        extern void sq_expf_n_avx2(float *x, int64_t n);
-        sq_expf_n_avx2(x, n);
-        return;
-    }
-#endif
-    for (int64_t i = 0; i < n; i++) x[i] = expf_body(x[i]);
-}
-
-#if SQ_X86
-SQ_AVX2 float sq_expf_fma(float x) { return expf_body(x); }
+// expf_body compiled for FMA: its fma() calls become single instructions.
+SQ_AVX2 static float expf_fma(float x) { return expf_body(x); }
 
 // sq_expf of four floats, lane by lane the same operations (x within range).
 SQ_AVX2 static inline __m128 expf4_avx2(__m128 x) {
@@ -103,7 +83,7 @@ SQ_AVX2 static inline __m128 expf4_avx2(__m128 x) {
     return _mm256_cvtpd_ps(_mm256_mul_pd(y, s));
 }
 
-// True when some lane of x has |x| >= 88 or is NaN: such runs take sq_expf's range checks.
+// True when some lane of x has |x| >= 88 or is NaN: such runs take expf_body's range checks.
 SQ_AVX2 static inline int expf8_out_of_range(__m256 x) {
     const __m256i top = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
     return !_mm256_testz_si256(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(0x42b - 1)), _mm256_set1_epi32(-1));
@@ -113,17 +93,24 @@ SQ_AVX2 static inline __m256 expf8_avx2(__m256 x) {
     return _mm256_set_m128(expf4_avx2(_mm256_extractf128_ps(x, 1)), expf4_avx2(_mm256_castps256_ps128(x)));
 }
 
-SQ_AVX2 void sq_expf_n_avx2(float *x, int64_t n) {
+// x[i] = exp(x[i]) one at a time (out-of-range runs and tails of the 8-lane loop).
+SQ_AVX2 static void expf_n_fma(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = expf_body(x[i]);
+}
+
+SQ_AVX2 static void expf_n_avx2(float *x, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 v = _mm256_loadu_ps(x + i);
-        if (expf8_out_of_range(v)) {
-            for (int j = 0; j < 8; j++) x[i + j] = expf_body(x[i + j]);
-        } else {
-            _mm256_storeu_ps(x + i, expf8_avx2(v));
-        }
+        if (expf8_out_of_range(v)) expf_n_fma(x + i, 8);
+        else _mm256_storeu_ps(x + i, expf8_avx2(v));
     }
-    for (; i < n; i++) x[i] = expf_body(x[i]);
+    expf_n_fma(x + i, n - i);
+}
+
+// a[i] = silu(a[i]) * b[i] one at a time, with expf_body (as expf_n_fma).
+SQ_AVX2 static void swiglu_fma(float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++) a[i] = a[i] / (1.0f + expf_body(-a[i])) * b[i];
 }
 
 SQ_AVX2 static void swiglu_avx2(float *a, const float *b, int64_t n) {
@@ -131,15 +118,29 @@ SQ_AVX2 static void swiglu_avx2(float *a, const float *b, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 v = _mm256_loadu_ps(a + i), x = _mm256_xor_ps(v, sign);
-        if (expf8_out_of_range(x)) {
-            for (int j = 0; j < 8; j++) a[i + j] = a[i + j] / (1.0f + expf_body(-a[i + j])) * b[i + j];
-            continue;
-        }
-        _mm256_storeu_ps(a + i, _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(one, expf8_avx2(x))), _mm256_loadu_ps(b + i)));
+        if (expf8_out_of_range(x)) swiglu_fma(a + i, b + i, 8);
+        else _mm256_storeu_ps(a + i, _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(one, expf8_avx2(x))), _mm256_loadu_ps(b + i)));
     }
-    for (; i < n; i++) a[i] = a[i] / (1.0f + expf_body(-a[i])) * b[i];
+    swiglu_fma(a + i, b + i, n - i);
 }
 #endif
+
+float sq_expf(float x) {
+#if SQ_X86
+    if (sq_use_avx2()) return expf_fma(x);
+#endif
+    return expf_body(x);
+}
+
+void sq_expf_n(float *x, int64_t n) {
+#if SQ_X86
+    if (sq_use_avx2()) {
+        expf_n_avx2(x, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) x[i] = expf_body(x[i]);
+}
 
 void sq_swiglu(float *a, const float *b, int64_t n) {
 #if SQ_X86
