@@ -12,12 +12,15 @@
 // the table are read. The scalar and AVX2 paths do the same operations in the same order and
 // agree bit for bit; a token's score never depends on the other tokens of the call.
 //
+// Keys stored after RoPE need no rotation, so the group's scales fold into the query: q . (s c + m)
+// is computed as (q s) . c + q . m, with q s and q . m once per key group and head; a key then
+// costs its codes' conversion and the dot product alone.
+//
 // Codes are read without shifting: the code of channel i, at bit sh = (i / w) * bits of its byte,
 // is taken masked in place as c * 2^sh, and the power of two is cancelled exactly elsewhere: keys
 // use the scale times 2^-sh (fma(c 2^sh, s 2^-sh, m) is fma(c, s, m) unless s 2^-sh underflows),
 // values accumulate p * scale * c * 2^sh per channel and multiply the sum by 2^-sh at the end.
 #include <math.h>
-#include <string.h>
 #include "sq_simd.h"
 
 void sq_pack_codes(const uint8_t *codes, int D, int bits, uint8_t *out) {
@@ -95,6 +98,7 @@ static void scores_packed_scalar(const float *q, int g, int D, const uint8_t *co
                                  const float *rope_sin, int64_t n, float scale, float *scores, int64_t stride) {
     const int pb = D * bits / 8, h = D / 2;
     float s[SQ_PACKED_MAX_D], m[SQ_PACKED_MAX_D], k[SQ_PACKED_MAX_D], qr[SQ_PACKED_MAX_D], c[SQ_PACKED_MAX_D];
+    float qs[SQ_PACKED_MAX_D], qm = 0;  // keys after RoPE: the query times the group's scales, and q . m
     for (int j = 0; j < g; j++) {
         int64_t group = -1;
         for (int64_t t = 0; t < n; t++) {
@@ -105,12 +109,20 @@ static void scores_packed_scalar(const float *q, int g, int D, const uint8_t *co
                     s[i] = load_scale(kscale, gi * D + i, scale_f32) * unshift(D, bits, i);
                     m[i] = load_scale(kmin, gi * D + i, scale_f32);
                 }
-                if (rope_cos) unrotate_query_scalar(q + j * D, D, rope_cos + gi * key_group * h, rope_sin + gi * key_group * h, qr);
-                else memcpy(qr, q + j * D, sizeof(float) * (size_t)D);
+                if (rope_cos) {
+                    unrotate_query_scalar(q + j * D, D, rope_cos + gi * key_group * h, rope_sin + gi * key_group * h, qr);
+                } else {
+                    for (int i = 0; i < D; i++) qs[i] = q[j * D + i] * s[i];
+                    qm = dot_scalar8(q + j * D, m, D);
+                }
             }
             codes_in_place(codes + t * pb, D, bits, c);
+            if (!rope_cos) {
+                scores[j * stride + t] = (dot_split_scalar8(qs, c, D) + qm) * scale;
+                continue;
+            }
             for (int i = 0; i < D; i++) k[i] = fmaf(c[i], s[i], m[i]);
-            if (rope_cos) {
+            {
                 const float *c = rope_cos + (pos - gi * key_group) * h, *sn = rope_sin + (pos - gi * key_group) * h;
                 for (int i = 0; i < h; i++) {
                     float a = k[i], b = k[i + h];
@@ -173,9 +185,11 @@ SQ_INLINE_AVX2 __m256 load8_scale(const void *p, int64_t i, int f32) {
                : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
 }
 
-// One key at packed, dequantized with the group's s/m and (with cr) rotated by its in-group row,
-// dotted with G (<= 4) rotated query heads qr (rows D apart): out[j] holds head j's eight lane
-// sums (even and odd 8-channel runs added), reduced later eight keys at a time.
+// One key at packed dotted with G (<= 4) query heads qr (rows D apart): with cr, the key is
+// dequantized with the group's s/m and rotated by its in-group row, and qr is the query rotated
+// back by the group's anchor; without, qr holds the query times the group's scales and the key is
+// its codes in place. out[j] holds head j's eight lane sums (even and odd 8-channel runs added),
+// reduced later eight keys at a time.
 SQ_INLINE_AVX2 void key_lanes(const uint8_t *packed, int D, int bits, const float *s, const float *m,
                               const float *cr, const float *sr, const float *qr, int G, __m256 *out) {
     const int h = D / 2, w = D * bits / 8;
@@ -193,8 +207,7 @@ SQ_INLINE_AVX2 void key_lanes(const uint8_t *packed, int D, int bits, const floa
             k[(v + h) / 8] = _mm256_fmadd_ps(a, sn, _mm256_mul_ps(b, c));
         }
     } else {
-        for (int v = 0; v < D; v += 8)
-            k[v / 8] = _mm256_fmadd_ps(run_in_place(X, D, bits, v), _mm256_loadu_ps(s + v), _mm256_loadu_ps(m + v));
+        for (int v = 0; v < D; v += 8) k[v / 8] = run_in_place(X, D, bits, v);
     }
     // Two accumulators per head (even and odd 8-channel runs) halve the FMA chains.
     for (int v = 0; v < D; v += 16)
@@ -221,10 +234,11 @@ SQ_INLINE_AVX2 __m256 reduce8_keys(const __m256 *v) {
 }
 
 // Scores of keys [t, t + nb) (nb <= 8, one key group) for G heads starting at head j0: per-key lane
-// sums go to a small buffer, then each head's eight keys are reduced together.
+// sums go to a small buffer, then each head's eight keys are reduced together (plus qm[j], the
+// query's dot product with the group's minimums, when the scales are folded into the query).
 SQ_INLINE_AVX2 void key_block(const uint8_t *codes, int pb, int D, int bits, const float *s, const float *m,
-                              const float *cr, const float *sr, const float *qr, int G, int64_t t, int nb,
-                              __m256 scale, float *scores, int64_t stride, int j0) {
+                              const float *cr, const float *sr, const float *qr, const float *qm, int G, int64_t t,
+                              int nb, __m256 scale, float *scores, int64_t stride, int j0) {
     const int h = D / 2;
     __m256 lanes[4][8];
     for (int i = 0; i < nb; i++) {
@@ -234,7 +248,9 @@ SQ_INLINE_AVX2 void key_block(const uint8_t *codes, int pb, int D, int bits, con
     }
     for (int j = 0; j < G; j++) {
         for (int i = nb; i < 8; i++) lanes[j][i] = _mm256_setzero_ps();
-        const __m256 r = _mm256_mul_ps(reduce8_keys(lanes[j]), scale);
+        __m256 dot = reduce8_keys(lanes[j]);
+        if (qm) dot = _mm256_add_ps(dot, _mm256_set1_ps(qm[j]));
+        const __m256 r = _mm256_mul_ps(dot, scale);
         float *dst = scores + (int64_t)(j0 + j) * stride + t;
         if (nb == 8) {
             _mm256_storeu_ps(dst, r);
@@ -252,7 +268,7 @@ SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8
                                        float *scores, int64_t stride) {
     const int pb = D * bits / 8, h = D / 2;
     float s[SQ_PACKED_MAX_D], m[SQ_PACKED_MAX_D];
-    float qr[SQ_PACKED_MAX_QD];
+    float qr[SQ_PACKED_MAX_QD], qm[SQ_PACKED_MAX_QD / 8];
     const __m256 vscale = _mm256_set1_ps(scale);
     int64_t t = 0;
     while (t < n) {
@@ -273,8 +289,20 @@ SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8
                     _mm256_storeu_ps(qr + j * D + v + h, _mm256_fmsub_ps(b, cv, _mm256_mul_ps(a, sv)));
                 }
         } else {
-            memcpy(qr, q, sizeof(float) * (size_t)(g * D));
+            // The scales fold into the query; q . m in dot_scalar8's order.
+            for (int j = 0; j < g; j++) {
+                __m256 acc = _mm256_setzero_ps();
+                for (int v = 0; v < D; v += 8) {
+                    const __m256 qv = _mm256_loadu_ps(q + j * D + v);
+                    _mm256_storeu_ps(qr + j * D + v, _mm256_mul_ps(qv, _mm256_loadu_ps(s + v)));
+                    acc = _mm256_fmadd_ps(qv, _mm256_loadu_ps(m + v), acc);
+                }
+                float l[8];
+                _mm256_storeu_ps(l, acc);
+                qm[j] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+            }
         }
+        const float *qmj = rope_cos ? NULL : qm;
         for (; t < end; t += 8) {
             const int nb = end - t < 8 ? (int)(end - t) : 8;
             const int64_t r = (pos0 + t - anchor) * h;
@@ -282,12 +310,12 @@ SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8
             if (t + 16 < n) _mm_prefetch((const char *)(codes + (t + 16) * pb), _MM_HINT_T0);
             for (int j0 = 0; j0 < g; j0 += 4) {
                 const int G = g - j0 < 4 ? g - j0 : 4;
-                const float *qj = qr + j0 * D;
+                const float *qj = qr + j0 * D, *qmj0 = qmj ? qmj + j0 : NULL;
                 // Constant head counts let the per-key loops unroll.
-                if (G == 3) key_block(codes, pb, D, bits, s, m, cr, sr, qj, 3, t, nb, vscale, scores, stride, j0);
-                else if (G == 4) key_block(codes, pb, D, bits, s, m, cr, sr, qj, 4, t, nb, vscale, scores, stride, j0);
-                else if (G == 2) key_block(codes, pb, D, bits, s, m, cr, sr, qj, 2, t, nb, vscale, scores, stride, j0);
-                else key_block(codes, pb, D, bits, s, m, cr, sr, qj, 1, t, nb, vscale, scores, stride, j0);
+                if (G == 3) key_block(codes, pb, D, bits, s, m, cr, sr, qj, qmj0, 3, t, nb, vscale, scores, stride, j0);
+                else if (G == 4) key_block(codes, pb, D, bits, s, m, cr, sr, qj, qmj0, 4, t, nb, vscale, scores, stride, j0);
+                else if (G == 2) key_block(codes, pb, D, bits, s, m, cr, sr, qj, qmj0, 2, t, nb, vscale, scores, stride, j0);
+                else key_block(codes, pb, D, bits, s, m, cr, sr, qj, qmj0, 1, t, nb, vscale, scores, stride, j0);
             }
         }
         t = end;
