@@ -28,7 +28,10 @@ public struct QuantizedCacheFactory: KVCacheFactory {
     }
 
     public var name: String {
-        let rope = method == .kivi && params.keyRope == .pre ? "-prerope" : ""
+        // Named where the key placement differs from the method's default.
+        let rope =
+            method == .kivi && params.keyRope == .pre
+            ? "-prerope" : method == .squat && params.keyRope == .post ? "-postrope" : ""
         return "\(method.rawValue)\(rope)-k\(params.kBits)v\(params.vBits)\(scales == .f32 ? "-f32scales" : "")"
     }
 
@@ -116,7 +119,9 @@ public final class QuantizedCache: SequenceKVCache {
         self.layers = (0..<layers).map { _ in LayerStore(heads: shape.kvHeads) }
     }
 
-    var keysBeforeRope: Bool { method == .squat || params.keyRope == .pre }
+    /// Keys are quantized (and kept in the residual window) as they were before RoPE: SQuat's
+    /// default and KIVI-pre-RoPE; `params.keyRope == .post` (KIVI's default) stores rotated keys.
+    var keysBeforeRope: Bool { params.keyRope == .pre }
 
     public var byteCount: Int {
         var total = 0

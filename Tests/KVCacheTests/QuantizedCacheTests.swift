@@ -20,7 +20,7 @@ struct QuantizedCacheTests {
     static let cases = [
         Case(method: .squat, keyRope: .pre, bits: 2), Case(method: .squat, keyRope: .pre, bits: 4, scales: .f32),
         Case(method: .kivi, keyRope: .post, bits: 2), Case(method: .kivi, keyRope: .pre, bits: 4),
-        Case(method: .kivi, keyRope: .post, bits: 8, scales: .f32),
+        Case(method: .kivi, keyRope: .post, bits: 8, scales: .f32), Case(method: .squat, keyRope: .post, bits: 2),
     ]
 
     /// Double-precision attention of one rotated query row over token-major rotated keys/values.
@@ -31,7 +31,9 @@ struct QuantizedCacheTests {
         let qa = Array(q)
         for qh in 0..<s.queryHeads {
             let h = qh / s.groupSize
-            var sc = (0..<T).map { t in (0..<D).reduce(0.0) { $0 + Double(qa[qh * D + $1]) * Double(keys[h][t * D + $1]) } / 8 }
+            var sc = (0..<T).map { t in
+                (0..<D).reduce(0.0) { $0 + Double(qa[qh * D + $1]) * Double(keys[h][t * D + $1]) } / 8
+            }
             let m = sc.max() ?? 0
             sc = sc.map { exp($0 - m) }
             let z = sc.reduce(0, +)
@@ -50,16 +52,20 @@ struct QuantizedCacheTests {
             return
         }
         var rng = FullPrecisionCacheTests.LCG(s: 3)
-        let prompt = 77, steps = 470  // crosses key flushes and a 512-key chunk boundary
+        let prompt = 77
+        let steps = 470  // crosses key flushes and a 512-key chunk boundary
         func rows(_ n: Int, _ width: Int) -> [Float] { (0..<n * width).map { _ in rng.next() } }
-        var q = rows(prompt, s.qDim), k = rows(prompt, s.kvDim), v = rows(prompt, s.kvDim)
+        var q = rows(prompt, s.qDim)
+        var k = rows(prompt, s.kvDim)
+        var v = rows(prompt, s.kvDim)
         var out = [Float](repeating: 0, count: prompt * s.qDim)
         q.withUnsafeMutableBufferPointer { qp in
             k.withUnsafeMutableBufferPointer { kp in
                 v.withUnsafeMutableBufferPointer { vp in
                     out.withUnsafeMutableBufferPointer { op in
-                        cache.forward(layer: 0, queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!,
-                                      rows: prompt, output: op.baseAddress!, parallel: Parallel(threads: 2))
+                        cache.forward(
+                            layer: 0, queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!,
+                            rows: prompt, output: op.baseAddress!, parallel: Parallel(threads: 2))
                     }
                 }
             }
@@ -75,7 +81,9 @@ struct QuantizedCacheTests {
         for step in 0..<steps {
             let pos = prompt + step
             var state = cache.dequantizedState(layer: 0)
-            var qr = rows(1, s.qDim), kr = rows(1, s.kvDim), vr = rows(1, s.kvDim)
+            var qr = rows(1, s.qDim)
+            var kr = rows(1, s.kvDim)
+            var vr = rows(1, s.kvDim)
             // The reference sees the new token in full precision, rotated.
             var kRot = kr
             kRot.withUnsafeMutableBufferPointer { Self.rope.apply($0.baseAddress!, heads: s.kvHeads, position: pos) }
@@ -91,8 +99,9 @@ struct QuantizedCacheTests {
                 kr.withUnsafeMutableBufferPointer { kp in
                     vr.withUnsafeMutableBufferPointer { vp in
                         o.withUnsafeMutableBufferPointer { op in
-                            cache.forward(layer: 0, queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!,
-                                          rows: 1, output: op.baseAddress!, parallel: Parallel(threads: 2))
+                            cache.forward(
+                                layer: 0, queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!,
+                                rows: 1, output: op.baseAddress!, parallel: Parallel(threads: 2))
                         }
                     }
                 }
@@ -112,6 +121,46 @@ struct QuantizedCacheTests {
         #expect(cache.byteCount > 0)
     }
 
+    /// `keyRope` decides where SQuat quantizes keys too: with one channel block (no compensation)
+    /// SQuat is KIVI, so SQuat after RoPE must store exactly KIVI-after-RoPE's keys and differ
+    /// from KIVI-before-RoPE's.
+    @Test("SQuat quantizes keys before or after RoPE as keyRope says")
+    func squatKeyPlacement() throws {
+        let s = Self.shape
+        var rng = FullPrecisionCacheTests.LCG(s: 11)
+        let T = 96
+        let q = (0..<T * s.qDim).map { _ in rng.next() }
+        let k = (0..<T * s.kvDim).map { _ in rng.next() }
+        let v = (0..<T * s.kvDim).map { _ in rng.next() }
+        func storedKeys(_ method: KeyQuantization, _ rope: RopePlacement) throws -> [[Float]] {
+            let params = QuantizationParameters(kBits: 2, vBits: 2, quantGroupSize: s.headDim, keyRope: rope)
+            let factory = QuantizedCacheFactory(method: method, params: params, contextLength: 1024)
+            let cache = try #require(factory.makeCache(layers: 1, shape: s, rope: Self.rope) as? QuantizedCache)
+            var qc = q
+            var kc = k
+            var vc = v
+            var out = [Float](repeating: 0, count: T * s.qDim)
+            qc.withUnsafeMutableBufferPointer { qp in
+                kc.withUnsafeMutableBufferPointer { kp in
+                    vc.withUnsafeMutableBufferPointer { vp in
+                        out.withUnsafeMutableBufferPointer { op in
+                            cache.forward(
+                                layer: 0, queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!,
+                                rows: T, output: op.baseAddress!, parallel: Parallel(threads: 1))
+                        }
+                    }
+                }
+            }
+            cache.commit(rows: T)
+            #expect(cache.quantizedTokenCounts(layer: 0).keys == T)
+            return cache.dequantizedState(layer: 0).keys
+        }
+        let squatPost = try storedKeys(.squat, .post)
+        #expect(squatPost == (try storedKeys(.kivi, .post)), "SQuat with one block after RoPE is KIVI after RoPE")
+        #expect(squatPost != (try storedKeys(.kivi, .pre)), "quantizing after RoPE changes the keys")
+        #expect((try storedKeys(.squat, .pre)) == (try storedKeys(.kivi, .pre)), "and before RoPE, KIVI before RoPE")
+    }
+
     /// At 8192 tokens the residual windows are amortised; at 4096 they add ~1% of the f16 size.
     @Test("memory: 2-bit KIVI/SQuat storage ≤ 0.21× the f16 cache at 4096 tokens")
     func memory() {
@@ -128,13 +177,16 @@ struct QuantizedCacheTests {
         var v = (0..<T * s.kvDim).map { _ in rng.next() }
         var out = [Float](repeating: 0, count: T * s.qDim)
         for c in [cache as any SequenceKVCache, full] {
-            var qc = q, kc = k, vc = v
+            var qc = q
+            var kc = k
+            var vc = v
             qc.withUnsafeMutableBufferPointer { qp in
                 kc.withUnsafeMutableBufferPointer { kp in
                     vc.withUnsafeMutableBufferPointer { vp in
                         out.withUnsafeMutableBufferPointer { op in
-                            c.forward(layer: 0, queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!,
-                                      rows: T, output: op.baseAddress!, parallel: Parallel(threads: 2))
+                            c.forward(
+                                layer: 0, queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!,
+                                rows: T, output: op.baseAddress!, parallel: Parallel(threads: 2))
                         }
                     }
                 }
