@@ -23,9 +23,10 @@ public struct KVFootprint: Sendable, Equatable {
             let vBits = Double(cache.valueBits == 0 ? 4 : cache.valueBits)
             let group = Double(cache.groupSize == 0 ? 32 : cache.groupSize)
             let residual = Double(cache.residualLength == 0 ? 32 : cache.residualLength)
-            // Codes, plus an f16 scale and minimum per group of keys (per channel over `group`
-            // tokens) and of values (per token over `group` channels).
-            perToken = kvDim * (kBits + vBits) / 8 + 2 * kvDim * (2 * 2) / group
+            // Codes, plus a scale and minimum (f16, or f32 with `scales`) per group of keys (per
+            // channel over `group` tokens) and of values (per token over `group` channels).
+            let scaleBytes: Double = cache.scales == .f32 ? 4 : 2
+            perToken = kvDim * (kBits + vBits) / 8 + 2 * kvDim * (2 * scaleBytes) / group
             // The newest `residual` tokens in f32, and for SQuat Q̂ and A⁻¹ per KV head.
             var fixed = residual * 2 * kvDim * 4
             if cache.kind == .squat {

@@ -27,6 +27,9 @@ public struct WorkerOptions: Sendable {
     /// layers away and send Drain before leaving anyway. Scaled by `TimeScale`, as is `registerTimeout`.
     public var drainTimeout: Duration = TimeScale.scaled(.seconds(20))
     public var verbose = false
+    /// Fault injection for tests: every cache import fails (as a corrupt blob would), so that the
+    /// coordinator's fallback to replay can be exercised with real processes.
+    public var refuseCacheImports = false
     /// Only errors on stderr (the in-process cluster of `squat generate --stages`).
     public var quiet = false
     /// The ZeroMQ context to use (a shared one makes `inproc://` endpoints reachable); nil: a new one.
@@ -343,6 +346,17 @@ public final class Worker {
             log.error("ignoring Assign for epoch \(a.epoch): no CURVE key for the next stage at \(a.nextStageEndpoint)")
             return
         }
+        // The cache configuration first: one this worker cannot build leaves its state as it was.
+        var newFactory: (any KVCacheFactory)?
+        if a.layers.count > 0 {
+            do {
+                newFactory = try options.makeCacheFactory(a.cache, config)
+            } catch {
+                droppedMalformed += 1
+                log.error("ignoring Assign for epoch \(a.epoch): its cache configuration is not usable: \(error)")
+                return
+            }
+        }
         let newLayers = Int(a.layers.start)..<Int(a.layers.end)
         let oldLayers = assignment.map { Int($0.layers.start)..<Int($0.layers.end) } ?? 0..<0
         // Cache shipping: take what this worker keeps before the old state goes.
@@ -367,7 +381,7 @@ public final class Worker {
             } else {
                 let weights = try files.weights(layers: newLayers)
                 stage = LlamaStage(weights: weights, threads: options.threads, activations: options.activations)
-                factory = try options.makeCacheFactory(a.cache, config)
+                factory = newFactory
             }
             if let zap, !a.upstreamKey.isEmpty { zap.admit(a.upstreamKey, userID: "upstream") }
             if !a.isLast {
@@ -513,6 +527,11 @@ public final class Worker {
         if !p.sequences.isEmpty {
             guard let stage, let factory else {
                 return try reportImport(CachesImported(epoch: p.epoch, error: "no layers to import into"))
+            }
+            if options.refuseCacheImports {
+                caches.removeAll()
+                return try reportImport(
+                    CachesImported(epoch: p.epoch, error: "imports refused (--refuse-cache-imports)"))
             }
             for id in p.sequences {
                 var blobs: [[UInt8]] = []

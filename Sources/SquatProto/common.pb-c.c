@@ -354,7 +354,7 @@ const ProtobufCMessageDescriptor squat__v1__layer_range__descriptor =
   (ProtobufCMessageInit) squat__v1__layer_range__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__cache_config__field_descriptors[9] =
+static const ProtobufCFieldDescriptor squat__v1__cache_config__field_descriptors[12] =
 {
   {
     "kind",
@@ -464,22 +464,61 @@ static const ProtobufCFieldDescriptor squat__v1__cache_config__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "key_rope",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__CacheConfig, key_rope),
+    &squat__v1__rope_placement__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "subspace_rope",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__CacheConfig, subspace_rope),
+    &squat__v1__rope_placement__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "scales",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__CacheConfig, scales),
+    &squat__v1__scale_storage__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__cache_config__field_indices_by_name[] = {
   3,   /* field[3] = group_size */
   1,   /* field[1] = key_bits */
+  9,   /* field[9] = key_rope */
   0,   /* field[0] = kind */
   8,   /* field[8] = max_context_tokens */
   5,   /* field[5] = quant_group_size */
   4,   /* field[4] = residual_length */
+  11,   /* field[11] = scales */
   7,   /* field[7] = squat_lambda */
   6,   /* field[6] = subspace_dim */
+  10,   /* field[10] = subspace_rope */
   2,   /* field[2] = value_bits */
 };
 static const ProtobufCIntRange squat__v1__cache_config__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor squat__v1__cache_config__descriptor =
 {
@@ -489,7 +528,7 @@ const ProtobufCMessageDescriptor squat__v1__cache_config__descriptor =
   "Squat__V1__CacheConfig",
   "squat.v1",
   sizeof(Squat__V1__CacheConfig),
-  9,
+  12,
   squat__v1__cache_config__field_descriptors,
   squat__v1__cache_config__field_indices_by_name,
   1,  squat__v1__cache_config__number_ranges,
@@ -607,6 +646,66 @@ const ProtobufCEnumDescriptor squat__v1__cache_kind__descriptor =
   squat__v1__cache_kind__enum_values_by_name,
   1,
   squat__v1__cache_kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue squat__v1__rope_placement__enum_values_by_number[3] =
+{
+  { "ROPE_PLACEMENT_UNSPECIFIED", "SQUAT__V1__ROPE_PLACEMENT__ROPE_PLACEMENT_UNSPECIFIED", 0 },
+  { "ROPE_PLACEMENT_PRE", "SQUAT__V1__ROPE_PLACEMENT__ROPE_PLACEMENT_PRE", 1 },
+  { "ROPE_PLACEMENT_POST", "SQUAT__V1__ROPE_PLACEMENT__ROPE_PLACEMENT_POST", 2 },
+};
+static const ProtobufCIntRange squat__v1__rope_placement__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex squat__v1__rope_placement__enum_values_by_name[3] =
+{
+  { "ROPE_PLACEMENT_POST", 2 },
+  { "ROPE_PLACEMENT_PRE", 1 },
+  { "ROPE_PLACEMENT_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor squat__v1__rope_placement__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "squat.v1.RopePlacement",
+  "RopePlacement",
+  "Squat__V1__RopePlacement",
+  "squat.v1",
+  3,
+  squat__v1__rope_placement__enum_values_by_number,
+  3,
+  squat__v1__rope_placement__enum_values_by_name,
+  1,
+  squat__v1__rope_placement__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue squat__v1__scale_storage__enum_values_by_number[3] =
+{
+  { "SCALE_STORAGE_UNSPECIFIED", "SQUAT__V1__SCALE_STORAGE__SCALE_STORAGE_UNSPECIFIED", 0 },
+  { "SCALE_STORAGE_F16", "SQUAT__V1__SCALE_STORAGE__SCALE_STORAGE_F16", 1 },
+  { "SCALE_STORAGE_F32", "SQUAT__V1__SCALE_STORAGE__SCALE_STORAGE_F32", 2 },
+};
+static const ProtobufCIntRange squat__v1__scale_storage__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex squat__v1__scale_storage__enum_values_by_name[3] =
+{
+  { "SCALE_STORAGE_F16", 1 },
+  { "SCALE_STORAGE_F32", 2 },
+  { "SCALE_STORAGE_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor squat__v1__scale_storage__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "squat.v1.ScaleStorage",
+  "ScaleStorage",
+  "Squat__V1__ScaleStorage",
+  "squat.v1",
+  3,
+  squat__v1__scale_storage__enum_values_by_number,
+  3,
+  squat__v1__scale_storage__enum_values_by_name,
+  1,
+  squat__v1__scale_storage__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
 static const ProtobufCEnumValue squat__v1__dtype__enum_values_by_number[4] =

@@ -56,13 +56,19 @@ extension CacheConfig: CMirror {
         c.subspace_dim = subspaceDim
         c.squat_lambda = squatLambda
         c.max_context_tokens = maxContextTokens
+        c.key_rope = Squat__V1__RopePlacement(rawValue: keyRope.rawValue)
+        c.subspace_rope = Squat__V1__RopePlacement(rawValue: subspaceRope.rawValue)
+        c.scales = Squat__V1__ScaleStorage(rawValue: scales.rawValue)
     }
 
     init(c: Squat__V1__CacheConfig) throws(WireError) {
         self.init(
             kind: CacheKind(rawValue: c.kind.rawValue), keyBits: c.key_bits, valueBits: c.value_bits,
             groupSize: c.group_size, residualLength: c.residual_length, quantGroupSize: c.quant_group_size,
-            subspaceDim: c.subspace_dim, squatLambda: c.squat_lambda, maxContextTokens: c.max_context_tokens)
+            subspaceDim: c.subspace_dim, squatLambda: c.squat_lambda, maxContextTokens: c.max_context_tokens,
+            keyRope: RopePlacementWire(rawValue: c.key_rope.rawValue),
+            subspaceRope: RopePlacementWire(rawValue: c.subspace_rope.rawValue),
+            scales: ScaleStorage(rawValue: c.scales.rawValue))
     }
 }
 

@@ -92,6 +92,36 @@ public struct CacheKind: WireEnum {
     public static let names: [UInt32: String] = [0: "unspecified", 1: "f16", 2: "f32", 3: "kivi", 4: "squat"]
 }
 
+/// Before or after the rotary position embedding.
+public struct RopePlacementWire: WireEnum {
+    public var rawValue: UInt32
+    /// The value numbered `rawValue` on the wire, named or not.
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// The default of the context.
+    public static let unspecified = RopePlacementWire(rawValue: 0)
+    public static let pre = RopePlacementWire(rawValue: 1)
+    public static let post = RopePlacementWire(rawValue: 2)
+
+    /// The names of the values this build knows.
+    public static let names: [UInt32: String] = [0: "unspecified", 1: "pre", 2: "post"]
+}
+
+/// Storage of a quantized cache's scales and minimums.
+public struct ScaleStorage: WireEnum {
+    public var rawValue: UInt32
+    /// The value numbered `rawValue` on the wire, named or not.
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// f16.
+    public static let unspecified = ScaleStorage(rawValue: 0)
+    public static let f16 = ScaleStorage(rawValue: 1)
+    public static let f32 = ScaleStorage(rawValue: 2)
+
+    /// The names of the values this build knows.
+    public static let names: [UInt32: String] = [0: "unspecified", 1: "f16", 2: "f32"]
+}
+
 /// The cache configuration of a stage.
 public struct CacheConfig: Sendable, Hashable {
     /// `squat.v1.CacheConfig.kind`.
@@ -112,12 +142,19 @@ public struct CacheConfig: Sendable, Hashable {
     public var squatLambda: Float
     /// Per sequence; 0: the model's context length.
     public var maxContextTokens: UInt32
+    /// Keys quantized before or after RoPE; unspecified: the kind's default.
+    public var keyRope: RopePlacementWire
+    /// SQuat: the subspace's queries before or after RoPE; unspecified: after.
+    public var subspaceRope: RopePlacementWire
+    /// Quantization scales and minimums; unspecified: f16.
+    public var scales: ScaleStorage
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(
         kind: CacheKind = .unspecified, keyBits: UInt32 = 0, valueBits: UInt32 = 0, groupSize: UInt32 = 0,
         residualLength: UInt32 = 0, quantGroupSize: UInt32 = 0, subspaceDim: UInt32 = 0, squatLambda: Float = 0,
-        maxContextTokens: UInt32 = 0
+        maxContextTokens: UInt32 = 0, keyRope: RopePlacementWire = .unspecified,
+        subspaceRope: RopePlacementWire = .unspecified, scales: ScaleStorage = .unspecified
     ) {
         self.kind = kind
         self.keyBits = keyBits
@@ -128,6 +165,9 @@ public struct CacheConfig: Sendable, Hashable {
         self.subspaceDim = subspaceDim
         self.squatLambda = squatLambda
         self.maxContextTokens = maxContextTokens
+        self.keyRope = keyRope
+        self.subspaceRope = subspaceRope
+        self.scales = scales
     }
 }
 

@@ -33,7 +33,8 @@ extension CacheOptions {
     func wireConfig(headDim: Int) throws -> CacheConfig {
         let base = kv.split(separator: ":").first.map(String.init) ?? kv
         guard kv.split(separator: ":").count == 1 else {
-            throw ValidationError("the cluster takes a plain --kv (full, full-f16, full-f32, kivi, squat) and bit flags, not '\(kv)'")
+            throw ValidationError(
+                "the cluster takes a plain --kv (full, full-f16, full-f32, kivi, squat) and bit flags, not '\(kv)'")
         }
         let kind: CacheKind
         switch base {
@@ -42,12 +43,29 @@ extension CacheOptions {
         case "full-f32": kind = .f32
         case "kivi": kind = .kivi
         case "squat": kind = .squat
-        default: throw ValidationError("--kv \(kv) is not available in the cluster (full, full-f16, full-f32, kivi, squat)")
+        default:
+            throw ValidationError("--kv \(kv) is not available in the cluster (full, full-f16, full-f32, kivi, squat)")
+        }
+        // Every setting explicit, so that workers started with other flags still build this cache.
+        func placement(_ flag: String, _ value: String) throws -> RopePlacementWire {
+            switch value {
+            case "pre": return .pre
+            case "post": return .post
+            default: throw ValidationError("\(flag) must be pre or post, got '\(value)'")
+            }
+        }
+        let scales: ScaleStorage
+        switch kvScales {
+        case "f16": scales = .f16
+        case "f32": scales = .f32
+        default: throw ValidationError("--kv-scales must be f16 or f32, got '\(kvScales)'")
         }
         return CacheConfig(
             kind: kind, keyBits: UInt32(kBits), valueBits: UInt32(vBits), groupSize: UInt32(groupSize),
             residualLength: UInt32(residualLength), quantGroupSize: UInt32(quantGroupSize ?? min(32, headDim)),
-            subspaceDim: UInt32(subspaceDim), squatLambda: Float(squatLambda))
+            subspaceDim: UInt32(subspaceDim), squatLambda: Float(squatLambda),
+            keyRope: try placement("--key-rope", keyRope ?? (kind == .kivi ? "post" : "pre")),
+            subspaceRope: try placement("--subspace-rope", subspaceRope), scales: scales)
     }
 
     /// These flags overridden by an Assign's cache configuration (zero fields keep the flags).
@@ -71,6 +89,11 @@ extension CacheOptions {
         if c.quantGroupSize > 0 { o.quantGroupSize = Int(c.quantGroupSize) }
         if c.subspaceDim > 0 { o.subspaceDim = Int(c.subspaceDim) }
         if c.squatLambda > 0 { o.squatLambda = Double(c.squatLambda) }
+        // A value this build does not know becomes a setting the cache factory refuses by name.
+        func name(_ names: [UInt32: String], _ raw: UInt32) -> String { names[raw] ?? "value \(raw) (unknown here)" }
+        if c.keyRope != .unspecified { o.keyRope = name(RopePlacementWire.names, c.keyRope.rawValue) }
+        if c.subspaceRope != .unspecified { o.subspaceRope = name(RopePlacementWire.names, c.subspaceRope.rawValue) }
+        if c.scales != .unspecified { o.kvScales = name(ScaleStorage.names, c.scales.rawValue) }
         return o
     }
 }

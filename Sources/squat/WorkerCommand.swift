@@ -17,6 +17,7 @@ struct WorkerCommand: ParsableCommand {
     @Flag(help: "Exit with status 3 when the coordinator is lost, instead of registering again with backoff.")
     var exitOnCoordinatorLoss = false
     @Flag(help: "Log every dropped frame.") var verbose = false
+    @Flag(help: .hidden) var refuseCacheImports = false  // fault injection for tests: shipped caches fail to import
     @OptionGroup var engine: EngineOptions
     @OptionGroup var cacheOptions: CacheOptions
     @OptionGroup var keys: ClientKeyOptions
@@ -41,6 +42,7 @@ struct WorkerCommand: ParsableCommand {
         options.activations = engine.activationPrecision
         options.registerTimeout = .seconds(registerTimeout)
         options.verbose = verbose
+        options.refuseCacheImports = refuseCacheImports
         options.rejoin = !exitOnCoordinatorLoss
         options.curve = try keys.keys()
         let worker = try Worker(options: options)

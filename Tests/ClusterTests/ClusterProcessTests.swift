@@ -29,9 +29,16 @@ func goldenPrompts() throws -> [(name: String, text: String, tokens: Int)] {
 struct ClusterProcessTests {
     /// Tokens and finish reason from the single-process generator.
     func reference(_ kv: String, prompts: [(name: String, text: String, tokens: Int)]) throws -> [([Int32], String)] {
+        try reference(cacheFlags: ["--kv", kv], prompts: prompts)
+    }
+
+    /// The same with any cache flags.
+    func reference(cacheFlags: [String], prompts: [(name: String, text: String, tokens: Int)]) throws -> [(
+        [Int32], String
+    )] {
         let files = try ModelLoader.open(path: Paths.model)
         let tokenizer = try files.tokenizer()
-        let factory = try CacheOptions.parse(["--kv", kv]).factory(
+        let factory = try CacheOptions.parse(cacheFlags).factory(
             headDim: files.config.headDim, contextLength: files.config.contextLength)
         // The workers run with the command line's default activation precision.
         let stage = LlamaStage(
@@ -157,6 +164,29 @@ struct ClusterProcessTests {
         // Every cache was released: the workers report no KV memory in use.
         #expect(
             Processes.wait(.seconds(5)) { (try? client.status().workers.allSatisfy { $0.kvBytesUsed == 0 }) ?? false })
+    }
+
+    @Test("the coordinator's cache flags (bits, key placement, scale storage) reach workers started without them")
+    func coordinatorCacheFlagsReachWorkers() throws {
+        let flags = ["--kv", "kivi", "--key-rope", "pre", "--kv-scales", "f32", "--k-bits", "2", "--v-bits", "2"]
+        let prompts = Array(try Self.mixedPrompts().prefix(3))
+        let expected = try reference(cacheFlags: flags, prompts: prompts)
+        let procs = try Processes()
+        defer { procs.stopAll() }
+        let endpoint = try procs.startCluster(workers: 2, coordinatorFlags: flags)
+        for w in ["w1", "w2"] {
+            #expect(procs.log(w).contains("cache kivi-prerope-k2v2-f32scales"), "\(w): \(procs.log(w))")
+        }
+        for (i, p) in prompts.enumerated() {
+            var tokens: [Int32] = []
+            let submit = Submit(
+                requestID: "r\(i)", prompt: .text(p.text),
+                sampling: Sampling(sampler: SamplerParams(.greedy), maxTokens: UInt32(p.tokens)))
+            try ClusterClient(endpoint: endpoint, timeout: TimeScale.scaled(.seconds(60))).submit(submit) { event in
+                if case .token(let t) = event { tokens.append(Int32(bitPattern: t.tokenID)) }
+            }
+            #expect(tokens == expected[i].0, "\(p.name): the cluster's tokens differ from generate's with \(flags)")
+        }
     }
 
     @Test("generate --stages N prints byte for byte what generate prints")

@@ -79,7 +79,8 @@ func sampleMessages() -> [WireMessage] {
     ]
     let cache = CacheConfig(
         kind: .squat, keyBits: 2, valueBits: 4, groupSize: 32, residualLength: 32, quantGroupSize: 32,
-        subspaceDim: 16, squatLambda: 0.001, maxContextTokens: 8192)
+        subspaceDim: 16, squatLambda: 0.001, maxContextTokens: 8192, keyRope: .post, subspaceRope: .pre,
+        scales: ScaleStorage(rawValue: 9))
     let load = WorkerLoad(
         state: .ready, layers: LayerRange(start: 0, end: 15), kvBytesUsed: 1 << 40, kvBytesFree: .max,
         tokensPerSecond: 123.5, liveSequences: 9, droppedStale: 3)

@@ -59,6 +59,30 @@ typedef enum _Squat__V1__CacheKind {
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SQUAT__V1__CACHE_KIND)
 } Squat__V1__CacheKind;
 /*
+ * Before or after the rotary position embedding.
+ */
+typedef enum _Squat__V1__RopePlacement {
+  /*
+   * the default of the context
+   */
+  SQUAT__V1__ROPE_PLACEMENT__ROPE_PLACEMENT_UNSPECIFIED = 0,
+  SQUAT__V1__ROPE_PLACEMENT__ROPE_PLACEMENT_PRE = 1,
+  SQUAT__V1__ROPE_PLACEMENT__ROPE_PLACEMENT_POST = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SQUAT__V1__ROPE_PLACEMENT)
+} Squat__V1__RopePlacement;
+/*
+ * Storage of a quantized cache's scales and minimums.
+ */
+typedef enum _Squat__V1__ScaleStorage {
+  /*
+   * f16
+   */
+  SQUAT__V1__SCALE_STORAGE__SCALE_STORAGE_UNSPECIFIED = 0,
+  SQUAT__V1__SCALE_STORAGE__SCALE_STORAGE_F16 = 1,
+  SQUAT__V1__SCALE_STORAGE__SCALE_STORAGE_F32 = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SQUAT__V1__SCALE_STORAGE)
+} Squat__V1__ScaleStorage;
+/*
  * Element type of a raw tensor frame (always little-endian, row-major).
  */
 typedef enum _Squat__V1__DType {
@@ -156,10 +180,22 @@ struct  Squat__V1__CacheConfig
    * per sequence; 0: the model's context length
    */
   uint32_t max_context_tokens;
+  /*
+   * keys quantized before or after RoPE; unset: the kind's default
+   */
+  Squat__V1__RopePlacement key_rope;
+  /*
+   * SQuat: queries of the subspace; unset: after RoPE
+   */
+  Squat__V1__RopePlacement subspace_rope;
+  /*
+   * quantization scales and minimums; unset: f16
+   */
+  Squat__V1__ScaleStorage scales;
 };
 #define SQUAT__V1__CACHE_CONFIG__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__cache_config__descriptor) \
-    , SQUAT__V1__CACHE_KIND__CACHE_KIND_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0 }
+    , SQUAT__V1__CACHE_KIND__CACHE_KIND_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, SQUAT__V1__ROPE_PLACEMENT__ROPE_PLACEMENT_UNSPECIFIED, SQUAT__V1__ROPE_PLACEMENT__ROPE_PLACEMENT_UNSPECIFIED, SQUAT__V1__SCALE_STORAGE__SCALE_STORAGE_UNSPECIFIED }
 
 
 /*
@@ -276,6 +312,8 @@ typedef void (*Squat__V1__TensorHeader_Closure)
 
 extern const ProtobufCEnumDescriptor    squat__v1__protocol_version__descriptor;
 extern const ProtobufCEnumDescriptor    squat__v1__cache_kind__descriptor;
+extern const ProtobufCEnumDescriptor    squat__v1__rope_placement__descriptor;
+extern const ProtobufCEnumDescriptor    squat__v1__scale_storage__descriptor;
 extern const ProtobufCEnumDescriptor    squat__v1__dtype__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__sampler_params__descriptor;
 extern const ProtobufCMessageDescriptor squat__v1__layer_range__descriptor;
