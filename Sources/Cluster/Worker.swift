@@ -61,6 +61,9 @@ public enum WorkerOutcome: Sendable, Equatable {
     /// The coordinator refused the registration (model mismatch, duplicate id, …) or this
     /// worker's key.
     case refused(String)
+    /// An Assign asked for what this worker cannot build (a cache configuration it does not
+    /// know): it leaves, and the coordinator, hearing no more heartbeats, plans without it.
+    case unusableAssign(String)
 }
 
 /// One pipeline stage: registers with the coordinator, loads the layers it is assigned, keeps
@@ -113,6 +116,8 @@ public final class Worker {
         var received = 0
     }
 
+    /// Set when an Assign cannot be carried out: the run ends with `.unusableAssign`.
+    private var unusableAssign: String?
     private var droppedStale: UInt64 = 0
     private var droppedMalformed: UInt64 = 0
     private var droppedUnknownSequence: UInt64 = 0
@@ -234,6 +239,7 @@ public final class Worker {
                         return .refused("\(r.reason): \(r.message)")
                     case .assign(let a):
                         try apply(a)
+                        if let why = unusableAssign { return .unusableAssign(why) }
                     case .heartbeat:
                         break
                     case .releaseSequence(let r):
@@ -346,14 +352,17 @@ public final class Worker {
             log.error("ignoring Assign for epoch \(a.epoch): no CURVE key for the next stage at \(a.nextStageEndpoint)")
             return
         }
-        // The cache configuration first: one this worker cannot build leaves its state as it was.
+        // The cache configuration first: one this worker cannot build ends its run (staying
+        // would hold the coordinator, which waits for every stage to reach the new epoch).
         var newFactory: (any KVCacheFactory)?
         if a.layers.count > 0 {
             do {
                 newFactory = try options.makeCacheFactory(a.cache, config)
             } catch {
-                droppedMalformed += 1
-                log.error("ignoring Assign for epoch \(a.epoch): its cache configuration is not usable: \(error)")
+                let why = "the Assign for epoch \(a.epoch) asks for a cache this worker cannot build: \(error)"
+                log.error(why + "; leaving")
+                dropAssignment()
+                unusableAssign = why
                 return
             }
         }
@@ -531,7 +540,7 @@ public final class Worker {
             if options.refuseCacheImports {
                 caches.removeAll()
                 return try reportImport(
-                    CachesImported(epoch: p.epoch, error: "imports refused (--refuse-cache-imports)"))
+                    CachesImported(epoch: p.epoch, error: "imports refused (--debug-refuse-cache-imports)"))
             }
             for id in p.sequences {
                 var blobs: [[UInt8]] = []

@@ -92,13 +92,14 @@ public struct CacheKind: WireEnum {
     public static let names: [UInt32: String] = [0: "unspecified", 1: "f16", 2: "f32", 3: "kivi", 4: "squat"]
 }
 
-/// Before or after the rotary position embedding.
+/// `squat.v1.RopePlacement`: before or after the rotary position embedding (named apart from
+/// `KVCache.RopePlacement`, which the cache uses).
 public struct RopePlacementWire: WireEnum {
     public var rawValue: UInt32
     /// The value numbered `rawValue` on the wire, named or not.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
-    /// The default of the context.
+    /// Not set.
     public static let unspecified = RopePlacementWire(rawValue: 0)
     public static let pre = RopePlacementWire(rawValue: 1)
     public static let post = RopePlacementWire(rawValue: 2)
@@ -113,7 +114,7 @@ public struct ScaleStorage: WireEnum {
     /// The value numbered `rawValue` on the wire, named or not.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
-    /// f16.
+    /// Not set.
     public static let unspecified = ScaleStorage(rawValue: 0)
     public static let f16 = ScaleStorage(rawValue: 1)
     public static let f32 = ScaleStorage(rawValue: 2)
@@ -142,11 +143,11 @@ public struct CacheConfig: Sendable, Hashable {
     public var squatLambda: Float
     /// Per sequence; 0: the model's context length.
     public var maxContextTokens: UInt32
-    /// Keys quantized before or after RoPE; unspecified: the kind's default.
+    /// Keys quantized before or after RoPE; unspecified: the worker's own setting.
     public var keyRope: RopePlacementWire
-    /// SQuat: the subspace's queries before or after RoPE; unspecified: after.
+    /// SQuat: the subspace's queries before or after RoPE; unspecified: the worker's own setting.
     public var subspaceRope: RopePlacementWire
-    /// Quantization scales and minimums; unspecified: f16.
+    /// Quantization scales and minimums; unspecified: the worker's own setting (admission counts f16).
     public var scales: ScaleStorage
 
     /// Memberwise; defaulted parameters are the proto3 zero values.

@@ -11,7 +11,10 @@ struct CacheOptions: ParsableArguments {
     @Option(help: "Newest tokens kept in full precision.") var residualLength: Int = 32
     @Option(help: "SQuat: rank of the query subspace.") var subspaceDim: Int = 20
     @Option(help: "SQuat: λ in A = I + λ·Q̂ᵀQ̂.") var squatLambda: Double = 0.001
-    @Option(help: "SQuat: channels per compensation block (must divide the head dim; default 32, or the head dim if smaller).")
+    @Option(
+        help:
+            "SQuat: channels per compensation block (must divide the head dim; default 32, or the head dim if smaller)."
+    )
     var quantGroupSize: Int?
     @Option(help: "SQuat: queries for the subspace, pre or post RoPE.") var subspaceRope: String = "post"
     @Option(help: "Quantize keys pre or post RoPE (default: pre for squat, post for kivi).") var keyRope: String?
@@ -26,16 +29,13 @@ struct CacheOptions: ParsableArguments {
         var p = QuantizationParameters(
             kBits: kBits, vBits: vBits, groupSize: groupSize, residualLength: residualLength, subspaceDim: subspaceDim,
             lambda: squatLambda, quantGroupSize: quantGroupSize ?? min(32, headDim))
-        guard let sr = RopePlacement(rawValue: subspaceRope) else {
-            throw ValidationError("--subspace-rope must be pre or post, got '\(subspaceRope)'")
-        }
-        p.subspaceRope = sr
         for opt in parts.dropFirst() {
             if opt.hasPrefix("qgs"), let v = Int(opt.dropFirst(3)) {
                 p.quantGroupSize = v
             } else if opt.hasPrefix("sd"), let v = Int(opt.dropFirst(2)) {
                 p.subspaceDim = v
-            } else if opt.hasPrefix("k"), let vi = opt.firstIndex(of: "v"), let k = Int(opt[opt.index(after: opt.startIndex)..<vi]),
+            } else if opt.hasPrefix("k"), let vi = opt.firstIndex(of: "v"),
+                let k = Int(opt[opt.index(after: opt.startIndex)..<vi]),
                 let v = Int(opt[opt.index(after: vi)...])
             {
                 p.kBits = k
@@ -60,6 +60,11 @@ struct CacheOptions: ParsableArguments {
         default:
             throw ValidationError("unknown cache '\(base)' (full, full-f16, full-f32, kivi, kivi-prerope, squat)")
         }
+        // Quantized caches only (a full-precision cache has no subspace).
+        guard let sr = RopePlacement(rawValue: subspaceRope) else {
+            throw ValidationError("--subspace-rope must be pre or post, got '\(subspaceRope)'")
+        }
+        p.subspaceRope = sr
         do {
             try p.validate(headDim: headDim)
         } catch {
@@ -82,7 +87,9 @@ struct CacheOptions: ParsableArguments {
     }
 
     func validate() throws {
-        guard FullPrecision(rawValue: cache) != nil else { throw ValidationError("--cache must be f16 or f32, got '\(cache)'") }
+        guard FullPrecision(rawValue: cache) != nil else {
+            throw ValidationError("--cache must be f16 or f32, got '\(cache)'")
+        }
     }
 }
 
@@ -90,8 +97,10 @@ extension CacheOptions {
     /// These options as command-line flags (to start cluster processes with the same cache).
     var commandLineFlags: [String] {
         var f = [
-            "--kv", kv, "--cache", cache, "--k-bits", "\(kBits)", "--v-bits", "\(vBits)", "--group-size", "\(groupSize)",
-            "--residual-length", "\(residualLength)", "--subspace-dim", "\(subspaceDim)", "--squat-lambda", "\(squatLambda)",
+            "--kv", kv, "--cache", cache, "--k-bits", "\(kBits)", "--v-bits", "\(vBits)", "--group-size",
+            "\(groupSize)",
+            "--residual-length", "\(residualLength)", "--subspace-dim", "\(subspaceDim)", "--squat-lambda",
+            "\(squatLambda)",
             "--subspace-rope", subspaceRope, "--kv-scales", kvScales,
         ]
         if let quantGroupSize { f += ["--quant-group-size", "\(quantGroupSize)"] }

@@ -80,7 +80,8 @@ extension CacheOptions {
             o.cache = "f32"
         case .kivi: o.kv = "kivi"
         case .squat: o.kv = "squat"
-        default: break
+        case .unspecified: break
+        default: o.kv = "kind \(c.kind.rawValue) (unknown here)"  // refused by name by the factory
         }
         if c.keyBits > 0 { o.kBits = Int(c.keyBits) }
         if c.valueBits > 0 { o.vBits = Int(c.valueBits) }

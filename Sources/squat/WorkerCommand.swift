@@ -17,7 +17,7 @@ struct WorkerCommand: ParsableCommand {
     @Flag(help: "Exit with status 3 when the coordinator is lost, instead of registering again with backoff.")
     var exitOnCoordinatorLoss = false
     @Flag(help: "Log every dropped frame.") var verbose = false
-    @Flag(help: .hidden) var refuseCacheImports = false  // fault injection for tests: shipped caches fail to import
+    @Flag(help: .hidden) var debugRefuseCacheImports = false  // fault injection for tests: shipped caches fail to import
     @OptionGroup var engine: EngineOptions
     @OptionGroup var cacheOptions: CacheOptions
     @OptionGroup var keys: ClientKeyOptions
@@ -42,7 +42,7 @@ struct WorkerCommand: ParsableCommand {
         options.activations = engine.activationPrecision
         options.registerTimeout = .seconds(registerTimeout)
         options.verbose = verbose
-        options.refuseCacheImports = refuseCacheImports
+        options.refuseCacheImports = debugRefuseCacheImports
         options.rejoin = !exitOnCoordinatorLoss
         options.curve = try keys.keys()
         let worker = try Worker(options: options)
@@ -54,6 +54,9 @@ struct WorkerCommand: ParsableCommand {
             throw ExitCode(3)
         case .refused(let why):
             StandardError.write("worker \(workerID): registration refused: \(why)\n")
+            throw ExitCode(2)
+        case .unusableAssign(let why):
+            StandardError.write("worker \(workerID): \(why)\n")
             throw ExitCode(2)
         }
     }

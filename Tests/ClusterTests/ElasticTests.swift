@@ -197,7 +197,7 @@ struct ElasticTests {
         let outcomes = try run(endpoint: endpoint, procs: procs, after: 40) {
             // Every cache setting comes with the Assign, so a real mismatch cannot be made here:
             // the worker's fault-injection flag fails its imports as a corrupt blob would.
-            try procs.startWorkers(endpoint, ["w3"], ["--kv", kv, "--refuse-cache-imports"])
+            try procs.startWorkers(endpoint, ["w3"], ["--kv", kv, "--debug-refuse-cache-imports"])
         }
         for (name, o) in outcomes {
             #expect(o.error == nil && o.reason != nil, "\(name): \(o.error ?? "no end")\n\(procs.allLogs)")

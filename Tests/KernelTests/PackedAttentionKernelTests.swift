@@ -9,7 +9,8 @@ extension Kernels {
     /// score does not depend on where a call starts or ends.
     @Suite("packed attention") struct PackedAttention {
         struct Shape: CustomStringConvertible, Sendable {
-            let g: Int, D: Int, bits: Int, keyGroup: Int, valueGroup: Int, n: Int, first: Int, rope: Bool, f32Scales: Bool
+            let g: Int, D: Int, bits: Int, keyGroup: Int, valueGroup: Int, n: Int, first: Int, rope: Bool,
+                f32Scales: Bool
             var description: String {
                 "g=\(g) D=\(D) \(bits)-bit groups \(keyGroup)/\(valueGroup) n=\(n) from \(first) rope=\(rope) f32=\(f32Scales)"
             }
@@ -19,10 +20,13 @@ extension Kernels {
             Shape(g: 3, D: 64, bits: 4, keyGroup: 32, valueGroup: 32, n: 77, first: 544, rope: true, f32Scales: true),
             Shape(g: 3, D: 64, bits: 8, keyGroup: 32, valueGroup: 32, n: 40, first: 7, rope: false, f32Scales: false),
             Shape(g: 1, D: 64, bits: 2, keyGroup: 16, valueGroup: 16, n: 3, first: 45, rope: true, f32Scales: false),
-            Shape(g: 4, D: 128, bits: 2, keyGroup: 32, valueGroup: 64, n: 130, first: 1000, rope: true, f32Scales: false),
+            Shape(
+                g: 4, D: 128, bits: 2, keyGroup: 32, valueGroup: 64, n: 130, first: 1000, rope: true, f32Scales: false),
             Shape(g: 5, D: 128, bits: 4, keyGroup: 32, valueGroup: 8, n: 65, first: 31, rope: false, f32Scales: true),
             Shape(g: 2, D: 96, bits: 2, keyGroup: 32, valueGroup: 32, n: 33, first: 64, rope: true, f32Scales: false),
             Shape(g: 3, D: 48, bits: 4, keyGroup: 32, valueGroup: 16, n: 9, first: 3, rope: true, f32Scales: false),
+            // KIVI's default: 2-bit keys after RoPE, f16 scales (the query-folded scales path).
+            Shape(g: 3, D: 64, bits: 2, keyGroup: 32, valueGroup: 32, n: 100, first: 20, rope: false, f32Scales: false),
         ]
 
         /// Random packed cache contents of one KV head for `s`, with the dequantized values the
@@ -56,7 +60,8 @@ extension Kernels {
                 sq_pack_codes(vc, Int32(s.D), Int32(s.bits), &packed)
                 d.valueCodes += packed
                 let gk = (s.first + t) / s.keyGroup
-                d.keys.append((0..<s.D).map { Double(kc[$0]) * Double(d.ks[gk * s.D + $0]) + Double(d.km[gk * s.D + $0]) })
+                d.keys.append(
+                    (0..<s.D).map { Double(kc[$0]) * Double(d.ks[gk * s.D + $0]) + Double(d.km[gk * s.D + $0]) })
                 d.values.append(
                     (0..<s.D).map {
                         let gv = t * ng + $0 / s.valueGroup
@@ -79,15 +84,20 @@ extension Kernels {
             let n = t1 - t0
             var out = [Float](repeating: .nan, count: s.g * n)
             let pb = s.D * s.bits / 8
-            let ks = s.f32Scales ? d.ks.withUnsafeBytes { Array($0) } : d.ks.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
-            let km = s.f32Scales ? d.km.withUnsafeBytes { Array($0) } : d.km.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
+            let ks =
+                s.f32Scales
+                ? d.ks.withUnsafeBytes { Array($0) } : d.ks.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
+            let km =
+                s.f32Scales
+                ? d.km.withUnsafeBytes { Array($0) } : d.km.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
             path.run {
                 d.keyCodes.withUnsafeBufferPointer { codes in
                     d.cos.withUnsafeBufferPointer { c in
                         d.sin.withUnsafeBufferPointer { sn in
                             sq_scores_packed_keys(
                                 d.q, Int32(s.g), Int32(s.D), codes.baseAddress! + t0 * pb, Int32(s.bits), ks, km,
-                                s.f32Scales ? 1 : 0, Int32(s.keyGroup), Int64(s.first + t0), s.rope ? c.baseAddress : nil,
+                                s.f32Scales ? 1 : 0, Int32(s.keyGroup), Int64(s.first + t0),
+                                s.rope ? c.baseAddress : nil,
                                 s.rope ? sn.baseAddress : nil, Int64(n), 0.125, &out, Int64(n))
                         }
                     }
@@ -98,8 +108,12 @@ extension Kernels {
 
         static func values(_ s: Shape, _ d: Data, _ path: KernelPath, p: [Float]) -> [Float] {
             var out = [Float](repeating: 0.5, count: s.g * s.D)
-            let vs = s.f32Scales ? d.vs.withUnsafeBytes { Array($0) } : d.vs.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
-            let vm = s.f32Scales ? d.vm.withUnsafeBytes { Array($0) } : d.vm.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
+            let vs =
+                s.f32Scales
+                ? d.vs.withUnsafeBytes { Array($0) } : d.vs.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
+            let vm =
+                s.f32Scales
+                ? d.vm.withUnsafeBytes { Array($0) } : d.vm.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
             path.run {
                 sq_accumulate_packed_values(
                     p, Int64(s.n), Int32(s.g), Int32(s.D), d.valueCodes, Int32(s.bits), vs, vm, s.f32Scales ? 1 : 0,
@@ -133,8 +147,10 @@ extension Kernels {
                     if s.rope {
                         let p = s.first + t
                         for i in 0..<half {
-                            let c = Double(d.cos[p * half + i]), sn = Double(d.sin[p * half + i])
-                            let a = k[i], b = k[i + half]
+                            let c = Double(d.cos[p * half + i])
+                            let sn = Double(d.sin[p * half + i])
+                            let a = k[i]
+                            let b = k[i + half]
                             k[i] = a * c - b * sn
                             k[i + half] = a * sn + b * c
                         }

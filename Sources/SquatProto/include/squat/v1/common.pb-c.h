@@ -63,7 +63,7 @@ typedef enum _Squat__V1__CacheKind {
  */
 typedef enum _Squat__V1__RopePlacement {
   /*
-   * the default of the context
+   * not set
    */
   SQUAT__V1__ROPE_PLACEMENT__ROPE_PLACEMENT_UNSPECIFIED = 0,
   SQUAT__V1__ROPE_PLACEMENT__ROPE_PLACEMENT_PRE = 1,
@@ -75,7 +75,7 @@ typedef enum _Squat__V1__RopePlacement {
  */
 typedef enum _Squat__V1__ScaleStorage {
   /*
-   * f16
+   * not set
    */
   SQUAT__V1__SCALE_STORAGE__SCALE_STORAGE_UNSPECIFIED = 0,
   SQUAT__V1__SCALE_STORAGE__SCALE_STORAGE_F16 = 1,
@@ -181,15 +181,18 @@ struct  Squat__V1__CacheConfig
    */
   uint32_t max_context_tokens;
   /*
-   * keys quantized before or after RoPE; unset: the kind's default
+   * Unset, these three leave the worker's own setting (the coordinator sets them all).
+   */
+  /*
+   * keys quantized before or after RoPE
    */
   Squat__V1__RopePlacement key_rope;
   /*
-   * SQuat: queries of the subspace; unset: after RoPE
+   * SQuat: queries of the subspace
    */
   Squat__V1__RopePlacement subspace_rope;
   /*
-   * quantization scales and minimums; unset: f16
+   * quantization scales and minimums (admission assumes f16 if unset)
    */
   Squat__V1__ScaleStorage scales;
 };

@@ -1,0 +1,117 @@
+import Foundation
+import KVCache
+import Testing
+import Wire
+
+@testable import squat
+
+/// The cache configuration an Assign carries: a coordinator's cache flags, encoded on the wire,
+/// decide the cache a worker builds, whatever that worker's own flags say.
+@Suite("Cache configuration in the Assign")
+struct CacheConfigTests {
+    /// `config` through an Assign's protobuf encoding and back.
+    func overTheWire(_ config: CacheConfig) throws -> CacheConfig {
+        let bytes = try WireMessage.assign(Assign(epoch: 1, layers: LayerRange(start: 0, end: 30), cache: config))
+            .encoded()
+        guard case .assign(let a) = try WireMessage.decode(bytes) else {
+            Issue.record("not an Assign")
+            return CacheConfig()
+        }
+        return a.cache
+    }
+
+    @Test("every cache flag of the coordinator overrides the worker's own")
+    func coordinatorFlagsWin() throws {
+        let coordinator = try CacheOptions.parse([
+            "--kv", "squat", "--key-rope", "post", "--subspace-rope", "pre", "--kv-scales", "f32", "--k-bits", "2",
+            "--v-bits", "4", "--group-size", "16", "--residual-length", "48", "--subspace-dim", "8", "--squat-lambda",
+            "0.5", "--quant-group-size", "16",
+        ])
+        let worker = try CacheOptions.parse([
+            "--kv", "kivi", "--key-rope", "pre", "--subspace-rope", "post", "--kv-scales", "f16",
+        ])
+        let config = try overTheWire(coordinator.wireConfig(headDim: 64))
+        let built = try worker.applying(config).factory(headDim: 64, contextLength: 1024)
+        let factory = try #require(built as? QuantizedCacheFactory)
+        #expect(factory.method == .squat)
+        #expect(
+            factory.params
+                == QuantizationParameters(
+                    kBits: 2, vBits: 4, groupSize: 16, residualLength: 48, subspaceDim: 8, lambda: 0.5,
+                    quantGroupSize: 16,
+                    subspaceRope: .pre, keyRope: .post))
+        #expect(factory.scales == .f32)
+        #expect(factory.name == "squat-postrope-k2v4-f32scales")
+        // KIVI's default key placement travels too (after RoPE), over a worker that says before.
+        let kivi = try CacheOptions.parse(["--kv", "kivi"]).wireConfig(headDim: 64)
+        let kiviBuilt = try #require(
+            try worker.applying(try overTheWire(kivi)).factory(headDim: 64, contextLength: 1024)
+                as? QuantizedCacheFactory)
+        #expect(kiviBuilt.params.keyRope == .post && kiviBuilt.scales == .f16)
+    }
+
+    @Test("a worker sent an Assign whose cache it cannot build leaves (exit 2, saying why) instead of holding the plan")
+    func unusableAssignEndsTheWorker() throws {
+        let procs = try Processes()
+        defer { procs.stopAll() }
+        // This test plays the coordinator: a ROUTER that answers the registration, then assigns.
+        let context = try Context()
+        let router = try Socket(context, .router, options: [.linger(.zero), .receiveTimeout(.seconds(30))])
+        let endpoint = try router.bind("tcp://127.0.0.1:0")
+        let worker = try procs.spawn(
+            "w1",
+            [
+                "worker", "--model", Paths.model, "--coordinator", endpoint, "--threads", "1", "--id", "w1",
+                "--exit-on-coordinator-loss",
+            ])
+        var identity: [UInt8]?
+        while identity == nil {
+            guard case .message(let incoming) = try router.receiveMessage() else {
+                Issue.record("no registration:\n\(procs.allLogs)")
+                return
+            }
+            if case .register = incoming.message { identity = incoming.identity }
+        }
+        _ = try router.send(.registerReply(RegisterReply(workerID: "w1", heartbeatIntervalMs: 1000)), to: identity)
+        var cache = try CacheOptions.parse(["--kv", "squat"]).wireConfig(headDim: 64)
+        cache.keyRope = RopePlacementWire(rawValue: 7)
+        _ = try router.send(
+            .assign(Assign(epoch: 1, layers: LayerRange(start: 0, end: 30), isFirst: true, isLast: true, cache: cache)),
+            to: identity)
+        #expect(Processes.wait(.seconds(30)) { !worker.isRunning }, "the worker stayed:\n\(procs.log("w1"))")
+        #expect(worker.terminationStatus == 2, "\(procs.log("w1"))")
+        #expect(
+            procs.log("w1").contains("cannot build") && procs.log("w1").contains("--key-rope"), "\(procs.log("w1"))")
+    }
+
+    @Test("a value this build does not know is refused by name, not replaced by the worker's flag")
+    func unknownValuesAreRefused() throws {
+        let worker = try CacheOptions.parse([])
+        let base = try CacheOptions.parse(["--kv", "squat"]).wireConfig(headDim: 64)
+        var unknownKeyRope = base
+        unknownKeyRope.keyRope = RopePlacementWire(rawValue: 7)
+        var unknownSubspace = base
+        unknownSubspace.subspaceRope = RopePlacementWire(rawValue: 7)
+        var unknownScales = base
+        unknownScales.scales = ScaleStorage(rawValue: 7)
+        var unknownKind = base
+        unknownKind.kind = CacheKind(rawValue: 9)
+        for (what, config) in [
+            ("--key-rope", unknownKeyRope), ("--subspace-rope", unknownSubspace), ("--kv-scales", unknownScales),
+            ("unknown cache", unknownKind),
+        ] {
+            do {
+                _ = try worker.applying(try overTheWire(config)).factory(headDim: 64, contextLength: 1024)
+                Issue.record("\(what): an unknown value was accepted")
+            } catch {
+                #expect("\(error)".contains(what) && "\(error)".contains("unknown here"), "\(what): \(error)")
+            }
+        }
+        // A full-precision cache has no subspace: an unknown subspace placement does not matter to it.
+        var full = try CacheOptions.parse(["--kv", "full"]).wireConfig(headDim: 64)
+        full.subspaceRope = RopePlacementWire(rawValue: 7)
+        #expect(
+            try worker.applying(try overTheWire(full)).factory(headDim: 64, contextLength: 1024)
+                is FullPrecisionCacheFactory)
+    }
+}
