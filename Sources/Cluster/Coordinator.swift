@@ -439,8 +439,22 @@ public final class Coordinator {
             droppedMalformed += 1
             return
         }
+        let before = workers[i].load?.cache ?? ""
         workers[i].heartbeatEpoch = h.epoch
         workers[i].load = h.load
+        // Every stage should build the same cache from the same Assign; one that does not
+        // (a worker of an older version ignores fields it does not know) is named once.
+        let cache = h.load?.cache ?? ""
+        if !cache.isEmpty, cache != before, h.epoch == epoch,
+            let other = workers.first(where: {
+                $0.identity != identity && $0.heartbeatEpoch == epoch && !($0.load?.cache ?? "").isEmpty
+            }),
+            let otherCache = other.load?.cache, otherCache != cache
+        {
+            log.error(
+                "worker \(workers[i].id) builds a \(cache) cache but \(other.id) builds \(otherCache) from the same Assign: "
+                    + "mixed versions? their answers will differ from `squat generate`'s")
+        }
     }
 
     private func handleSampled(_ s: SampledTokens, from identity: [UInt8]) {
@@ -951,7 +965,7 @@ public final class Coordinator {
             workerID: w.id, layers: w.layers, state: w.load?.state ?? .registered,
             kvBytesUsed: w.load?.kvBytesUsed ?? 0,
             kvBytesFree: w.load?.kvBytesFree ?? 0, tokensPerSecond: w.load?.tokensPerSecond ?? 0,
-            dataEndpoint: w.register.dataEndpoint, droppedStale: w.load?.droppedStale ?? 0)
+            dataEndpoint: w.register.dataEndpoint, droppedStale: w.load?.droppedStale ?? 0, cache: w.load?.cache ?? "")
     }
 
     private var pipelineStats: PipelineStats {

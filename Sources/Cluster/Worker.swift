@@ -598,7 +598,8 @@ public final class Worker {
             layers: assignment?.layers ?? LayerRange(),
             kvBytesUsed: UInt64(caches.values.reduce(0) { $0 + $1.byteCount }),
             kvBytesFree: kvBytesFree, tokensPerSecond: busySeconds > 0 ? Float(Double(tokensDone) / busySeconds) : 0,
-            liveSequences: UInt32(caches.count), droppedStale: droppedStale)
+            liveSequences: UInt32(caches.count), droppedStale: droppedStale,
+            cache: stage != nil ? factory?.name ?? "" : "")
         _ = try control.send(
             .heartbeat(Heartbeat(epoch: epoch, sequence: heartbeatsSent, sentUnixMs: unixMilliseconds(), load: load)),
             dontWait: true)

@@ -1687,7 +1687,7 @@ const ProtobufCMessageDescriptor squat__v1__status_request__descriptor =
   (ProtobufCMessageInit) squat__v1__status_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__worker_status__field_descriptors[8] =
+static const ProtobufCFieldDescriptor squat__v1__worker_status__field_descriptors[9] =
 {
   {
     "worker_id",
@@ -1785,8 +1785,21 @@ static const ProtobufCFieldDescriptor squat__v1__worker_status__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "cache",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__WorkerStatus, cache),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__worker_status__field_indices_by_name[] = {
+  8,   /* field[8] = cache */
   6,   /* field[6] = data_endpoint */
   7,   /* field[7] = dropped_stale */
   4,   /* field[4] = kv_bytes_free */
@@ -1799,7 +1812,7 @@ static const unsigned squat__v1__worker_status__field_indices_by_name[] = {
 static const ProtobufCIntRange squat__v1__worker_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor squat__v1__worker_status__descriptor =
 {
@@ -1809,7 +1822,7 @@ const ProtobufCMessageDescriptor squat__v1__worker_status__descriptor =
   "Squat__V1__WorkerStatus",
   "squat.v1",
   sizeof(Squat__V1__WorkerStatus),
-  8,
+  9,
   squat__v1__worker_status__field_descriptors,
   squat__v1__worker_status__field_indices_by_name,
   1,  squat__v1__worker_status__number_ranges,

@@ -875,7 +875,7 @@ const ProtobufCMessageDescriptor squat__v1__assign__descriptor =
   (ProtobufCMessageInit) squat__v1__assign__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor squat__v1__worker_load__field_descriptors[7] =
+static const ProtobufCFieldDescriptor squat__v1__worker_load__field_descriptors[8] =
 {
   {
     "state",
@@ -961,8 +961,21 @@ static const ProtobufCFieldDescriptor squat__v1__worker_load__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "cache",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Squat__V1__WorkerLoad, cache),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned squat__v1__worker_load__field_indices_by_name[] = {
+  7,   /* field[7] = cache */
   6,   /* field[6] = dropped_stale */
   3,   /* field[3] = kv_bytes_free */
   2,   /* field[2] = kv_bytes_used */
@@ -974,7 +987,7 @@ static const unsigned squat__v1__worker_load__field_indices_by_name[] = {
 static const ProtobufCIntRange squat__v1__worker_load__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor squat__v1__worker_load__descriptor =
 {
@@ -984,7 +997,7 @@ const ProtobufCMessageDescriptor squat__v1__worker_load__descriptor =
   "Squat__V1__WorkerLoad",
   "squat.v1",
   sizeof(Squat__V1__WorkerLoad),
-  7,
+  8,
   squat__v1__worker_load__field_descriptors,
   squat__v1__worker_load__field_indices_by_name,
   1,  squat__v1__worker_load__number_ranges,

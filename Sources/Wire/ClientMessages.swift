@@ -328,11 +328,14 @@ public struct WorkerStatus: Sendable, Hashable {
     public var dataEndpoint: String
     /// Frames of an old epoch this worker dropped.
     public var droppedStale: UInt64
+    /// The KV cache it builds (from its load report).
+    public var cache: String
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(
         workerID: String, layers: LayerRange = LayerRange(), state: WorkerState = .unspecified, kvBytesUsed: UInt64 = 0,
-        kvBytesFree: UInt64 = 0, tokensPerSecond: Float = 0, dataEndpoint: String = "", droppedStale: UInt64 = 0
+        kvBytesFree: UInt64 = 0, tokensPerSecond: Float = 0, dataEndpoint: String = "", droppedStale: UInt64 = 0,
+        cache: String = ""
     ) {
         self.workerID = workerID
         self.layers = layers
@@ -342,6 +345,7 @@ public struct WorkerStatus: Sendable, Hashable {
         self.tokensPerSecond = tokensPerSecond
         self.dataEndpoint = dataEndpoint
         self.droppedStale = droppedStale
+        self.cache = cache
     }
 }
 

@@ -273,6 +273,7 @@ extension WorkerStatus: CMirror {
         c.tokens_per_second = tokensPerSecond
         c.data_endpoint = try arena.string(dataEndpoint, Self.protoName, "data_endpoint")
         c.dropped_stale = droppedStale
+        c.cache = try arena.string(cache, Self.protoName, "cache")
     }
 
     init(c: Squat__V1__WorkerStatus) throws(WireError) {
@@ -281,7 +282,7 @@ extension WorkerStatus: CMirror {
             layers: try CRead.message(c.layers, default: LayerRange()), state: WorkerState(rawValue: c.state.rawValue),
             kvBytesUsed: c.kv_bytes_used, kvBytesFree: c.kv_bytes_free, tokensPerSecond: c.tokens_per_second,
             dataEndpoint: try CRead.string(c.data_endpoint, Self.protoName, "data_endpoint"),
-            droppedStale: c.dropped_stale)
+            droppedStale: c.dropped_stale, cache: try CRead.string(c.cache, Self.protoName, "cache"))
     }
 }
 

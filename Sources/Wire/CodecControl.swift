@@ -100,13 +100,15 @@ extension WorkerLoad: CMirror {
         c.tokens_per_second = tokensPerSecond
         c.live_sequences = liveSequences
         c.dropped_stale = droppedStale
+        c.cache = try arena.string(cache, Self.protoName, "cache")
     }
 
     init(c: Squat__V1__WorkerLoad) throws(WireError) {
         self.init(
             state: WorkerState(rawValue: c.state.rawValue), layers: try CRead.message(c.layers, default: LayerRange()),
             kvBytesUsed: c.kv_bytes_used, kvBytesFree: c.kv_bytes_free, tokensPerSecond: c.tokens_per_second,
-            liveSequences: c.live_sequences, droppedStale: c.dropped_stale)
+            liveSequences: c.live_sequences, droppedStale: c.dropped_stale,
+            cache: try CRead.string(c.cache, Self.protoName, "cache"))
     }
 }
 

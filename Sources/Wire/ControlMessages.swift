@@ -152,11 +152,14 @@ public struct WorkerLoad: Sendable, Hashable {
     public var liveSequences: UInt32
     /// `squat.v1.WorkerLoad.dropped_stale`.
     public var droppedStale: UInt64
+    /// The KV cache this worker builds (its factory's name); empty without layers.
+    public var cache: String
 
     /// Memberwise; defaulted parameters are the proto3 zero values.
     public init(
         state: WorkerState = .unspecified, layers: LayerRange = LayerRange(), kvBytesUsed: UInt64 = 0,
-        kvBytesFree: UInt64 = 0, tokensPerSecond: Float = 0, liveSequences: UInt32 = 0, droppedStale: UInt64 = 0
+        kvBytesFree: UInt64 = 0, tokensPerSecond: Float = 0, liveSequences: UInt32 = 0, droppedStale: UInt64 = 0,
+        cache: String = ""
     ) {
         self.state = state
         self.layers = layers
@@ -165,6 +168,7 @@ public struct WorkerLoad: Sendable, Hashable {
         self.tokensPerSecond = tokensPerSecond
         self.liveSequences = liveSequences
         self.droppedStale = droppedStale
+        self.cache = cache
     }
 }
 

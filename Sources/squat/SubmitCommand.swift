@@ -159,11 +159,11 @@ struct StatusCommand: ParsableCommand {
         print(
             "caches moved in \(p.cacheMigrations) re-plan(s): \(p.cacheLayersShipped) layer cache(s), \(p.cacheBytesShipped) bytes; \(p.cacheFallbacks) fell back to replay"
         )
-        var rows = [["WORKER", "LAYERS", "STATE", "KV USED", "KV FREE", "TOK/S", "STALE", "DATA ENDPOINT"]]
+        var rows = [["WORKER", "LAYERS", "STATE", "CACHE", "KV USED", "KV FREE", "TOK/S", "STALE", "DATA ENDPOINT"]]
         func row(_ w: WorkerStatus, state: String) -> [String] {
             [
                 w.workerID, w.layers.end > w.layers.start ? "[\(w.layers.start),\(w.layers.end))" : "-", state,
-                Self.bytes(w.kvBytesUsed), Self.bytes(w.kvBytesFree), String(format: "%.1f", w.tokensPerSecond),
+                w.cache.isEmpty ? "-" : w.cache, Self.bytes(w.kvBytesUsed), Self.bytes(w.kvBytesFree), String(format: "%.1f", w.tokensPerSecond),
                 "\(w.droppedStale)", w.dataEndpoint,
             ]
         }

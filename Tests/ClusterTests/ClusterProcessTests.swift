@@ -177,6 +177,9 @@ struct ClusterProcessTests {
         for w in ["w1", "w2"] {
             #expect(procs.log(w).contains("cache kivi-prerope-k2v2-f32scales"), "\(w): \(procs.log(w))")
         }
+        // `squat status` shows each worker's cache (from its load reports).
+        let status = try ClusterClient(endpoint: endpoint).status()
+        #expect(status.workers.map(\.cache) == ["kivi-prerope-k2v2-f32scales", "kivi-prerope-k2v2-f32scales"])
         for (i, p) in prompts.enumerated() {
             var tokens: [Int32] = []
             let submit = Submit(

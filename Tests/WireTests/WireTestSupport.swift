@@ -83,7 +83,7 @@ func sampleMessages() -> [WireMessage] {
         scales: ScaleStorage(rawValue: 9))
     let load = WorkerLoad(
         state: .ready, layers: LayerRange(start: 0, end: 15), kvBytesUsed: 1 << 40, kvBytesFree: .max,
-        tokensPerSecond: 123.5, liveSequences: 9, droppedStale: 3)
+        tokensPerSecond: 123.5, liveSequences: 9, droppedStale: 3, cache: "squat-k4v4")
     return [
         .submit(
             Submit(
@@ -122,7 +122,8 @@ func sampleMessages() -> [WireMessage] {
                 workers: [
                     WorkerStatus(
                         workerID: "w0", layers: LayerRange(start: 0, end: 15), state: .ready, kvBytesUsed: 1024,
-                        kvBytesFree: 4096, tokensPerSecond: 88.25, dataEndpoint: "tcp://10.0.0.1:5600", droppedStale: 2),
+                        kvBytesFree: 4096, tokensPerSecond: 88.25, dataEndpoint: "tcp://10.0.0.1:5600", droppedStale: 2,
+                        cache: "kivi-prerope-k2v2-f32scales"),
                     WorkerStatus(workerID: "w1", state: .lost),
                 ],
                 sequences: [

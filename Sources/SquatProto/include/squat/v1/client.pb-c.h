@@ -365,10 +365,14 @@ struct  Squat__V1__WorkerStatus
    * frames of an old epoch this worker dropped
    */
   uint64_t dropped_stale;
+  /*
+   * the KV cache it builds (from its load report)
+   */
+  char *cache;
 };
 #define SQUAT__V1__WORKER_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__worker_status__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL, SQUAT__V1__WORKER_STATE__WORKER_STATE_UNSPECIFIED, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, NULL, SQUAT__V1__WORKER_STATE__WORKER_STATE_UNSPECIFIED, 0, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Squat__V1__SequenceStatus

@@ -173,10 +173,14 @@ struct  Squat__V1__WorkerLoad
   float tokens_per_second;
   uint32_t live_sequences;
   uint64_t dropped_stale;
+  /*
+   * the KV cache this worker builds, e.g. "squat-k4v4"; empty without layers
+   */
+  char *cache;
 };
 #define SQUAT__V1__WORKER_LOAD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&squat__v1__worker_load__descriptor) \
-    , SQUAT__V1__WORKER_STATE__WORKER_STATE_UNSPECIFIED, NULL, 0, 0, 0, 0, 0 }
+    , SQUAT__V1__WORKER_STATE__WORKER_STATE_UNSPECIFIED, NULL, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
