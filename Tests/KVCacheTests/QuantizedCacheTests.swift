@@ -23,6 +23,31 @@ struct QuantizedCacheTests {
         Case(method: .kivi, keyRope: .post, bits: 8, scales: .f32), Case(method: .squat, keyRope: .post, bits: 2),
     ]
 
+    /// One forward call of `rows` rows (queries, keys and values copied; the cache rotates them),
+    /// then the commit; returns the attention output.
+    @discardableResult
+    static func forward(
+        _ cache: any SequenceKVCache, q: [Float], k: [Float], v: [Float], rows: Int, threads: Int = 2
+    ) -> [Float] {
+        var qc = q
+        var kc = k
+        var vc = v
+        var out = [Float](repeating: 0, count: q.count)  // one output row per query row
+        qc.withUnsafeMutableBufferPointer { qp in
+            kc.withUnsafeMutableBufferPointer { kp in
+                vc.withUnsafeMutableBufferPointer { vp in
+                    out.withUnsafeMutableBufferPointer { op in
+                        cache.forward(
+                            layer: 0, queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!,
+                            rows: rows, output: op.baseAddress!, parallel: Parallel(threads: threads))
+                    }
+                }
+            }
+        }
+        cache.commit(rows: rows)
+        return out
+    }
+
     /// Double-precision attention of one rotated query row over token-major rotated keys/values.
     static func attend(q: ArraySlice<Float>, keys: [[Float]], values: [[Float]], tokens T: Int) -> [Double] {
         let s = shape
@@ -55,22 +80,10 @@ struct QuantizedCacheTests {
         let prompt = 77
         let steps = 470  // crosses key flushes and a 512-key chunk boundary
         func rows(_ n: Int, _ width: Int) -> [Float] { (0..<n * width).map { _ in rng.next() } }
-        var q = rows(prompt, s.qDim)
-        var k = rows(prompt, s.kvDim)
-        var v = rows(prompt, s.kvDim)
-        var out = [Float](repeating: 0, count: prompt * s.qDim)
-        q.withUnsafeMutableBufferPointer { qp in
-            k.withUnsafeMutableBufferPointer { kp in
-                v.withUnsafeMutableBufferPointer { vp in
-                    out.withUnsafeMutableBufferPointer { op in
-                        cache.forward(
-                            layer: 0, queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!,
-                            rows: prompt, output: op.baseAddress!, parallel: Parallel(threads: 2))
-                    }
-                }
-            }
-        }
-        cache.commit(rows: prompt)
+        let q = rows(prompt, s.qDim)
+        let k = rows(prompt, s.kvDim)
+        let v = rows(prompt, s.kvDim)
+        Self.forward(cache, q: q, k: k, v: v, rows: prompt)
         // After the prompt: keys quantized in whole windows, values all but the last window.
         let store0 = cache.dequantizedState(layer: 0)
         #expect(store0.keys[0].count == prompt * 64 && store0.values[0].count == prompt * 64)
@@ -81,9 +94,9 @@ struct QuantizedCacheTests {
         for step in 0..<steps {
             let pos = prompt + step
             var state = cache.dequantizedState(layer: 0)
-            var qr = rows(1, s.qDim)
-            var kr = rows(1, s.kvDim)
-            var vr = rows(1, s.kvDim)
+            let qr = rows(1, s.qDim)
+            let kr = rows(1, s.kvDim)
+            let vr = rows(1, s.kvDim)
             // The reference sees the new token in full precision, rotated.
             var kRot = kr
             kRot.withUnsafeMutableBufferPointer { Self.rope.apply($0.baseAddress!, heads: s.kvHeads, position: pos) }
@@ -94,19 +107,7 @@ struct QuantizedCacheTests {
             var qRot = qr
             qRot.withUnsafeMutableBufferPointer { Self.rope.apply($0.baseAddress!, heads: s.queryHeads, position: pos) }
             let ref = Self.attend(q: qRot[...], keys: state.keys, values: state.values, tokens: pos + 1)
-            var o = [Float](repeating: 0, count: s.qDim)
-            qr.withUnsafeMutableBufferPointer { qp in
-                kr.withUnsafeMutableBufferPointer { kp in
-                    vr.withUnsafeMutableBufferPointer { vp in
-                        o.withUnsafeMutableBufferPointer { op in
-                            cache.forward(
-                                layer: 0, queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!,
-                                rows: 1, output: op.baseAddress!, parallel: Parallel(threads: 2))
-                        }
-                    }
-                }
-            }
-            cache.commit(rows: 1)
+            let o = Self.forward(cache, q: qr, k: kr, v: vr, rows: 1)
             for i in 0..<s.qDim { worst = max(worst, abs(Double(o[i]) - ref[i])) }
         }
         #expect(worst < 2e-4, "\(c): max |packed − dequantized| \(worst)")
@@ -136,22 +137,7 @@ struct QuantizedCacheTests {
             let params = QuantizationParameters(kBits: 2, vBits: 2, quantGroupSize: s.headDim, keyRope: rope)
             let factory = QuantizedCacheFactory(method: method, params: params, contextLength: 1024)
             let cache = try #require(factory.makeCache(layers: 1, shape: s, rope: Self.rope) as? QuantizedCache)
-            var qc = q
-            var kc = k
-            var vc = v
-            var out = [Float](repeating: 0, count: T * s.qDim)
-            qc.withUnsafeMutableBufferPointer { qp in
-                kc.withUnsafeMutableBufferPointer { kp in
-                    vc.withUnsafeMutableBufferPointer { vp in
-                        out.withUnsafeMutableBufferPointer { op in
-                            cache.forward(
-                                layer: 0, queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!,
-                                rows: T, output: op.baseAddress!, parallel: Parallel(threads: 1))
-                        }
-                    }
-                }
-            }
-            cache.commit(rows: T)
+            Self.forward(cache, q: q, k: k, v: v, rows: T, threads: 1)
             #expect(cache.quantizedTokenCounts(layer: 0).keys == T)
             return cache.dequantizedState(layer: 0).keys
         }
@@ -175,24 +161,7 @@ struct QuantizedCacheTests {
         var q = (0..<T * s.qDim).map { _ in rng.next() }
         var k = (0..<T * s.kvDim).map { _ in rng.next() }
         var v = (0..<T * s.kvDim).map { _ in rng.next() }
-        var out = [Float](repeating: 0, count: T * s.qDim)
-        for c in [cache as any SequenceKVCache, full] {
-            var qc = q
-            var kc = k
-            var vc = v
-            qc.withUnsafeMutableBufferPointer { qp in
-                kc.withUnsafeMutableBufferPointer { kp in
-                    vc.withUnsafeMutableBufferPointer { vp in
-                        out.withUnsafeMutableBufferPointer { op in
-                            c.forward(
-                                layer: 0, queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!,
-                                rows: T, output: op.baseAddress!, parallel: Parallel(threads: 2))
-                        }
-                    }
-                }
-            }
-            c.commit(rows: T)
-        }
+        for c in [cache as any SequenceKVCache, full] { Self.forward(c, q: q, k: k, v: v, rows: T) }
         q = []
         k = []
         v = []
