@@ -35,6 +35,7 @@ Needs PyYAML. Every process it starts is ended before it exits.
 """
 
 import argparse
+import base64
 import os
 import pathlib
 import re
@@ -148,6 +149,22 @@ class KubernetesPod:
         args = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], str(a)) for a in c["args"]]
         return replace_all(args, {"/etc/squat": f"{root}/etc/squat", **replace})
 
+    def secret_env(self, name):
+        """The container's environment taken from Secrets (`secretKeyRef`), as README.md's
+        `kubectl create secret generic NAME --from-literal=KEY=...` lines make them: a fresh value
+        each, since those lines draw random ones."""
+        c, _ = self.container(name)
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        env = {}
+        for e in c.get("env", []):
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref is None:
+                continue
+            if not re.search(rf"kubectl create secret generic {re.escape(ref['name'])} --from-literal={ref['key']}=", readme):
+                raise SystemExit(f"{name}: no `kubectl create secret generic {ref['name']} --from-literal={ref['key']}=` in README.md")
+            env[e["name"]] = secrets_token()
+        return env
+
 
 def readme_secrets(keys_dir, out):
     """The Secrets that README.md's `kubectl create secret generic NAME --from-file=...` lines
@@ -205,6 +222,19 @@ class ComposeProject:
         link_mounts(root, mounts)
         return root
 
+    def environment(self, service):
+        """The service's `environment:` as Compose sets it, variables from container/env.example
+        (the .env the README copies from it)."""
+        values = env_file_values(DEPLOY / "container" / "env.example")
+        out = {}
+        for key, value in (self.doc["services"][service].get("environment") or {}).items():
+            def var(m):
+                if m.group(1) not in values and m.group(2) == "?":
+                    raise SystemExit(f"compose.yaml: {service} needs {m.group(1)}, which env.example does not set")
+                return values.get(m.group(1), m.group(3) if m.group(2) == "-" else "")
+            out[key] = re.sub(r"\$\{(\w+)(?::?([-?])([^}]*))?\}", var, str(value))
+        return out
+
     def argv(self, service, replace, extra=()):
         """The service's process: its command, or its sh entrypoint with `extra` as $@."""
         s = self.doc["services"][service]
@@ -228,12 +258,16 @@ def confined(argv):
     return argv
 
 
-def start(squat, name, argv, logdir):
+def secrets_token():
+    return base64.b64encode(os.urandom(24)).decode()
+
+
+def start(squat, name, argv, logdir, env=None):
     log = open(logdir / f"{name}.log", "w")
     shown = argv if argv[0] == "/bin/sh" else ["squat"] + argv
-    print(f"  start {name}: {shlex.join(shown)}")
+    print(f"  start {name}: {shlex.join(shown)}" + (f" (environment: {', '.join(sorted(env))})" if env else ""))
     p = subprocess.Popen(confined(argv if argv[0] == "/bin/sh" else [squat] + argv),
-                         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})})
     p.name = name
     procs.append(p)
     return p
@@ -260,8 +294,15 @@ def wait_ready(status, workers, running, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         r = status()
-        lines = [l for l in r.stdout.splitlines()[2:] if "\t" in l and not l.startswith("  ")]
-        if r.returncode == 0 and sum(1 for l in lines if "ready" in l) >= workers:
+        # The worker table: from its WORKER header to the "live sequence(s)" line; STATE is column 3.
+        rows, table = [], False
+        for l in r.stdout.splitlines():
+            table = table or l.startswith("WORKER")
+            if table and "live sequence" in l:
+                break
+            if table and not l.startswith("WORKER"):
+                rows.append(l.split())
+        if r.returncode == 0 and sum(1 for f in rows if len(f) > 2 and f[2] == "ready") >= workers:
             return r.stdout
         for p in running:
             if p.poll() is not None:
@@ -411,7 +452,7 @@ def main():
             return start(squat, name, pod.argv(
                 "coordinator",
                 {"SQUAT_MODEL": model, "SQUAT_WORKERS": "1", "SQUAT_KV": "squat", "SQUAT_K_BITS": "4", "SQUAT_V_BITS": "4"},
-                {"tcp://0.0.0.0:5555": endpoint}), logdir)
+                {"tcp://0.0.0.0:5555": endpoint}), logdir, env=pod.secret_env("coordinator"))
 
         c = k8s_coordinator("k8s-coordinator")
         wa = worker_a(port, name="smoke-c")
@@ -433,7 +474,8 @@ def main():
             f.write(b"\0" * 32)  # another size: another fingerprint, same tensors
         port = free_port()
         c = start(squat, "compose-coordinator", compose.argv("coordinator", {
-            "tcp://0.0.0.0:5555": f"tcp://127.0.0.1:{port}", "/models/SmolLM2-135M-Instruct.Q4_1.gguf": model}), logdir)
+            "tcp://0.0.0.0:5555": f"tcp://127.0.0.1:{port}", "/models/SmolLM2-135M-Instruct.Q4_1.gguf": model}), logdir,
+            env=compose.environment("coordinator"))
         wd = compose_worker(port, model_path=str(other), name="compose-other-model")
         check(wait_exit(wd, 60) == 2, f"worker with another model exits 2 (got {wd.returncode})")
         we = worker_a(port, name="smoke-e")  # the systemd host's key: not in Compose's authorized/workers
