@@ -15,6 +15,9 @@ public struct CoordinatorOptions: Sendable {
     public var minWorkers: Int = 1
     /// The cache every stage keeps (sent in Assign).
     public var cache: CacheConfig = CacheConfig()
+    /// The name of the cache `cache` makes, as workers report it (`WorkerLoad.cache`); a worker
+    /// reporting another name, or none, is named in the log. Empty: not checked.
+    public var cacheName = ""
     public var heartbeatInterval: Duration = .seconds(1)
     public var liveness: Int = 4
     /// Prompt rows per forward call of one sequence (the single-process generator's chunk).
@@ -92,6 +95,8 @@ public final class Coordinator {
         var layers = LayerRange()
         /// Asked to leave: planned without, then sent Drain.
         var draining = false
+        /// The epoch whose reported cache was last checked against `options.cacheName`.
+        var cacheCheckedEpoch: UInt64 = 0
     }
 
     final class Sequence {
@@ -439,21 +444,23 @@ public final class Coordinator {
             droppedMalformed += 1
             return
         }
-        let before = workers[i].load?.cache ?? ""
         workers[i].heartbeatEpoch = h.epoch
         workers[i].load = h.load
-        // Every stage should build the same cache from the same Assign; one that does not
-        // (a worker of an older version ignores fields it does not know) is named once.
-        let cache = h.load?.cache ?? ""
-        if !cache.isEmpty, cache != before, h.epoch == epoch,
-            let other = workers.first(where: {
-                $0.identity != identity && $0.heartbeatEpoch == epoch && !($0.load?.cache ?? "").isEmpty
-            }),
-            let otherCache = other.load?.cache, otherCache != cache
+        // Every stage should build the cache the Assign describes; a worker of another version
+        // may ignore fields it does not know (or not report its cache at all). Once per epoch.
+        if let load = h.load, load.layers.count > 0, h.epoch == epoch, !options.cacheName.isEmpty,
+            workers[i].cacheCheckedEpoch != epoch
         {
-            log.error(
-                "worker \(workers[i].id) builds a \(cache) cache but \(other.id) builds \(otherCache) from the same Assign: "
-                    + "mixed versions? their answers will differ from `squat generate`'s")
+            workers[i].cacheCheckedEpoch = epoch
+            if load.cache.isEmpty {
+                log.error(
+                    "worker \(workers[i].id) does not report the cache it builds (an older version?): "
+                        + "its answers may differ from `squat generate`'s with this coordinator's cache flags")
+            } else if load.cache != options.cacheName {
+                log.error(
+                    "worker \(workers[i].id) builds a \(load.cache) cache, not the \(options.cacheName) of this "
+                        + "coordinator's flags (another version?): its answers will differ from `squat generate`'s")
+            }
         }
     }
 

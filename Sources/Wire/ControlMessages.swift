@@ -152,7 +152,8 @@ public struct WorkerLoad: Sendable, Hashable {
     public var liveSequences: UInt32
     /// `squat.v1.WorkerLoad.dropped_stale`.
     public var droppedStale: UInt64
-    /// The KV cache this worker builds (its factory's name); empty without layers.
+    /// The KV cache this worker builds (its factory's name: kind, bits, key placement, scale
+    /// storage; not the group sizes or SQuat's settings); empty without layers.
     public var cache: String
 
     /// Memberwise; defaulted parameters are the proto3 zero values.

@@ -85,10 +85,11 @@ struct CoordinatorCommand: ParsableCommand {
         let path = model.resolvedPath
         let files = try ModelLoader.open(path: path)
         // Check the cache flags here, where a mistake is reported, rather than in every worker.
-        _ = try cacheOptions.factory(headDim: files.config.headDim, contextLength: files.config.contextLength)
+        let factory = try cacheOptions.factory(headDim: files.config.headDim, contextLength: files.config.contextLength)
         var options = CoordinatorOptions(bind: bind, modelPath: path)
         options.minWorkers = workers
         options.cache = try cacheOptions.wireConfig(headDim: files.config.headDim)
+        options.cacheName = factory.name
         options.defaultMaxTokens = defaultMaxTokens
         options.maxInFlight = maxInFlight
         options.shipCaches = !replayOnly

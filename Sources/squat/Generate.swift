@@ -133,10 +133,11 @@ extension Generate {
         guard stages <= config.layerCount else {
             throw ValidationError("--stages \(stages) exceeds the model's \(config.layerCount) layers")
         }
-        _ = try cacheOptions.factory(headDim: config.headDim, contextLength: config.contextLength)
+        let factory = try cacheOptions.factory(headDim: config.headDim, contextLength: config.contextLength)
         let prompt = try promptOptions.tokens(try files.tokenizer())
         var coordinator = CoordinatorOptions(bind: "", modelPath: path)
         coordinator.cache = try cacheOptions.wireConfig(headDim: config.headDim)
+        coordinator.cacheName = factory.name
         coordinator.quiet = true
         let flags = cacheOptions
         let workers = (0..<stages).map { i in

@@ -163,7 +163,8 @@ struct StatusCommand: ParsableCommand {
         func row(_ w: WorkerStatus, state: String) -> [String] {
             [
                 w.workerID, w.layers.end > w.layers.start ? "[\(w.layers.start),\(w.layers.end))" : "-", state,
-                w.cache.isEmpty ? "-" : w.cache, Self.bytes(w.kvBytesUsed), Self.bytes(w.kvBytesFree), String(format: "%.1f", w.tokensPerSecond),
+                w.cache.isEmpty ? "-" : w.cache,
+                Self.bytes(w.kvBytesUsed), Self.bytes(w.kvBytesFree), String(format: "%.1f", w.tokensPerSecond),
                 "\(w.droppedStale)", w.dataEndpoint,
             ]
         }

@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import KVCache
 import Testing
@@ -82,6 +83,63 @@ struct CacheConfigTests {
         #expect(worker.terminationStatus == 2, "\(procs.log("w1"))")
         #expect(
             procs.log("w1").contains("cannot build") && procs.log("w1").contains("--key-rope"), "\(procs.log("w1"))")
+    }
+
+    @Test("the coordinator names a worker that builds another cache than its flags make, or does not say")
+    func coordinatorNamesOtherCaches() throws {
+        let fingerprint = try ModelFingerprint.of(path: Paths.model)
+        // Each case: a coordinator, and a worker played by this test that registers, takes its
+        // Assign and reports `cache` in its load, as another version of squat might.
+        for (id, cache, expected) in [
+            ("old", "", "worker old does not report the cache it builds"),
+            (
+                "odd", "squat-k4v4",
+                "worker odd builds a squat-k4v4 cache, not the kivi-k2v2 of this coordinator's flags"
+            ),
+            ("same", "kivi-k2v2", ""),
+        ] {
+            let procs = try Processes()
+            defer { procs.stopAll() }
+            let endpoint = try procs.startCoordinator([
+                "--workers", "1", "--kv", "kivi", "--k-bits", "2", "--v-bits", "2",
+            ])
+            let context = try Context()
+            let dealer = try Socket(context, .dealer, options: [.linger(.zero), .receiveTimeout(.seconds(30))])
+            defer { dealer.close() }
+            try dealer.connect(endpoint)
+            _ = try dealer.send(
+                .register(
+                    Register(
+                        workerID: id, modelFingerprint: fingerprint, threads: 1, dataEndpoint: "tcp://127.0.0.1:9")))
+            var assign: Assign?
+            while assign == nil {
+                guard case .message(let incoming) = try dealer.receiveMessage() else {
+                    Issue.record("\(id): no Assign\n\(procs.allLogs)")
+                    return
+                }
+                if case .assign(let a) = incoming.message { assign = a }
+            }
+            guard let a = assign else { return }
+            #expect(a.cache.kind == .kivi && a.cache.keyBits == 2 && a.cache.keyRope == .post)
+            _ = try dealer.send(
+                .heartbeat(
+                    Heartbeat(
+                        epoch: a.epoch, sequence: 1, sentUnixMs: 0,
+                        load: WorkerLoad(state: .ready, layers: a.layers, cache: cache))))
+            if expected.isEmpty {
+                // Nothing to name: the pipeline serves (the status shows the worker ready) and the log is quiet.
+                #expect(
+                    Processes.wait(.seconds(10)) {
+                        (try? ClusterClient(endpoint: endpoint).status().workers.first?.cache) == cache
+                    })
+                #expect(!procs.log("coordinator").contains("cache it builds"), "\(procs.log("coordinator"))")
+                #expect(!procs.log("coordinator").contains("coordinator's flags"), "\(procs.log("coordinator"))")
+            } else {
+                #expect(
+                    Processes.wait(.seconds(10)) { procs.log("coordinator").contains(expected) },
+                    "\(id): \(procs.log("coordinator"))")
+            }
+        }
     }
 
     @Test("a value this build does not know is refused by name, not replaced by the worker's flag")

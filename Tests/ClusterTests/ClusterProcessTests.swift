@@ -180,6 +180,8 @@ struct ClusterProcessTests {
         // `squat status` shows each worker's cache (from its load reports).
         let status = try ClusterClient(endpoint: endpoint).status()
         #expect(status.workers.map(\.cache) == ["kivi-prerope-k2v2-f32scales", "kivi-prerope-k2v2-f32scales"])
+        // The coordinator expects the same name from its own flags: it names no worker.
+        #expect(!procs.log("coordinator").contains("coordinator's flags"), "\(procs.log("coordinator"))")
         for (i, p) in prompts.enumerated() {
             var tokens: [Int32] = []
             let submit = Submit(
