@@ -122,13 +122,11 @@ static void scores_packed_scalar(const float *q, int g, int D, const uint8_t *co
                 continue;
             }
             for (int i = 0; i < D; i++) k[i] = fmaf(c[i], s[i], m[i]);
-            {
-                const float *c = rope_cos + (pos - gi * key_group) * h, *sn = rope_sin + (pos - gi * key_group) * h;
-                for (int i = 0; i < h; i++) {
-                    float a = k[i], b = k[i + h];
-                    k[i] = fmaf(a, c[i], -(b * sn[i]));
-                    k[i + h] = fmaf(a, sn[i], b * c[i]);
-                }
+            const float *cr = rope_cos + (pos - gi * key_group) * h, *sr = rope_sin + (pos - gi * key_group) * h;
+            for (int i = 0; i < h; i++) {
+                float a = k[i], b = k[i + h];
+                k[i] = fmaf(a, cr[i], -(b * sr[i]));
+                k[i + h] = fmaf(a, sr[i], b * cr[i]);
             }
             scores[j * stride + t] = dot_split_scalar8(qr, k, D) * scale;
         }

@@ -61,24 +61,36 @@ struct CacheOptions: ParsableArguments {
             throw ValidationError("unknown cache '\(base)' (full, full-f16, full-f32, kivi, kivi-prerope, squat)")
         }
         // Quantized caches only (a full-precision cache has no subspace).
-        guard let sr = RopePlacement(rawValue: subspaceRope) else {
-            throw ValidationError("--subspace-rope must be pre or post, got '\(subspaceRope)'")
-        }
-        p.subspaceRope = sr
+        p.subspaceRope = try subspacePlacement()
         do {
             try p.validate(headDim: headDim)
         } catch {
             throw ValidationError("\(error)")
         }
-        guard let sc = FullPrecision(rawValue: kvScales) else {
-            throw ValidationError("--kv-scales must be f16 or f32, got '\(kvScales)'")
-        }
-        return QuantizedCacheFactory(method: method, params: p, contextLength: contextLength, scales: sc)
+        return QuantizedCacheFactory(
+            method: method, params: p, contextLength: contextLength, scales: try scaleStorage())
     }
 
     private func fullPrecision() -> FullPrecision { FullPrecision(rawValue: cache) ?? .f16 }
 
-    private func keyRopePlacement(default d: RopePlacement) throws -> RopePlacement {
+    /// `--subspace-rope`, checked.
+    func subspacePlacement() throws -> RopePlacement {
+        guard let r = RopePlacement(rawValue: subspaceRope) else {
+            throw ValidationError("--subspace-rope must be pre or post, got '\(subspaceRope)'")
+        }
+        return r
+    }
+
+    /// `--kv-scales`, checked.
+    func scaleStorage() throws -> FullPrecision {
+        guard let s = FullPrecision(rawValue: kvScales) else {
+            throw ValidationError("--kv-scales must be f16 or f32, got '\(kvScales)'")
+        }
+        return s
+    }
+
+    /// `--key-rope`, checked; `d` when not given (the cache kind's default).
+    func keyRopePlacement(default d: RopePlacement) throws -> RopePlacement {
         guard let keyRope else { return d }
         guard let r = RopePlacement(rawValue: keyRope) else {
             throw ValidationError("--key-rope must be pre or post, got '\(keyRope)'")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KVCache
 import Synchronization
 import Wire
 
@@ -46,26 +47,16 @@ extension CacheOptions {
         default:
             throw ValidationError("--kv \(kv) is not available in the cluster (full, full-f16, full-f32, kivi, squat)")
         }
-        // Every setting explicit, so that workers started with other flags still build this cache.
-        func placement(_ flag: String, _ value: String) throws -> RopePlacementWire {
-            switch value {
-            case "pre": return .pre
-            case "post": return .post
-            default: throw ValidationError("\(flag) must be pre or post, got '\(value)'")
-            }
-        }
-        let scales: ScaleStorage
-        switch kvScales {
-        case "f16": scales = .f16
-        case "f32": scales = .f32
-        default: throw ValidationError("--kv-scales must be f16 or f32, got '\(kvScales)'")
-        }
+        // Every setting explicit, so that workers started with other flags still build this cache;
+        // parsed as the cache factory parses them.
+        func wire(_ r: RopePlacement) -> RopePlacementWire { r == .pre ? .pre : .post }
+        let keyRope = try keyRopePlacement(default: kind == .kivi ? .post : .pre)
         return CacheConfig(
             kind: kind, keyBits: UInt32(kBits), valueBits: UInt32(vBits), groupSize: UInt32(groupSize),
             residualLength: UInt32(residualLength), quantGroupSize: UInt32(quantGroupSize ?? min(32, headDim)),
             subspaceDim: UInt32(subspaceDim), squatLambda: Float(squatLambda),
-            keyRope: try placement("--key-rope", keyRope ?? (kind == .kivi ? "post" : "pre")),
-            subspaceRope: try placement("--subspace-rope", subspaceRope), scales: scales)
+            keyRope: wire(keyRope), subspaceRope: wire(try subspacePlacement()),
+            scales: try scaleStorage() == .f32 ? .f32 : .f16)
     }
 
     /// These flags overridden by an Assign's cache configuration (zero fields keep the flags).
