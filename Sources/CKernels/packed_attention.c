@@ -74,8 +74,9 @@ static inline float dot_scalar8(const float *q, const float *k, int D) {
     return (a0 + a2) + (a1 + a3);
 }
 
-// The packed key kernel's order: lane j accumulates the even 8-channel runs (i = 0, 16, ...) and
-// the odd ones (i = 8, 24, ...) separately, adds the two, then sums lanes as dot_scalar8 does.
+// The packed key kernel's order for keys after RoPE: lane j accumulates the even 8-channel runs
+// (i = 0, 16, ...) and the odd ones (i = 8, 24, ...) separately, adds the two, then sums lanes as
+// dot_scalar8 does.
 static inline float dot_split_scalar8(const float *q, const float *k, int D) {
     float even[8] = {0}, odd[8] = {0}, acc[8];
     for (int i = 0; i < D; i += 16)
@@ -84,6 +85,21 @@ static inline float dot_split_scalar8(const float *q, const float *k, int D) {
             if (i + 8 < D) odd[j] = fmaf(q[i + 8 + j], k[i + 8 + j], odd[j]);
         }
     for (int j = 0; j < 8; j++) acc[j] = even[j] + odd[j];
+    float a0 = acc[0] + acc[4], a1 = acc[1] + acc[5], a2 = acc[2] + acc[6], a3 = acc[3] + acc[7];
+    return (a0 + a2) + (a1 + a3);
+}
+
+// The order for keys before RoPE, whose rotation pairs channel i with i + D/2: lane j accumulates
+// the first half's channels (i = j, j + 8, ... < D/2) and the second half's separately, adds the
+// two, then sums lanes as dot_scalar8 does.
+static inline float dot_halves_scalar8(const float *q, const float *k, int D) {
+    const int h = D / 2;
+    float lo[8] = {0}, hi[8] = {0}, acc[8];
+    for (int i = 0; i < h; i++) {
+        lo[i % 8] = fmaf(q[i], k[i], lo[i % 8]);
+        hi[i % 8] = fmaf(q[h + i], k[h + i], hi[i % 8]);
+    }
+    for (int j = 0; j < 8; j++) acc[j] = lo[j] + hi[j];
     float a0 = acc[0] + acc[4], a1 = acc[1] + acc[5], a2 = acc[2] + acc[6], a3 = acc[3] + acc[7];
     return (a0 + a2) + (a1 + a3);
 }
@@ -128,7 +144,7 @@ static void scores_packed_scalar(const float *q, int g, int D, const uint8_t *co
                 k[i] = fmaf(a, cr[i], -(b * sr[i]));
                 k[i + h] = fmaf(a, sr[i], b * cr[i]);
             }
-            scores[j * stride + t] = dot_split_scalar8(qr, k, D) * scale;
+            scores[j * stride + t] = dot_halves_scalar8(qr, k, D) * scale;
         }
     }
 }
@@ -186,28 +202,37 @@ SQ_INLINE_AVX2 __m256 load8_scale(const void *p, int64_t i, int f32) {
 // One key at packed dotted with G (<= 4) query heads qr (rows D apart): with cr, the key is
 // dequantized with the group's s/m and rotated by its in-group row, and qr is the query rotated
 // back by the group's anchor; without, qr holds the query times the group's scales and the key is
-// its codes in place. out[j] holds head j's eight lane sums (even and odd 8-channel runs added),
-// reduced later eight keys at a time.
+// its codes in place. out[j] holds head j's eight lane sums (two accumulators added), reduced later
+// eight keys at a time.
 SQ_INLINE_AVX2 void key_lanes(const uint8_t *packed, int D, int bits, const float *s, const float *m,
                               const float *cr, const float *sr, const float *qr, int G, __m256 *out) {
     const int h = D / 2, w = D * bits / 8;
     const __m256 zero = _mm256_setzero_ps();
+    // Two accumulators per head halve the FMA chains.
     __m256 even[4] = {zero, zero, zero, zero}, odd[4] = {zero, zero, zero, zero}, k[SQ_PACKED_MAX_D / 8];
     __m256i X[SQ_PACKED_MAX_D / 8];
     for (int r = 0; r < w / 8; r++) X[r] = byte_run(packed, r);
     if (cr) {
+        // Each pair of runs (channels v.., v + h..) is dequantized, rotated and dotted at once, so
+        // the rotated key never leaves the registers: first-half channels go to even, second-half
+        // ones to odd (dot_halves_scalar8's order).
         for (int v = 0; v < h; v += 8) {
             __m256 a = _mm256_fmadd_ps(run_in_place(X, D, bits, v), _mm256_loadu_ps(s + v), _mm256_loadu_ps(m + v));
             __m256 b = _mm256_fmadd_ps(run_in_place(X, D, bits, v + h), _mm256_loadu_ps(s + v + h),
                                        _mm256_loadu_ps(m + v + h));
             __m256 c = _mm256_loadu_ps(cr + v), sn = _mm256_loadu_ps(sr + v);
-            k[v / 8] = _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, sn));
-            k[(v + h) / 8] = _mm256_fmadd_ps(a, sn, _mm256_mul_ps(b, c));
+            const __m256 lo = _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, sn));
+            const __m256 hi = _mm256_fmadd_ps(a, sn, _mm256_mul_ps(b, c));
+            for (int j = 0; j < G; j++) {
+                even[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v), lo, even[j]);
+                odd[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v + h), hi, odd[j]);
+            }
         }
-    } else {
-        for (int v = 0; v < D; v += 8) k[v / 8] = run_in_place(X, D, bits, v);
+        for (int j = 0; j < G; j++) out[j] = _mm256_add_ps(even[j], odd[j]);
+        return;
     }
-    // Two accumulators per head (even and odd 8-channel runs) halve the FMA chains.
+    // Keys after RoPE: even and odd 8-channel runs (dot_split_scalar8's order).
+    for (int v = 0; v < D; v += 8) k[v / 8] = run_in_place(X, D, bits, v);
     for (int v = 0; v < D; v += 16)
         for (int j = 0; j < G; j++) {
             even[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v), k[v / 8], even[j]);
@@ -216,7 +241,7 @@ SQ_INLINE_AVX2 void key_lanes(const uint8_t *packed, int D, int bits, const floa
     for (int j = 0; j < G; j++) out[j] = _mm256_add_ps(even[j], odd[j]);
 }
 
-// Lane t of the result: ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)) of v[t], dot_split_scalar8's order
+// Lane t of the result: ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)) of v[t], dot_scalar8's lane order
 // (sq_reduce4_avx2 on two sets of four keys, then one permute back to key order).
 SQ_INLINE_AVX2 __m256 reduce8_keys(const __m256 *v) {
     __m256 w[4];
