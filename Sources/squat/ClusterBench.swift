@@ -25,6 +25,8 @@ struct ClusterBench {
     let cacheFlags: [String]
     /// Flags for the workers only (activations).
     let workerFlags: [String]
+    /// Flags for the coordinator only (pipeline depth).
+    let coordinatorFlags: [String]
 
     struct Row: Codable {
         var workers: Int
@@ -38,6 +40,8 @@ struct ClusterBench {
         var meanHopMicroseconds: Double
         var meanStageBusyMicroseconds: [Double]
         var meanRowsPerMicroBatch: Double
+        /// The coordinator's credit: micro-batches it may hold in flight.
+        var maxInFlight: Int
         var residentMiB: [String: Double]
         var peakResidentMiB: [String: Double]
     }
@@ -81,7 +85,8 @@ struct ClusterBench {
         }
         let coordinator = try spawn(
             "coordinator",
-            ["coordinator", "--model", modelPath, "--bind", "tcp://127.0.0.1:0", "--workers", "\(workers)"] + cacheFlags)
+            ["coordinator", "--model", modelPath, "--bind", "tcp://127.0.0.1:0", "--workers", "\(workers)"] + cacheFlags
+                + coordinatorFlags)
         var endpoint: String?
         for _ in 0..<300 where endpoint == nil {
             if let r = coordinator.logText.range(of: "listening on ") {
@@ -95,7 +100,10 @@ struct ClusterBench {
         for i in 1...workers {
             _ = try spawn(
                 "worker\(i)",
-                ["worker", "--model", modelPath, "--coordinator", endpoint, "--threads", "\(workerThreads)", "--id", "w\(i)"]
+                [
+                    "worker", "--model", modelPath, "--coordinator", endpoint, "--threads", "\(workerThreads)", "--id",
+                    "w\(i)",
+                ]
                     + cacheFlags + workerFlags)
         }
         let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(5))
@@ -107,9 +115,17 @@ struct ClusterBench {
             if !ready { Thread.sleep(forTimeInterval: 0.1) }
         }
         guard ready else {
-            throw ValidationError("the pipeline did not become ready:\n" + children.map { "\($0.name): \($0.logText)" }.joined(separator: "\n"))
+            throw ValidationError(
+                "the pipeline did not become ready:\n"
+                    + children.map { "\($0.name): \($0.logText)" }.joined(separator: "\n"))
         }
-        print("cluster: \(workers) worker(s) × \(workerThreads) thread(s), \(promptTokens)-token prompts, \(decodeTokens) tokens each")
+        let credit =
+            (try? client.status(includeSequences: false).pipeline.maxInFlight).map {
+                ", \($0) micro-batch(es) in flight at most"
+            } ?? ""
+        print(
+            "cluster: \(workers) worker(s) × \(workerThreads) thread(s), \(promptTokens)-token prompts, \(decodeTokens) tokens each"
+                + credit)
         var rows: [Row] = []
         var seed: UInt64 = 1
         // One short warm-up request (page faults, first-touch allocations).
@@ -125,20 +141,27 @@ struct ClusterBench {
                 var delta = PipelineStats(
                     microBatches: after.microBatches - before.microBatches, rows: after.rows - before.rows,
                     roundTripMicroseconds: after.roundTripMicroseconds - before.roundTripMicroseconds,
-                    stageBusyMicroseconds: zip(after.stageBusyMicroseconds, before.stageBusyMicroseconds + Array(
-                        repeating: 0, count: max(0, after.stageBusyMicroseconds.count - before.stageBusyMicroseconds.count))
+                    stageBusyMicroseconds: zip(
+                        after.stageBusyMicroseconds,
+                        before.stageBusyMicroseconds
+                            + Array(
+                                repeating: 0,
+                                count: max(0, after.stageBusyMicroseconds.count - before.stageBusyMicroseconds.count))
                     ).map { $0 - $1 })
                 delta.maxInFlight = after.maxInFlight
                 let batches = Double(max(1, delta.microBatches))
                 runs.append(
                     Row(
-                        workers: workers, workerThreads: workerThreads, concurrency: c, decodeTokensPerSequence: decodeTokens,
-                        aggregateTokensPerSecond: m.aggregate, aggregateTokensPerCPUSecond: Double(m.decoded) / max(cpu, 1e-9),
+                        workers: workers, workerThreads: workerThreads, concurrency: c,
+                        decodeTokensPerSequence: decodeTokens,
+                        aggregateTokensPerSecond: m.aggregate,
+                        aggregateTokensPerCPUSecond: Double(m.decoded) / max(cpu, 1e-9),
                         perSequenceTokensPerSecond: m.perSequence, timeToFirstTokenMs: m.ttft * 1000,
                         meanHopMicroseconds: delta.meanHopMicroseconds,
                         meanStageBusyMicroseconds: delta.stageBusyMicroseconds.map { Double($0) / batches },
-                        meanRowsPerMicroBatch: Double(delta.rows) / batches,
-                        residentMiB: memory(children, field: "VmRSS:"), peakResidentMiB: memory(children, field: "VmHWM:")))
+                        meanRowsPerMicroBatch: Double(delta.rows) / batches, maxInFlight: Int(after.maxInFlight),
+                        residentMiB: memory(children, field: "VmRSS:"),
+                        peakResidentMiB: memory(children, field: "VmHWM:")))
             }
             let r = runs.sorted { $0.aggregateTokensPerSecond < $1.aggregateTokensPerSecond }[runs.count / 2]
             rows.append(r)
@@ -154,7 +177,10 @@ struct ClusterBench {
         }
         if let last = rows.last {
             for name in last.residentMiB.keys.sorted() {
-                print(String(format: "%@: resident %.1f MiB, peak %.1f MiB", name, last.residentMiB[name] ?? 0, last.peakResidentMiB[name] ?? 0))
+                print(
+                    String(
+                        format: "%@: resident %.1f MiB, peak %.1f MiB", name, last.residentMiB[name] ?? 0,
+                        last.peakResidentMiB[name] ?? 0))
             }
         }
         if let json {
@@ -195,7 +221,8 @@ struct ClusterBench {
                     let client = try ClusterClient(endpoint: endpoint, timeout: .seconds(120))
                     let submit = Submit(
                         requestID: "bench\(i)", prompt: .tokens(prompt),
-                        sampling: Sampling(sampler: SamplerParams(), maxTokens: UInt32(tokens), ignoreEndOfGeneration: true))
+                        sampling: Sampling(
+                            sampler: SamplerParams(), maxTokens: UInt32(tokens), ignoreEndOfGeneration: true))
                     t.submitted = CPUClock.wall()
                     try client.submit(submit) { event in
                         switch event {
@@ -222,7 +249,8 @@ struct ClusterBench {
         let per = all.map { $0.last > $0.first ? Double($0.count - 1) / ($0.last - $0.first) : 0 }.sorted()
         let ttft = all.map { $0.first - $0.submitted }.sorted()
         return Measurement(
-            aggregate: span > 0 ? Double(decoded) / span : 0, perSequence: per[per.count / 2], ttft: ttft[ttft.count / 2],
+            aggregate: span > 0 ? Double(decoded) / span : 0, perSequence: per[per.count / 2],
+            ttft: ttft[ttft.count / 2],
             decoded: decoded)
     }
 
@@ -244,7 +272,9 @@ struct ClusterBench {
     func memory(_ children: [Child], field: String) -> [String: Double] {
         var out: [String: Double] = [:]
         for c in children {
-            guard let status = try? String(contentsOfFile: "/proc/\(c.process.processIdentifier)/status", encoding: .utf8),
+            guard
+                let status = try? String(
+                    contentsOfFile: "/proc/\(c.process.processIdentifier)/status", encoding: .utf8),
                 let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
                 let kb = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
             else { continue }

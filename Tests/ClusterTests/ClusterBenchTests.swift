@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+
+/// `squat bench --cluster`: a real coordinator and worker processes started by the bench itself.
+@Suite("Cluster bench", .serialized, .timeLimit(.minutes(5)))
+struct ClusterBenchTests {
+    /// The fields of a JSON row this test reads.
+    struct Row: Decodable {
+        var concurrency: Int
+        var maxInFlight: Int
+        var meanRowsPerMicroBatch: Double
+        var aggregateTokensPerSecond: Double
+    }
+
+    @Test("--max-in-flight reaches the bench's coordinator: its credit is reported and bounds the micro-batches")
+    func maxInFlightPassesThrough() throws {
+        let procs = try Processes()
+        var rowsPerBatch: [Int: Double] = [:]
+        for credit in [1, 3] {
+            let json = procs.directory.appendingPathComponent("bench-\(credit).json").path
+            let r = try procs.run(
+                "bench-\(credit)",
+                [
+                    "bench", "--model", Paths.model, "--cluster", "2", "--concurrency", "3", "--decode-tokens", "6",
+                    "--cluster-prompt-tokens", "8", "--max-in-flight", "\(credit)", "--json", json,
+                ], timeout: .seconds(120))
+            #expect(r.status == 0, "\(r.output)")
+            #expect(r.output.contains("\(credit) micro-batch(es) in flight at most"), "\(r.output)")
+            let data = try #require(FileManager.default.contents(atPath: json), "no JSON from the bench:\n\(r.output)")
+            let rows = try JSONDecoder().decode([Row].self, from: data)
+            let row = try #require(rows.first)
+            #expect(rows.count == 1 && row.concurrency == 3)
+            #expect(row.maxInFlight == credit)
+            #expect(row.aggregateTokensPerSecond > 0)
+            rowsPerBatch[credit] = row.meanRowsPerMicroBatch
+        }
+        // One micro-batch at a time carries all three sequences; three at a time split them.
+        let one = try #require(rowsPerBatch[1])
+        let three = try #require(rowsPerBatch[3])
+        #expect(one > three, "rows per micro-batch: \(one) with credit 1, \(three) with credit 3")
+    }
+
+    @Test("--max-in-flight 0 is refused by name before anything starts")
+    func zeroCreditRefused() throws {
+        let procs = try Processes()
+        let r = try procs.run(
+            "bench-zero", ["bench", "--model", Paths.model, "--cluster", "2", "--max-in-flight", "0"])
+        #expect(r.status != 0)
+        #expect(r.output.contains("--max-in-flight"), "\(r.output)")
+    }
+}
