@@ -44,8 +44,10 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if let cluster {
-            guard cluster >= 1, workerThreads >= 1, concurrency.allSatisfy({ $0 >= 1 }), (maxInFlight ?? 1) >= 1 else {
-                throw ValidationError("--cluster, --worker-threads, --concurrency and --max-in-flight must be ≥ 1")
+            for (flag, value) in [("--cluster", cluster), ("--worker-threads", workerThreads)]
+                + concurrency.map({ ("--concurrency", $0) }) + (maxInFlight.map { [("--max-in-flight", $0)] } ?? [])
+            where value < 1 {
+                throw ValidationError("\(flag) must be ≥ 1, got \(value)")
             }
             try ClusterBench(
                 modelPath: model.resolvedPath, workers: cluster, workerThreads: workerThreads, concurrency: concurrency,
