@@ -10,8 +10,9 @@ import Wire
 #endif
 
 /// `squat bench --cluster N`: a local coordinator and N worker processes on loopback TCP;
-/// greedy requests with random prompts at each concurrency; decode tokens/s (aggregate and per
-/// sequence, wall and per CPU-second of all cluster processes), time to first token, per-hop
+/// greedy requests with random prompts at each concurrency; decode tokens/s (aggregate, also over
+/// the window in which all sequences decode, and per sequence, wall and per CPU-second of all
+/// cluster processes), time to first token, per-hop
 /// latency from the coordinator's pipeline totals, and each process's resident memory.
 struct ClusterBench {
     let modelPath: String
@@ -35,6 +36,9 @@ struct ClusterBench {
         var decodeTokensPerSequence: Int
         var aggregateTokensPerSecond: Double
         var aggregateTokensPerCPUSecond: Double
+        /// Tokens/s over the window in which every sequence was decoding: from the last first
+        /// token to the first last token (no prefill ramp-up, no tail with fewer sequences).
+        var allDecodingTokensPerSecond: Double
         var perSequenceTokensPerSecond: Double
         var timeToFirstTokenMs: Double
         var meanHopMicroseconds: Double
@@ -156,6 +160,7 @@ struct ClusterBench {
                         decodeTokensPerSequence: decodeTokens,
                         aggregateTokensPerSecond: m.aggregate,
                         aggregateTokensPerCPUSecond: Double(m.decoded) / max(cpu, 1e-9),
+                        allDecodingTokensPerSecond: m.allDecoding,
                         perSequenceTokensPerSecond: m.perSequence, timeToFirstTokenMs: m.ttft * 1000,
                         meanHopMicroseconds: delta.meanHopMicroseconds,
                         meanStageBusyMicroseconds: delta.stageBusyMicroseconds.map { Double($0) / batches },
@@ -168,8 +173,9 @@ struct ClusterBench {
             print(
                 String(
                     format:
-                        "concurrency %2d: aggregate %7.1f tok/s (%6.1f tok/CPU-s), per sequence %6.1f tok/s, TTFT %6.1f ms, hop %6.0f µs, stage busy %@ µs/batch, %.1f rows/batch",
-                    c, r.aggregateTokensPerSecond, r.aggregateTokensPerCPUSecond, r.perSequenceTokensPerSecond,
+                        "concurrency %2d: aggregate %7.1f tok/s (%6.1f tok/CPU-s; %7.1f while all decode), per sequence %6.1f tok/s, TTFT %6.1f ms, hop %6.0f µs, stage busy %@ µs/batch, %.1f rows/batch",
+                    c, r.aggregateTokensPerSecond, r.aggregateTokensPerCPUSecond, r.allDecodingTokensPerSecond,
+                    r.perSequenceTokensPerSecond,
                     r.timeToFirstTokenMs, r.meanHopMicroseconds,
                     r.meanStageBusyMicroseconds.map { String(format: "%.0f", $0) }.joined(separator: "/"),
                     r.meanRowsPerMicroBatch))
@@ -190,8 +196,20 @@ struct ClusterBench {
         }
     }
 
+    /// Tokens/s while every sequence was decoding: the tokens that arrived after the last
+    /// sequence's first token (a prefill's) and no later than the first sequence's last one, over
+    /// that window; 0 when the sequences never all decoded at once.
+    static func allDecodingRate(_ tokenTimes: [[Double]]) -> Double {
+        guard let start = tokenTimes.map({ $0.first ?? .infinity }).max(),
+            let end = tokenTimes.map({ $0.last ?? -.infinity }).min(), end > start
+        else { return 0 }
+        let n = tokenTimes.reduce(0) { n, times in n + times.filter { $0 > start && $0 <= end }.count }
+        return Double(n) / (end - start)
+    }
+
     struct Measurement {
         var aggregate: Double
+        var allDecoding: Double
         var perSequence: Double
         var ttft: Double
         var decoded: Int
@@ -204,6 +222,8 @@ struct ClusterBench {
             var first = 0.0
             var last = 0.0
             var count = 0
+            /// Arrival time of each token.
+            var times: [Double] = []
             var error: String?
         }
         let traces = Mutex<[Int: Trace]>([:])
@@ -231,6 +251,7 @@ struct ClusterBench {
                             if t.count == 0 { t.first = now }
                             t.last = now
                             t.count += 1
+                            t.times.append(now)
                         case .error(let e): t.error = e.message
                         case .finished: break
                         }
@@ -249,7 +270,8 @@ struct ClusterBench {
         let per = all.map { $0.last > $0.first ? Double($0.count - 1) / ($0.last - $0.first) : 0 }.sorted()
         let ttft = all.map { $0.first - $0.submitted }.sorted()
         return Measurement(
-            aggregate: span > 0 ? Double(decoded) / span : 0, perSequence: per[per.count / 2],
+            aggregate: span > 0 ? Double(decoded) / span : 0, allDecoding: Self.allDecodingRate(all.map(\.times)),
+            perSequence: per[per.count / 2],
             ttft: ttft[ttft.count / 2],
             decoded: decoded)
     }

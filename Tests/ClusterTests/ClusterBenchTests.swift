@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 
+@testable import squat
+
 /// `squat bench --cluster`: a real coordinator and worker processes started by the bench itself.
 @Suite("Cluster bench", .serialized, .timeLimit(.minutes(5)))
 struct ClusterBenchTests {
@@ -10,6 +12,7 @@ struct ClusterBenchTests {
         var maxInFlight: Int
         var meanRowsPerMicroBatch: Double
         var aggregateTokensPerSecond: Double
+        var allDecodingTokensPerSecond: Double
     }
 
     @Test("--max-in-flight reaches the bench's coordinator: its credit is reported and bounds the micro-batches")
@@ -31,13 +34,26 @@ struct ClusterBenchTests {
             let row = try #require(rows.first)
             #expect(rows.count == 1 && row.concurrency == 3)
             #expect(row.maxInFlight == credit)
-            #expect(row.aggregateTokensPerSecond > 0)
+            #expect(row.aggregateTokensPerSecond > 0 && row.allDecodingTokensPerSecond >= 0)
             rowsPerBatch[credit] = row.meanRowsPerMicroBatch
         }
         // One micro-batch at a time carries all three sequences; three at a time split them.
         let one = try #require(rowsPerBatch[1])
         let three = try #require(rowsPerBatch[3])
         #expect(one > three, "rows per micro-batch: \(one) with credit 1, \(three) with credit 3")
+    }
+
+    @Test("the all-decoding rate counts only tokens from the window in which every sequence decodes")
+    func allDecodingWindow() {
+        // A decodes 0…5 s, B 2…7 s: both decode in (2, 5], three tokens each.
+        let a: [Double] = [0, 1, 2, 3, 4, 5]
+        let b: [Double] = [2, 3, 4, 5, 6, 7]
+        #expect(ClusterBench.allDecodingRate([a, b]) == 2)
+        // One sequence: its own decode rate (tokens after the first, over their span).
+        #expect(ClusterBench.allDecodingRate([a]) == 1)
+        // Never all at once, or a sequence without tokens: no such window.
+        #expect(ClusterBench.allDecodingRate([[0, 1], [2, 3]]) == 0)
+        #expect(ClusterBench.allDecodingRate([a, []]) == 0)
     }
 
     @Test("--max-in-flight 0 is refused by name before anything starts")
