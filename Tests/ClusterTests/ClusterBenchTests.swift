@@ -6,15 +6,6 @@ import Testing
 /// `squat bench --cluster`: a real coordinator and worker processes started by the bench itself.
 @Suite("Cluster bench", .serialized, .timeLimit(.minutes(5)))
 struct ClusterBenchTests {
-    /// The fields of a JSON row this test reads.
-    struct Row: Decodable {
-        var concurrency: Int
-        var maxInFlight: Int
-        var meanRowsPerMicroBatch: Double
-        var aggregateTokensPerSecond: Double
-        var allDecodingTokensPerSecond: Double
-    }
-
     @Test("--max-in-flight reaches the bench's coordinator: its credit is reported and bounds the micro-batches")
     func maxInFlightPassesThrough() throws {
         let procs = try Processes()
@@ -30,7 +21,7 @@ struct ClusterBenchTests {
             #expect(r.status == 0, "\(r.output)")
             #expect(r.output.contains("\(credit) micro-batch(es) in flight at most"), "\(r.output)")
             let data = try #require(FileManager.default.contents(atPath: json), "no JSON from the bench:\n\(r.output)")
-            let rows = try JSONDecoder().decode([Row].self, from: data)
+            let rows = try JSONDecoder().decode([ClusterBench.Row].self, from: data)
             let row = try #require(rows.first)
             #expect(rows.count == 1 && row.concurrency == 3)
             #expect(row.maxInFlight == credit)
