@@ -12,8 +12,8 @@ import Wire
 /// `squat bench --cluster N`: a local coordinator and N worker processes on loopback TCP;
 /// greedy requests with random prompts at each concurrency; decode tokens/s (aggregate, also over
 /// the window in which all sequences decode, and per sequence, wall and per CPU-second of all
-/// cluster processes), time to first token, per-hop
-/// latency from the coordinator's pipeline totals, and each process's resident memory.
+/// cluster processes), time to first token, per-hop latency from the coordinator's pipeline
+/// totals, and each process's resident memory.
 struct ClusterBench {
     let modelPath: String
     let workers: Int
@@ -142,7 +142,7 @@ struct ClusterBench {
                 let m = try measure(endpoint: endpoint, concurrency: c, seed: &seed, tokens: decodeTokens)
                 let cpu = cpuSeconds(children) - cpu0
                 let after = try client.status(includeSequences: false).pipeline
-                var delta = PipelineStats(
+                let delta = PipelineStats(
                     microBatches: after.microBatches - before.microBatches, rows: after.rows - before.rows,
                     roundTripMicroseconds: after.roundTripMicroseconds - before.roundTripMicroseconds,
                     stageBusyMicroseconds: zip(
@@ -152,7 +152,6 @@ struct ClusterBench {
                                 repeating: 0,
                                 count: max(0, after.stageBusyMicroseconds.count - before.stageBusyMicroseconds.count))
                     ).map { $0 - $1 })
-                delta.maxInFlight = after.maxInFlight
                 let batches = Double(max(1, delta.microBatches))
                 runs.append(
                     Row(

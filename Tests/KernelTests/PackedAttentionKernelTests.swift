@@ -79,17 +79,18 @@ extension Kernels {
             return d
         }
 
+        /// Scales or minimums as the cache stores them: f32 or f16 bytes.
+        static func scaleBytes(_ x: [Float], f32: Bool) -> [UInt8] {
+            f32 ? x.withUnsafeBytes { Array($0) } : x.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
+        }
+
         /// Scores of tokens [t0, t1) in one call.
         static func scores(_ s: Shape, _ d: Data, _ path: KernelPath, _ t0: Int, _ t1: Int) -> [Float] {
             let n = t1 - t0
             var out = [Float](repeating: .nan, count: s.g * n)
             let pb = s.D * s.bits / 8
-            let ks =
-                s.f32Scales
-                ? d.ks.withUnsafeBytes { Array($0) } : d.ks.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
-            let km =
-                s.f32Scales
-                ? d.km.withUnsafeBytes { Array($0) } : d.km.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
+            let ks = scaleBytes(d.ks, f32: s.f32Scales)
+            let km = scaleBytes(d.km, f32: s.f32Scales)
             path.run {
                 d.keyCodes.withUnsafeBufferPointer { codes in
                     d.cos.withUnsafeBufferPointer { c in
@@ -108,12 +109,8 @@ extension Kernels {
 
         static func values(_ s: Shape, _ d: Data, _ path: KernelPath, p: [Float]) -> [Float] {
             var out = [Float](repeating: 0.5, count: s.g * s.D)
-            let vs =
-                s.f32Scales
-                ? d.vs.withUnsafeBytes { Array($0) } : d.vs.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
-            let vm =
-                s.f32Scales
-                ? d.vm.withUnsafeBytes { Array($0) } : d.vm.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
+            let vs = scaleBytes(d.vs, f32: s.f32Scales)
+            let vm = scaleBytes(d.vm, f32: s.f32Scales)
             path.run {
                 sq_accumulate_packed_values(
                     p, Int64(s.n), Int32(s.g), Int32(s.D), d.valueCodes, Int32(s.bits), vs, vm, s.f32Scales ? 1 : 0,
