@@ -16,10 +16,18 @@ struct Eval: ParsableCommand {
     @Option(help: "JSON file of token ids: a list, or an object holding one under \"ids\".") var tokens: String?
     @Option(help: "Prompt tokens, prefilled in one call.") var promptTokens = 512
     @Option(help: "Decode steps (teacher forcing).") var decodeTokens = 768
-    @Option(name: .customLong("mode"), help: "Cache to evaluate (repeatable): full-f16, kivi:k2v2, squat:k2v2:qgs32:sd20, …")
+    @Option(
+        name: .customLong("mode"), help: "Cache to evaluate (repeatable): full-f16, kivi:k2v2, squat:k2v2:qgs32:sd20, …"
+    )
     var modes: [String] = []
     @Option(help: "Compute threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Flag(help: "Print the results as a JSON list of {mode, ppl, kl, top1}.") var json = false
+    @Option(
+        help: ArgumentHelp(
+            "Sensitivity probe: multiply the modes' input embeddings by 1 + EPS·N(0,1) (the reference run stays exact).",
+            valueName: "EPS"))
+    var perturb: Float?
+    @Option(help: "Seed of --perturb's noise.") var seed: UInt64 = 1
 
     func ids(_ tokenizer: Tokenizer) throws -> [Int32] {
         if let tokens {
@@ -48,21 +56,37 @@ struct Eval: ParsableCommand {
     func run() throws {
         let loaded = try LoadedModel.load(path: model.resolvedPath)
         let ids = try ids(loaded.tokenizer)
-        let P = promptTokens, D = decodeTokens
+        let P = promptTokens
+        let D = decodeTokens
         guard P >= 1, D >= 2 else { throw ValidationError("need --prompt-tokens ≥ 1 and --decode-tokens ≥ 2") }
+        if let perturb, !(perturb.isFinite && perturb >= 0 && perturb < 1) {
+            throw ValidationError("--perturb must be a finite value in [0, 1), got \(perturb)")
+        }
         guard ids.count >= P + D else {
-            throw ValidationError("the text has \(ids.count) tokens; --prompt-tokens \(P) + --decode-tokens \(D) need \(P + D)")
+            throw ValidationError(
+                "the text has \(ids.count) tokens; --prompt-tokens \(P) + --decode-tokens \(D) need \(P + D)")
         }
         let config = loaded.config
-        let specs = modes.isEmpty ? ["full-f16", "kivi:k2v2", "kivi-prerope:k2v2", "squat:k2v2", "kivi:k4v4", "squat:k4v4"] : modes
+        let specs =
+            modes.isEmpty
+            ? ["full-f16", "kivi:k2v2", "kivi-prerope:k2v2", "squat:k2v2", "kivi:k4v4", "squat:k4v4"] : modes
         let stage = LlamaStage(weights: loaded.weights, threads: threads, activations: .f32)
         let factories = try specs.map {
-            (name: $0, factory: try cacheOptions.factory(spec: $0, headDim: config.headDim, contextLength: config.contextLength))
+            (
+                name: $0,
+                factory: try cacheOptions.factory(
+                    spec: $0, headDim: config.headDim, contextLength: config.contextLength)
+            )
+        }
+        if let perturb {
+            FileHandle.standardError.write(
+                Data("the modes' input embeddings are perturbed: eps \(perturb), seed \(seed)\n".utf8))
         }
         let progress = Progress(total: D, label: "eval")
-        let rows = try CacheEvaluation(stage: stage, promptTokens: P, decodeTokens: D).run(ids: ids, modes: factories) {
-            progress.update($0)
-        }
+        let evaluation = CacheEvaluation(
+            stage: stage, promptTokens: P, decodeTokens: D,
+            perturbation: perturb.map { CacheEvaluation.InputPerturbation(epsilon: $0, seed: seed) })
+        let rows = try evaluation.run(ids: ids, modes: factories) { progress.update($0) }
         progress.finish()
         if json {
             let enc = JSONEncoder()

@@ -13,14 +13,66 @@ public struct CacheEvaluation {
         public var top1: Double
     }
 
+    /// A sensitivity probe: every element e of a token's input embedding becomes
+    /// e·(1 + epsilon·n), with n a standard normal fixed by (seed, token id, element), in the
+    /// evaluated modes' runs; the full-precision reference run stays unperturbed. At epsilon near
+    /// 1e-7 (Float rounding) the spread of a mode's metrics over seeds is the noise any two
+    /// faithful implementations (different summation orders) can differ by.
+    public struct InputPerturbation: Sendable, Equatable {
+        public var epsilon: Float
+        public var seed: UInt64
+        public init(epsilon: Float, seed: UInt64) {
+            self.epsilon = epsilon
+            self.seed = seed
+        }
+
+        /// `embedding` (ids.count rows of `hidden` floats) perturbed.
+        public func apply(_ embedding: [Float], ids: [Int32], hidden: Int) -> [Float] {
+            var out = embedding
+            for (r, id) in ids.enumerated() {
+                for i in 0..<hidden {
+                    let n = Self.normal(seed: seed, token: id, element: i)
+                    out[r * hidden + i] *= 1 + epsilon * Float(n)
+                }
+            }
+            return out
+        }
+
+        /// A standard normal from SplitMix64 of (seed, token, element), by Box–Muller.
+        static func normal(seed: UInt64, token: Int32, element: Int) -> Double {
+            var z =
+                seed &+ UInt64(UInt32(bitPattern: token)) &* 0x9E37_79B9_7F4A_7C15
+                &+ UInt64(truncatingIfNeeded: element) &* 0xD1B5_4A32_D192_ED03
+            func next() -> UInt64 {
+                z &+= 0x9E37_79B9_7F4A_7C15
+                var x = z
+                x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+                x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+                return x ^ (x >> 31)
+            }
+            let u1 = (Double(next() >> 11) + 0.5) / 9_007_199_254_740_992
+            let u2 = Double(next() >> 11) / 9_007_199_254_740_992
+            return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
+        }
+    }
+
     public let stage: LlamaStage
     public let promptTokens: Int
     public let decodeTokens: Int
+    /// Applied to the evaluated modes' inputs, not the reference's (nil: none).
+    public let perturbation: InputPerturbation?
 
-    public init(stage: LlamaStage, promptTokens: Int, decodeTokens: Int) {
+    public init(stage: LlamaStage, promptTokens: Int, decodeTokens: Int, perturbation: InputPerturbation? = nil) {
         self.stage = stage
         self.promptTokens = promptTokens
         self.decodeTokens = decodeTokens
+        self.perturbation = perturbation
+    }
+
+    /// What the evaluated modes are fed for `ids`: the tokens, or their perturbed embeddings.
+    private func modeInput(_ ids: [Int32]) -> StageInput {
+        guard let perturbation, let e = stage.embedding(ids) else { return .tokens(ids) }
+        return .hidden(perturbation.apply(e, ids: ids, hidden: stage.weights.config.hiddenSize))
     }
 
     /// Runs the reference and every mode in lockstep (one step of each at a time, so no logits
@@ -28,7 +80,8 @@ public struct CacheEvaluation {
     public func run(
         ids: [Int32], modes: [(name: String, factory: any KVCacheFactory)], progress: (Int) -> Void = { _ in }
     ) throws(GenerationError) -> [Result] {
-        let P = promptTokens, D = decodeTokens
+        let P = promptTokens
+        let D = decodeTokens
         guard P >= 1, D >= 2 else { throw GenerationError("need at least 1 prompt token and 2 decode steps") }
         guard ids.count >= P + D else {
             throw GenerationError("the text has \(ids.count) tokens; \(P) prompt + \(D) decode tokens need \(P + D)")
@@ -40,8 +93,10 @@ public struct CacheEvaluation {
         let prompt = Array(ids[0..<P])
         let refCache = stage.makeCache(FullPrecisionCacheFactory(precision: .f32))
         let caches = modes.map { stage.makeCache($0.factory) }
-        for c in [refCache] + caches {
-            _ = stage.forward(.tokens(prompt), segments: [StageSegment(cache: c, rows: P)], logitRows: [P - 1])
+        _ = stage.forward(.tokens(prompt), segments: [StageSegment(cache: refCache, rows: P)], logitRows: [P - 1])
+        let promptInput = modeInput(prompt)
+        for c in caches {
+            _ = stage.forward(promptInput, segments: [StageSegment(cache: c, rows: P)], logitRows: [P - 1])
         }
         var refNLL = 0.0
         var nll = [Double](repeating: 0, count: modes.count)
@@ -49,14 +104,17 @@ public struct CacheEvaluation {
         var agree = [Int](repeating: 0, count: modes.count)
         for i in 0..<D {
             let next = ids[P + i]
-            let refLogits = stage.forward(.tokens([next]), segments: [StageSegment(cache: refCache, rows: 1)], logitRows: [0])
+            let refLogits = stage.forward(
+                .tokens([next]), segments: [StageSegment(cache: refCache, rows: 1)], logitRows: [0])
             let refLog = Self.logSoftmax(refLogits)
             let refProb = refLog.map { exp($0) }
             let refArg = Sampler.argmax(refLogits)
             let target = i < D - 1 ? Int(ids[P + i + 1]) : nil
             if let target { refNLL -= refLog[target] }
+            let stepInput = modeInput([next])
             for m in 0..<modes.count {
-                let logits = stage.forward(.tokens([next]), segments: [StageSegment(cache: caches[m], rows: 1)], logitRows: [0])
+                let logits = stage.forward(
+                    stepInput, segments: [StageSegment(cache: caches[m], rows: 1)], logitRows: [0])
                 let lp = Self.logSoftmax(logits)
                 var k = 0.0
                 for v in 0..<V { k += refProb[v] * (refLog[v] - lp[v]) }

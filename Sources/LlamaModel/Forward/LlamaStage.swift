@@ -169,6 +169,39 @@ public final class LlamaStage {
         }
     }
 
+    /// Writes the input embedding of each token (hidden floats per row; zeros for an id outside
+    /// the vocabulary) to `out`. False when this stage has no embedding.
+    private func embed(_ ids: [Int32], into out: UnsafeMutablePointer<Float>) -> Bool {
+        guard let emb = weights.tokenEmbedding else { return false }
+        let H = weights.config.hiddenSize
+        // A tied embedding is read from the output head's repacked copy (the same floats), so
+        // that the mapped original's pages stay out of memory.
+        let packedEmbedding = repacked[emb.data]
+        for (r, id) in ids.enumerated() {
+            let t = Int(id)
+            if t >= 0 && t < emb.rows {
+                if let p = packedEmbedding {
+                    _ = sq_dequantize_x8_row(Int32(emb.type.rawValue), p.data, Int64(emb.cols), Int64(t), out + r * H)
+                } else {
+                    emb.dequantizeRow(t, into: out + r * H)
+                }
+            } else {
+                (out + r * H).initialize(repeating: 0, count: H)
+            }
+        }
+        return true
+    }
+
+    /// The input embeddings of `ids` (ids.count × hidden), exactly what `.tokens(ids)` feeds the
+    /// first layer; nil on a stage without the embedding.
+    public func embedding(_ ids: [Int32]) -> [Float]? {
+        guard weights.tokenEmbedding != nil else { return nil }
+        guard !ids.isEmpty else { return [] }
+        var out = [Float](repeating: 0, count: ids.count * weights.config.hiddenSize)
+        out.withUnsafeMutableBufferPointer { _ = embed(ids, into: $0.baseAddress!) }
+        return out
+    }
+
     /// Runs the stage's layers over the rows of `segments` (in order). Returns the hidden
     /// states (rows × hidden) for a middle stage, or, on the last stage, the logits of the
     /// rows listed in `logitRows` (logitRows.count × vocabulary).
@@ -180,22 +213,7 @@ public final class LlamaStage {
         switch input {
         case .tokens(let ids):
             precondition(ids.count == rows && weights.hasEmbedding, "token input needs the embedding stage")
-            guard let emb = weights.tokenEmbedding else { return [] }
-            // A tied embedding is read from the output head's repacked copy (the same floats), so
-            // that the mapped original's pages stay out of memory.
-            let packedEmbedding = repacked[emb.data]
-            for (r, id) in ids.enumerated() {
-                let t = Int(id)
-                if t >= 0 && t < emb.rows {
-                    if let p = packedEmbedding {
-                        _ = sq_dequantize_x8_row(Int32(emb.type.rawValue), p.data, Int64(emb.cols), Int64(t), x + r * H)
-                    } else {
-                        emb.dequantizeRow(t, into: x + r * H)
-                    }
-                } else {
-                    (x + r * H).initialize(repeating: 0, count: H)
-                }
-            }
+            guard embed(ids, into: x) else { return [] }
         case .hidden(let h):
             precondition(h.count == rows * H, "hidden input has \(h.count) floats, expected \(rows * H)")
             h.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: rows * H) }
