@@ -6,10 +6,12 @@ import Testing
 
 /// The SQuat authors' quality protocol on the GPL-3 window (`../shared/squat-vectors`): our
 /// perplexity within 2% (relative) of the numbers their code produced, KL(full ‖ mode) within
-/// 5%, and SQuat ahead of KIVI at equal bits. The 2-bit KL moves by up to ±5% under changes as
-/// small as storing scales in f16 instead of f32 (measured: 0.1561 vs 0.1646 for SQuat), so a
-/// 2% bound on KL is below the measurement's own noise; the issue asks for 2% and the gap is
-/// reported.
+/// 5%, and SQuat ahead of KIVI at equal bits. The 2-bit KL of one window is one draw from a
+/// spread: under input perturbations at Float rounding level (`squat eval --perturb 1e-7`, 8
+/// seeds) its standard deviation is 1–3% of the mean here, and an independent float32 numpy
+/// implementation of the protocol (`scripts/reference-eval`, 14 runs) shows the same spread
+/// around the same means (README, "Quality against the authors' table"). So a 2% bound on one
+/// run's KL is below the measurement's own noise; the issue asks for 2% and the gap is reported.
 @Suite("Cache quality (SQuat authors' protocol)")
 struct CacheQualityTests {
     /// From ../shared/squat-vectors/README.md, D = 768 decode steps.
@@ -36,10 +38,14 @@ struct CacheQualityTests {
             ("squat:k2v2:qgs32:sd20", QuantizedCacheFactory(method: .squat, params: params, contextLength: ctx)),
         ]
         let stage = LlamaStage(weights: model.weights, threads: 2, activations: .f32)
-        let results = try CacheEvaluation(stage: stage, promptTokens: 512, decodeTokens: 768).run(ids: ids, modes: modes)
+        let results = try CacheEvaluation(stage: stage, promptTokens: 512, decodeTokens: 768).run(
+            ids: ids, modes: modes)
         for r in results {
             let ref = try #require(Self.reference[r.mode])
-            print(String(format: "%@: ppl %.3f (ref %.3f), KL %.4f (ref %.4f), top-1 %.1f%%", r.mode, r.ppl, ref.ppl, r.kl, ref.kl, r.top1 * 100))
+            print(
+                String(
+                    format: "%@: ppl %.3f (ref %.3f), KL %.4f (ref %.4f), top-1 %.1f%%", r.mode, r.ppl, ref.ppl, r.kl,
+                    ref.kl, r.top1 * 100))
             #expect(abs(r.ppl / ref.ppl - 1) <= 0.02, "\(r.mode): ppl \(r.ppl) vs \(ref.ppl)")
             if ref.kl > 0 { #expect(abs(r.kl / ref.kl - 1) <= 0.05, "\(r.mode): KL \(r.kl) vs \(ref.kl)") }
         }
