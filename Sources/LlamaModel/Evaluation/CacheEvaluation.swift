@@ -43,15 +43,8 @@ public struct CacheEvaluation {
             var z =
                 seed &+ UInt64(UInt32(bitPattern: token)) &* 0x9E37_79B9_7F4A_7C15
                 &+ UInt64(truncatingIfNeeded: element) &* 0xD1B5_4A32_D192_ED03
-            func next() -> UInt64 {
-                z &+= 0x9E37_79B9_7F4A_7C15
-                var x = z
-                x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
-                return x ^ (x >> 31)
-            }
-            let u1 = (Double(next() >> 11) + 0.5) / 9_007_199_254_740_992
-            let u2 = Double(next() >> 11) / 9_007_199_254_740_992
+            let u1 = (Double(SeededGenerator.splitMix64(&z) >> 11) + 0.5) / 9_007_199_254_740_992
+            let u2 = Double(SeededGenerator.splitMix64(&z) >> 11) / 9_007_199_254_740_992
             return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
         }
     }

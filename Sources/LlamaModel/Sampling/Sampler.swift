@@ -25,14 +25,18 @@ public struct SamplingParameters: Sendable, Equatable, Codable {
 
     /// Checks ranges; the message names the field and the value.
     public func validate() throws(SamplingError) {
-        guard temperature.isFinite, temperature >= 0 else { throw SamplingError("temperature must be ≥ 0, got \(temperature)") }
+        guard temperature.isFinite, temperature >= 0 else {
+            throw SamplingError("temperature must be ≥ 0, got \(temperature)")
+        }
         guard topK >= 0 else { throw SamplingError("top-k must be ≥ 0, got \(topK)") }
         guard topP.isFinite, topP > 0, topP <= 1 else { throw SamplingError("top-p must be in (0, 1], got \(topP)") }
         guard minP.isFinite, minP >= 0, minP <= 1 else { throw SamplingError("min-p must be in [0, 1], got \(minP)") }
         guard repetitionPenalty.isFinite, repetitionPenalty > 0 else {
             throw SamplingError("repetition penalty must be > 0, got \(repetitionPenalty)")
         }
-        guard repetitionWindow >= 0 else { throw SamplingError("repetition window must be ≥ 0, got \(repetitionWindow)") }
+        guard repetitionWindow >= 0 else {
+            throw SamplingError("repetition window must be ≥ 0, got \(repetitionWindow)")
+        }
     }
 }
 
@@ -48,14 +52,16 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
 
     public init(seed: UInt64) {
         var z = seed
-        func splitmix() -> UInt64 {
-            z &+= 0x9E37_79B9_7F4A_7C15
-            var x = z
-            x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
-            return x ^ (x >> 31)
-        }
-        s = (splitmix(), splitmix(), splitmix(), splitmix())
+        s = (Self.splitMix64(&z), Self.splitMix64(&z), Self.splitMix64(&z), Self.splitMix64(&z))
+    }
+
+    /// One step of SplitMix64 on the state `z`.
+    static func splitMix64(_ z: inout UInt64) -> UInt64 {
+        z &+= 0x9E37_79B9_7F4A_7C15
+        var x = z
+        x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+        return x ^ (x >> 31)
     }
 
     public mutating func next() -> UInt64 {
@@ -109,7 +115,8 @@ public struct Sampler: Sendable {
         var logits = input
         if p.repetitionPenalty != 1, p.repetitionWindow > 0 {
             var seen = Set<Int32>()
-            for t in history.suffix(p.repetitionWindow) where t >= 0 && Int(t) < logits.count && seen.insert(t).inserted {
+            for t in history.suffix(p.repetitionWindow) where t >= 0 && Int(t) < logits.count && seen.insert(t).inserted
+            {
                 let l = logits[Int(t)]
                 logits[Int(t)] = l > 0 ? l / p.repetitionPenalty : l * p.repetitionPenalty
             }
