@@ -27,7 +27,15 @@ struct Eval: ParsableCommand {
             "Sensitivity probe: multiply the modes' input embeddings by 1 + EPS·N(0,1) (the reference run stays exact).",
             valueName: "EPS"))
     var perturb: Float?
-    @Option(help: "Seed of --perturb's noise.") var seed: UInt64 = 1
+    @Option(help: "Seed of --perturb's noise (default 1).") var seed: UInt64?
+
+    func validate() throws {
+        if seed != nil && perturb == nil { throw ValidationError("--seed applies only with --perturb") }
+        // Bounded so that P + D cannot overflow; far beyond any model's context.
+        for (flag, v) in [("--prompt-tokens", promptTokens), ("--decode-tokens", decodeTokens)] where v > 1 << 24 {
+            throw ValidationError("\(flag) must be at most \(1 << 24), got \(v)")
+        }
+    }
 
     func ids(_ tokenizer: Tokenizer) throws -> [Int32] {
         if let tokens {
@@ -36,7 +44,7 @@ struct Eval: ParsableCommand {
             }
             let obj = try JSONSerialization.jsonObject(with: data)
             func find(_ o: Any) -> [Int32]? {
-                if let a = o as? [NSNumber] { return a.map { $0.int32Value } }
+                if let a = o as? [NSNumber] { return a.map { Int32(clamping: $0.int64Value) } }
                 if let d = o as? [String: Any] {
                     if let ids = d["ids"] { return find(ids) }
                     for key in d.keys.sorted() { if let r = find(d[key] as Any) { return r } }
@@ -59,9 +67,6 @@ struct Eval: ParsableCommand {
         let P = promptTokens
         let D = decodeTokens
         guard P >= 1, D >= 2 else { throw ValidationError("need --prompt-tokens ≥ 1 and --decode-tokens ≥ 2") }
-        if let perturb, !(perturb.isFinite && perturb >= 0 && perturb < 1) {
-            throw ValidationError("--perturb must be a finite value in [0, 1), got \(perturb)")
-        }
         guard ids.count >= P + D else {
             throw ValidationError(
                 "the text has \(ids.count) tokens; --prompt-tokens \(P) + --decode-tokens \(D) need \(P + D)")
@@ -80,12 +85,12 @@ struct Eval: ParsableCommand {
         }
         if let perturb {
             FileHandle.standardError.write(
-                Data("the modes' input embeddings are perturbed: eps \(perturb), seed \(seed)\n".utf8))
+                Data("the modes' input embeddings are perturbed: eps \(perturb), seed \(seed ?? 1)\n".utf8))
         }
         let progress = Progress(total: D, label: "eval")
         let evaluation = CacheEvaluation(
             stage: stage, promptTokens: P, decodeTokens: D,
-            perturbation: perturb.map { CacheEvaluation.InputPerturbation(epsilon: $0, seed: seed) })
+            perturbation: perturb.map { CacheEvaluation.InputPerturbation(epsilon: $0, seed: seed ?? 1) })
         let rows = try evaluation.run(ids: ids, modes: factories) { progress.update($0) }
         progress.finish()
         if json {

@@ -10,8 +10,11 @@ import Testing
 struct EvalPerturbationTests {
     static let shape = SyntheticModelTests.Shape(layers: 2, hidden: 64, ffn: 96, heads: 2, kvHeads: 1, vocab: 40)
 
-    static func stage(layers: Range<Int>? = nil) throws -> (LlamaStage, String) {
-        let m = SyntheticModelTests.makeModel(shape, seed: 7)
+    /// The synthetic model (tied: without `output.weight`, so that every stage that holds the
+    /// output head also holds the embedding matrix) over `layers`, and its file.
+    static func stage(layers: Range<Int>? = nil, tied: Bool = false) throws -> (LlamaStage, String) {
+        var m = SyntheticModelTests.makeModel(shape, seed: 7)
+        if tied { m.tensors["output.weight"] = nil }
         let path = try SyntheticModelTests.write(m)
         let gguf = try GGUFFile(path: path)
         let config = try LlamaConfig(gguf: gguf)
@@ -36,9 +39,13 @@ struct EvalPerturbationTests {
             .hidden(e), segments: [StageSegment(cache: stage.makeCache(factory), rows: ids.count)],
             logitRows: Array(ids.indices))
         #expect(a == b)
-        let (tail, tailPath) = try Self.stage(layers: 1..<Self.shape.layers)
-        defer { try? FileManager.default.removeItem(atPath: tailPath) }
-        #expect(tail.embedding(ids) == nil)
+        for tied in [false, true] {
+            // A last stage has no embedding to offer, even when the tied output head holds its matrix.
+            let (tail, tailPath) = try Self.stage(layers: 1..<Self.shape.layers, tied: tied)
+            defer { try? FileManager.default.removeItem(atPath: tailPath) }
+            #expect(tail.weights.config.tiedEmbeddings == tied)
+            #expect(tail.embedding(ids) == nil, "tied: \(tied)")
+        }
     }
 
     @Test("a perturbed full-precision mode moves off the reference, by seed, reproducibly")
@@ -50,10 +57,13 @@ struct EvalPerturbationTests {
         let modes: [(name: String, factory: any KVCacheFactory)] = [
             ("full-f32", FullPrecisionCacheFactory(precision: .f32))
         ]
-        func run(_ p: CacheEvaluation.InputPerturbation?) throws -> CacheEvaluation.Result {
+        func rows(_ p: CacheEvaluation.InputPerturbation?) throws -> [CacheEvaluation.Result] {
             try CacheEvaluation(stage: stage, promptTokens: 8, decodeTokens: 16, perturbation: p)
-                .run(ids: ids, modes: modes)[1]
+                .run(ids: ids, modes: modes)
         }
+        func run(_ p: CacheEvaluation.InputPerturbation?) throws -> CacheEvaluation.Result { try rows(p)[1] }
+        // The reference run is never perturbed.
+        #expect(try rows(.init(epsilon: 1e-2, seed: 1))[0] == rows(nil)[0])
         let exact = try run(nil)
         #expect(exact.kl == 0 && exact.top1 == 1)
         #expect(try run(.init(epsilon: 0, seed: 1)) == exact)
@@ -86,5 +96,20 @@ struct EvalPerturbationTests {
         #expect(
             CacheEvaluation.InputPerturbation.normal(seed: 5, token: 3, element: 7)
                 != CacheEvaluation.InputPerturbation.normal(seed: 6, token: 3, element: 7))
+        // Neighbouring tokens and elements draw independent values: E[n(t)²·n(t+1)²] = 1 (a
+        // generator whose neighbours share a uniform gives about 1.13 here; the bound is ~4σ).
+        var tokens = 0.0
+        var elements = 0.0
+        for i in 0..<n {
+            let t = Int32(i % 97)
+            let e = i / 97
+            let x = CacheEvaluation.InputPerturbation.normal(seed: 5, token: t, element: e)
+            let nextToken = CacheEvaluation.InputPerturbation.normal(seed: 5, token: t + 1, element: e)
+            let nextElement = CacheEvaluation.InputPerturbation.normal(seed: 5, token: t, element: e + 1)
+            tokens += x * x * nextToken * nextToken
+            elements += x * x * nextElement * nextElement
+        }
+        #expect(abs(tokens / Double(n) - 1) < 0.08, "E[n(t)²n(t+1)²] = \(tokens / Double(n))")
+        #expect(abs(elements / Double(n) - 1) < 0.08, "E[n(e)²n(e+1)²] = \(elements / Double(n))")
     }
 }

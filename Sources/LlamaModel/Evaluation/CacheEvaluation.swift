@@ -14,10 +14,11 @@ public struct CacheEvaluation {
     }
 
     /// A sensitivity probe: every element e of a token's input embedding becomes
-    /// e·(1 + epsilon·n), with n a standard normal fixed by (seed, token id, element), in the
-    /// evaluated modes' runs; the full-precision reference run stays unperturbed. At epsilon near
-    /// 1e-7 (Float rounding) the spread of a mode's metrics over seeds is the noise any two
-    /// faithful implementations (different summation orders) can differ by.
+    /// e·(1 + epsilon·n) (in Double, rounded to Float), with n a standard normal fixed by (seed,
+    /// token id, element), in the evaluated modes' runs; the full-precision reference run stays
+    /// unperturbed. At epsilon near 1e-7 (Float rounding) the spread of a mode's metrics over
+    /// seeds is the noise any two faithful implementations (different summation orders) can
+    /// differ by.
     public struct InputPerturbation: Sendable, Equatable {
         public var epsilon: Float
         public var seed: UInt64
@@ -32,17 +33,20 @@ public struct CacheEvaluation {
             for (r, id) in ids.enumerated() {
                 for i in 0..<hidden {
                     let n = Self.normal(seed: seed, token: id, element: i)
-                    out[r * hidden + i] *= 1 + epsilon * Float(n)
+                    out[r * hidden + i] = Float(Double(out[r * hidden + i]) * (1 + Double(epsilon) * n))
                 }
             }
             return out
         }
 
-        /// A standard normal from SplitMix64 of (seed, token, element), by Box–Muller.
+        /// A standard normal by Box–Muller from two SplitMix64 draws of a state keyed by (seed,
+        /// token, element), each part mixed in before the next so that different keys start
+        /// from unrelated states.
         static func normal(seed: UInt64, token: Int32, element: Int) -> Double {
-            var z =
-                seed &+ UInt64(UInt32(bitPattern: token)) &* 0x9E37_79B9_7F4A_7C15
-                &+ UInt64(truncatingIfNeeded: element) &* 0xD1B5_4A32_D192_ED03
+            var z = seed
+            z = SeededGenerator.splitMix64(&z) ^ UInt64(UInt32(bitPattern: token))
+            z = SeededGenerator.splitMix64(&z) ^ UInt64(truncatingIfNeeded: element)
+            z = SeededGenerator.splitMix64(&z)
             let u1 = (Double(SeededGenerator.splitMix64(&z) >> 11) + 0.5) / 9_007_199_254_740_992
             let u2 = Double(SeededGenerator.splitMix64(&z) >> 11) / 9_007_199_254_740_992
             return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)

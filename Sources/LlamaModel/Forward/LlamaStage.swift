@@ -195,7 +195,7 @@ public final class LlamaStage {
     /// The input embeddings of `ids` (ids.count × hidden), exactly what `.tokens(ids)` feeds the
     /// first layer; nil on a stage without the embedding.
     public func embedding(_ ids: [Int32]) -> [Float]? {
-        guard weights.tokenEmbedding != nil else { return nil }
+        guard weights.hasEmbedding else { return nil }
         guard !ids.isEmpty else { return [] }
         var out = [Float](repeating: 0, count: ids.count * weights.config.hiddenSize)
         out.withUnsafeMutableBufferPointer { _ = embed(ids, into: $0.baseAddress!) }
