@@ -54,6 +54,10 @@ N_LAYER, N_EMBD, N_HEAD, N_KV, HEAD_DIM, N_FF = 30, 576, 9, 3, 64, 1536
 ROPE_THETA, RMS_EPS = 100000.0, 1e-5
 GROUPS = N_HEAD // N_KV  # query heads per KV head
 
+# `validate` tolerances (max abs difference): logits against the golden float32 reference
+# (measured 2.8e-5 .. 6.6e-5) and layer-0 q/k/v against the real-data vectors (measured <= 4.8e-6).
+LOGIT_TOL, STATE_TOL = 2e-4, 2e-5
+
 
 # ----------------------------------------------------------------------------------------
 # Model loading
@@ -524,6 +528,8 @@ def validate_vectors(rope, failures, model=None, window_ids=None):
         vc, _, _, vdq = quant_values_per_token(v, vb, gs)
         # own subspace and mats
         qhat, S = squat_subspace(q, case["kv_heads"], sd)
+        sv_ref = a["singular_values"][0]
+        sv_rel = float(np.abs(S - sv_ref).max() / np.abs(sv_ref).max())
         mats, P_inv = generate_At_inv(qgs, qhat, lam)
         sc, _, _, sdq, _ = squat_new_quant(k, kb, gs, qgs, mats, P_inv)
         # reference mats
@@ -554,6 +560,19 @@ def validate_vectors(rope, failures, model=None, window_ids=None):
                                        ("squat codes (stored matrices)", sc_ref, a["squat_key_codes"][0], 0.0)):
             if (got != ref).sum() > budget * got.size:
                 failures.append(f"{case['id']}: {name} differ in {int((got != ref).sum())} of {got.size}")
+        # Dequantized KIVI keys and values to 1e-6, Q̂ᵀQ̂ to 1e-5 and singular values to 1e-6
+        # (relative to the largest); SQuat dequant, where our own codes must be exact, to 1e-4
+        # relative to the largest (its scales come from our own compensated targets).
+        checks = [("KIVI key dequant", np.abs(kdq - a["kivi_key_dequant"][0]).max(), 1e-6),
+                  ("value dequant", np.abs(vdq - a["value_dequant"][0]).max(), 1e-6),
+                  ("Q̂ᵀQ̂ (relative)", qtq_rel, 1e-5), ("singular values (relative)", sv_rel, 1e-6)]
+        if own_budget == 0:
+            ref_sdq = a["squat_key_dequant"][0]
+            checks.append(("SQuat key dequant (relative)",
+                           np.abs(sdq - ref_sdq).max() / np.abs(ref_sdq).max(), 1e-4))
+        for name, err, tol in checks:
+            if not err <= tol:  # also catches NaN
+                failures.append(f"{case['id']}: {name} differs by {err:.2e} (tolerance {tol:g})")
         print(f"{case['id']:<48} {mm(kc, a['kivi_key_codes'][0]):>9} {mm(vc, a['value_codes'][0]):>9}"
               f" {mm(sc, a['squat_key_codes'][0]):>11} {mm(sc_ref, a['squat_key_codes'][0]):>15}"
               f" {np.abs(kdq - a['kivi_key_dequant'][0]).max():8.1e}"
@@ -570,9 +589,10 @@ def validate_vectors(rope, failures, model=None, window_ids=None):
             T, t0 = case["T"], case.get("token_start", 0)
             _, states = forward_prompt(model, rope, window_ids[t0:t0 + T])
             k_pre, _, v, q_post = states[case["layer"]]
-            worst = max(np.abs(x - a[n][0]).max() for x, n in ((q_post, "q_states"), (k_pre, "k_states"),
-                                                                (v, "v_states")))
-            if worst > 1e-4:
+            # np.max, unlike Python's max, keeps a NaN.
+            worst = float(np.max([np.abs(x - a[n][0]).max() for x, n in ((q_post, "q_states"),
+                                                                         (k_pre, "k_states"), (v, "v_states"))]))
+            if not worst <= STATE_TOL:  # also catches NaN
                 failures.append(f"{case['id']}: layer-{case['layer']} states differ by {worst:.2e}")
             print(f"{case['id']:<48} q {np.abs(q_post - a['q_states'][0]).max():.2e}"
                   f"  k {np.abs(k_pre - a['k_states'][0]).max():.2e}"
@@ -595,7 +615,7 @@ def validate_forward(model, rope, failures):
                   for _ in range(N_LAYER)]
         for c, st in zip(caches, states):
             c.prefill(*st)
-        d_steps, argmax_ok = 0.0, 0
+        d_steps, argmax_ok, finite = 0.0, 0, bool(np.isfinite(logits).all())
         step_logits = logits[0]
         for j, st in enumerate(p["steps"]):
             assert st["position"] == len(ids) - 1 + j
@@ -604,8 +624,9 @@ def validate_forward(model, rope, failures):
                                           len(ids) - 1 + j)
             tk = np.asarray(st["top_k"])
             d_steps = max(d_steps, np.abs(step_logits[tk[:, 0].astype(int)] - tk[:, 1]).max())
+            finite = finite and bool(np.isfinite(step_logits).all())
             argmax_ok += int(np.argmax(step_logits) == int(tk[0, 0]))
-        if d_last > 1e-3 or d_steps > 1e-3 or argmax_ok < len(p["steps"]):
+        if not (finite and d_last <= LOGIT_TOL and d_steps <= LOGIT_TOL) or argmax_ok < len(p["steps"]):
             failures.append(f"{p['name']}: logits differ by {max(d_last, d_steps):.2e}, argmax agrees"
                             f" {argmax_ok}/{len(p['steps'])}")
         print(f"{p['name']:<24} T={len(ids):3d}  last-position logits max|diff| {d_last:.2e}"
@@ -659,6 +680,12 @@ def cmd_eval(args):
             ref = np.load(fp32_path)
             if ref.shape[0] < D:
                 raise SystemExit(f"{fp32_path} has only {ref.shape[0]} steps")
+            # The saved reference must come from the same model file and prompt length.
+            meta_path = fp32_path + ".json"
+            meta = json.load(open(meta_path)) if os.path.exists(meta_path) else None
+            want = {"model": os.path.abspath(args.model), "prompt_len": P}
+            if meta is None or any(meta.get(k) != v for k, v in want.items()):
+                raise SystemExit(f"{fp32_path} was made with {meta}, not {want}: rerun the fp32 mode")
             ref_logp = log_softmax64(ref[:D])
             ref_arg = ref[:D].argmax(-1)
             print(f"using fp32 logits from {fp32_path}")
@@ -678,6 +705,8 @@ def cmd_eval(args):
         arg = logits.argmax(-1)
         if s.base == "fp32" and not variant:
             np.save(fp32_path, logits)
+            with open(fp32_path + ".json", "w") as f:
+                json.dump({"model": os.path.abspath(args.model), "prompt_len": P}, f)
             ref_logp, ref_arg = logp, arg
         tgt_lp = logp[np.arange(D - 1), targets]                       # [D-1]
         kl = (np.exp(ref_logp) * (ref_logp - logp)).sum(-1)            # [D]
