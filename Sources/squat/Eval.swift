@@ -30,6 +30,9 @@ struct Eval: ParsableCommand {
     @Option(help: "Seed of --perturb's noise (default 1).") var seed: UInt64?
 
     func validate() throws {
+        if let perturb, !(perturb.isFinite && perturb >= 0 && perturb < 1) {
+            throw ValidationError("--perturb must be a finite value in [0, 1), got \(perturb)")
+        }
         if seed != nil && perturb == nil { throw ValidationError("--seed applies only with --perturb") }
         // Bounded so that P + D cannot overflow; far beyond any model's context.
         for (flag, v) in [("--prompt-tokens", promptTokens), ("--decode-tokens", decodeTokens)] where v > 1 << 24 {

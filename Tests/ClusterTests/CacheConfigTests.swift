@@ -173,3 +173,28 @@ struct CacheConfigTests {
                 is FullPrecisionCacheFactory)
     }
 }
+
+/// `squat eval`'s own flags are checked before the model loads.
+@Suite("Eval flags")
+struct EvalFlagTests {
+    @Test("bad --perturb values, --seed without --perturb and oversized token counts are refused by name")
+    func refused() {
+        let cases: [([String], String)] = [
+            (["--perturb=nan"], "--perturb must be a finite value in [0, 1), got nan"),
+            (["--perturb=-1"], "--perturb must be a finite value in [0, 1), got -1.0"),
+            (["--perturb=inf"], "--perturb must be a finite value in [0, 1), got inf"),
+            (["--perturb", "1"], "--perturb must be a finite value in [0, 1), got 1.0"),
+            (["--seed", "3"], "--seed applies only with --perturb"),
+            (["--prompt-tokens", "99999999999"], "--prompt-tokens must be at most 16777216, got 99999999999"),
+        ]
+        for (args, message) in cases {
+            do {
+                _ = try Eval.parse(args)
+                Issue.record("\(args) was accepted")
+            } catch {
+                #expect(Eval.message(for: error) == message, "\(args)")
+            }
+        }
+        #expect((try? Eval.parse(["--perturb", "1e-7", "--seed", "3"])) != nil)
+    }
+}
