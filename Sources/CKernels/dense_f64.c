@@ -1,11 +1,13 @@
 // Small dense double linear algebra for SQuat's per-KV-head matrices (order <= a few hundred):
-// Gauss-Jordan inverse and the symmetric eigen-decomposition (EISPACK tred2 + tql2, as in JAMA).
+// Gauss-Jordan and Cholesky inverses and the symmetric eigen-decomposition (EISPACK tred2 +
+// tql2, as in JAMA).
 //
 // The eigen-decomposition works on the transpose of JAMA's V, so that every O(n^3) loop walks
 // contiguous memory: the element-wise loops vectorise, and tql2's rotations touch two rows.
-// Each element sees JAMA's operations in JAMA's order (every sum runs in order; independent
-// sums are interleaved, not split), except that sqrt(x^2 + y^2) replaces hypot where that is
-// safe. Nothing is contracted into fma, so the AVX2 build and the plain build give the same bits.
+// Each element sees JAMA's operations, except that tred2's sums run in four interleaved lanes
+// (dot_lanes4: four dependency chains, whole vectors) and sqrt(x^2 + y^2) replaces hypot where
+// that is safe. Nothing is contracted into fma and nothing is reassociated by the compiler, so
+// the AVX2 build and the plain build give the same bits.
 #include <math.h>
 #include "sq_internal.h"
 
@@ -25,6 +27,39 @@ DENSE_INLINE void axpy_minus(double *restrict y, const double *restrict x, doubl
     for (int64_t k = 0; k < len; k++) y[k] -= g * x[k];
 }
 
+// sum of a[k] * b[k] for k < len, in four lanes (lane k mod 4, each in order), then
+// (l0 + l1) + (l2 + l3): four dependency chains instead of one, and whole vectors.
+DENSE_INLINE double dot_lanes4(const double *restrict a, const double *restrict b, int len) {
+    double l0 = 0, l1 = 0, l2 = 0, l3 = 0;
+    int k = 0;
+    for (; k + 4 <= len; k += 4) {
+        l0 += a[k] * b[k];
+        l1 += a[k + 1] * b[k + 1];
+        l2 += a[k + 2] * b[k + 2];
+        l3 += a[k + 3] * b[k + 3];
+    }
+    if (k < len) l0 += a[k] * b[k];
+    if (k + 1 < len) l1 += a[k + 1] * b[k + 1];
+    if (k + 2 < len) l2 += a[k + 2] * b[k + 2];
+    return (l0 + l1) + (l2 + l3);
+}
+
+// sum of |a[k]| for k < len, in dot_lanes4's lanes and order.
+DENSE_INLINE double abs_sum_lanes4(const double *a, int len) {
+    double l0 = 0, l1 = 0, l2 = 0, l3 = 0;
+    int k = 0;
+    for (; k + 4 <= len; k += 4) {
+        l0 += fabs(a[k]);
+        l1 += fabs(a[k + 1]);
+        l2 += fabs(a[k + 2]);
+        l3 += fabs(a[k + 3]);
+    }
+    if (k < len) l0 += fabs(a[k]);
+    if (k + 1 < len) l1 += fabs(a[k + 1]);
+    if (k + 2 < len) l2 += fabs(a[k + 2]);
+    return (l0 + l1) + (l2 + l3);
+}
+
 // The Householder reduction of a symmetric matrix to tridiagonal form (diagonal d, subdiagonal
 // e[1..n-1]); vt (row-major, both triangles on entry) becomes the transpose of the accumulated
 // orthogonal transformation.
@@ -32,8 +67,7 @@ DENSE_INLINE void tred2_body(double *vt, double *d, double *e, int n) {
 #define VT(row, col) vt[(int64_t)(row) * n + (col)]
     for (int j = 0; j < n; j++) d[j] = VT(j, n - 1);
     for (int i = n - 1; i > 0; i--) {
-        double scale = 0, h = 0;
-        for (int k = 0; k < i; k++) scale += fabs(d[k]);
+        double scale = abs_sum_lanes4(d, i), h = 0;
         if (scale == 0) {
             e[i] = d[i - 1];
             for (int j = 0; j < i; j++) {
@@ -42,10 +76,8 @@ DENSE_INLINE void tred2_body(double *vt, double *d, double *e, int n) {
                 VT(i, j) = 0;
             }
         } else {
-            for (int k = 0; k < i; k++) {
-                d[k] /= scale;
-                h += d[k] * d[k];
-            }
+            for (int k = 0; k < i; k++) d[k] /= scale;
+            h = dot_lanes4(d, d, i);
             double f = d[i - 1];
             double g = sqrt(h);
             if (f > 0) g = -g;
@@ -57,18 +89,11 @@ DENSE_INLINE void tred2_body(double *vt, double *d, double *e, int n) {
                 f = d[j];
                 VT(i, j) = f;
                 const double *col = vt + (int64_t)j * n;
-                g = e[j] + col[j] * f;
-                for (int k = j + 1; k <= i - 1; k++) {
-                    g += col[k] * d[k];
-                    e[k] += col[k] * f;
-                }
-                e[j] = g;
+                for (int k = j + 1; k <= i - 1; k++) e[k] += col[k] * f;
+                e[j] = (e[j] + col[j] * f) + dot_lanes4(col + j + 1, d + j + 1, i - 1 - j);
             }
-            f = 0;
-            for (int j = 0; j < i; j++) {
-                e[j] /= h;
-                f += e[j] * d[j];
-            }
+            for (int j = 0; j < i; j++) e[j] /= h;
+            f = dot_lanes4(e, d, i);
             const double hh = f / (h + h);
             for (int j = 0; j < i; j++) e[j] -= hh * d[j];
             for (int j = 0; j < i; j++) {
@@ -88,28 +113,9 @@ DENSE_INLINE void tred2_body(double *vt, double *d, double *e, int n) {
         double *next = vt + (int64_t)(i + 1) * n;
         if (h != 0) {
             for (int k = 0; k <= i; k++) d[k] = next[k] / h;
-            // The dot products of columns j are independent: four at a time, each summed in
-            // order, so that four dependency chains overlap.
-            int j = 0;
-            for (; j + 4 <= i + 1; j += 4) {
-                double *c0 = vt + (int64_t)j * n, *c1 = c0 + n, *c2 = c1 + n, *c3 = c2 + n;
-                double g0 = 0, g1 = 0, g2 = 0, g3 = 0;
-                for (int k = 0; k <= i; k++) {
-                    g0 += next[k] * c0[k];
-                    g1 += next[k] * c1[k];
-                    g2 += next[k] * c2[k];
-                    g3 += next[k] * c3[k];
-                }
-                axpy_minus(c0, d, g0, i + 1);
-                axpy_minus(c1, d, g1, i + 1);
-                axpy_minus(c2, d, g2, i + 1);
-                axpy_minus(c3, d, g3, i + 1);
-            }
-            for (; j <= i; j++) {
+            for (int j = 0; j <= i; j++) {
                 double *col = vt + (int64_t)j * n;
-                double g = 0;
-                for (int k = 0; k <= i; k++) g += next[k] * col[k];
-                axpy_minus(col, d, g, i + 1);
+                axpy_minus(col, d, dot_lanes4(next, col, i + 1), i + 1);
             }
         }
         for (int k = 0; k <= i; k++) next[k] = 0;
@@ -140,13 +146,31 @@ DENSE_INLINE void rotate_rows(double *restrict a, double *restrict b, double c, 
     }
 }
 
+// Largest order whose QL rotations are deferred (stack buffers), and whose Cholesky inverse runs.
+#define SQ_EIGEN_MAX_N 512
+
+// The rotations k = pending-1 down to 0 of a QL iteration (rows pl + k, pl + k + 1).
+DENSE_INLINE void flush_rotations(double *vt, const double *c, const double *s, int pl, int pending, int n) {
+    for (int k = pending - 1; k >= 0; k--)
+        rotate_rows(vt + (int64_t)(pl + k) * n, vt + (int64_t)(pl + k + 1) * n, c[k], s[k], n);
+}
+
 // The implicit QL algorithm on the tridiagonal (d, e), rotating the rows of vt. Returns the
-// number of QL iterations.
+// number of QL iterations. Each iteration's chain of square roots and divisions is latency
+// bound; the previous iteration's row rotations (ready to run) are interleaved with it, one per
+// step, and the rotations keep their original order, so the result is the same bits as rotating
+// at once (which orders above SQ_EIGEN_MAX_N still do).
 DENSE_INLINE int tql2_body(double *vt, double *d, double *e, int n) {
     for (int i = 1; i < n; i++) e[i - 1] = e[i];
     e[n - 1] = 0;
     double f = 0, tst1 = 0;
     const double eps = 0x1p-52;
+    // Rotations of the previous QL iteration not applied yet: k < pending rotates rows pl + k
+    // and pl + k + 1 by (pc[k], ps[k]), highest k first.
+    double buf[4 * SQ_EIGEN_MAX_N], *pc = buf, *ps = buf + SQ_EIGEN_MAX_N, *cc = buf + 2 * SQ_EIGEN_MAX_N,
+                                  *cs = buf + 3 * SQ_EIGEN_MAX_N;
+    int pending = 0, pl = 0;
+    const int defer = n <= SQ_EIGEN_MAX_N;
     int iterations = 0;
     for (int l = 0; l < n; l++) {
         const double t = fabs(d[l]) + fabs(e[l]);
@@ -174,6 +198,11 @@ DENSE_INLINE int tql2_body(double *vt, double *d, double *e, int n) {
                 double c = 1, c2 = 1, c3 = 1, s = 0, s2 = 0;
                 const double el1 = e[l + 1];
                 for (int i = m - 1; i >= l; i--) {
+                    if (pending > 0) {
+                        pending--;
+                        rotate_rows(vt + (int64_t)(pl + pending) * n, vt + (int64_t)(pl + pending + 1) * n,
+                                    pc[pending], ps[pending], n);
+                    }
                     c3 = c2;
                     c2 = c;
                     s2 = s;
@@ -185,7 +214,17 @@ DENSE_INLINE int tql2_body(double *vt, double *d, double *e, int n) {
                     c = p / r;
                     p = c * d[i] - s * g;
                     d[i + 1] = h + s * (c * g + s * d[i]);
-                    rotate_rows(vt + (int64_t)i * n, vt + (int64_t)(i + 1) * n, c, s, n);
+                    if (defer)
+                        cc[i - l] = c, cs[i - l] = s;
+                    else
+                        rotate_rows(vt + (int64_t)i * n, vt + (int64_t)(i + 1) * n, c, s, n);
+                }
+                flush_rotations(vt, pc, ps, pl, pending, n);
+                if (defer) {
+                    pending = m - l, pl = l;
+                    double *swap = pc;
+                    pc = cc, cc = swap;
+                    swap = ps, ps = cs, cs = swap;
                 }
                 p = -s * s2 * c3 * el1 * e[l] / dl1;
                 e[l] = s * p;
@@ -195,6 +234,7 @@ DENSE_INLINE int tql2_body(double *vt, double *d, double *e, int n) {
         d[l] = d[l] + f;
         e[l] = 0;
     }
+    flush_rotations(vt, pc, ps, pl, pending, n);
     return iterations;
 }
 
@@ -239,9 +279,49 @@ DENSE_INLINE void inverse_body(const double *a, int n, double *work, double *out
         for (int j = 0; j < n; j++) out[(int64_t)i * n + j] = work[i * w + n + j];
 }
 
+// Inverse of a symmetric positive definite matrix by Cholesky: A = L L^T, W = L^-1 row by row
+// (each row a sum of earlier rows), A^-1 = W^T W as a sum of outer products of W's rows; about a
+// third of Gauss-Jordan's work, every inner loop contiguous. work: n*n doubles. Returns 0, or 1
+// (out untouched) when a pivot is not positive: A is not positive definite in double.
+DENSE_INLINE int spd_inverse_body(const double *a, int n, double *work, double *out) {
+    double *L = work;  // lower triangle, row-major; then W in place
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j <= i; j++) {
+            const double s = a[(int64_t)i * n + j] - dot_lanes4(L + (int64_t)i * n, L + (int64_t)j * n, j);
+            if (j == i) {
+                if (!(s > 0)) return 1;
+                L[(int64_t)i * n + i] = sqrt(s);
+            } else {
+                L[(int64_t)i * n + j] = s / L[(int64_t)j * n + j];
+            }
+        }
+    }
+    // W = L^-1, row i: (e_i - sum_{k<i} L[i][k] W[k]) / L[i][i], overwriting L's row i from the left.
+    for (int i = 0; i < n; i++) {
+        double *li = L + (int64_t)i * n;
+        double row[SQ_EIGEN_MAX_N];
+        for (int q = 0; q <= i; q++) row[q] = 0;
+        for (int k = 0; k < i; k++) axpy_minus(row, L + (int64_t)k * n, li[k], k + 1);
+        const double inv = 1 / li[i];
+        for (int q = 0; q < i; q++) li[q] = row[q] * inv;
+        li[i] = inv;
+    }
+    for (int64_t p = 0; p < (int64_t)n * n; p++) out[p] = 0;
+    for (int i = 0; i < n; i++) {
+        const double *wi = L + (int64_t)i * n;
+        for (int p = 0; p <= i; p++) axpy_minus(out + (int64_t)p * n, wi, -wi[p], p + 1);
+    }
+    for (int p = 0; p < n; p++)
+        for (int q = p + 1; q < n; q++) out[(int64_t)p * n + q] = out[(int64_t)q * n + p];
+    return 0;
+}
+
 #if SQ_X86
 SQ_AVX2 static int eigen_avx2(double *vt, double *d, double *e, int n) { return eigen_body(vt, d, e, n); }
 SQ_AVX2 static void inverse_avx2(const double *a, int n, double *work, double *out) { inverse_body(a, n, work, out); }
+SQ_AVX2 static int spd_inverse_avx2(const double *a, int n, double *work, double *out) {
+    return spd_inverse_body(a, n, work, out);
+}
 #endif
 
 int sq_symmetric_eigen_f64(double *vt, double *d, double *e, int n) {
@@ -261,4 +341,13 @@ void sq_inverse_f64(const double *a, int n, double *work, double *out) {
     }
 #endif
     inverse_body(a, n, work, out);
+}
+
+int sq_spd_inverse_f64(const double *a, int n, double *work, double *out) {
+    if (n <= 0) return 0;
+    if (n > SQ_EIGEN_MAX_N) return 1;
+#if SQ_X86
+    if (sq_use_avx2()) return spd_inverse_avx2(a, n, work, out);
+#endif
+    return spd_inverse_body(a, n, work, out);
 }

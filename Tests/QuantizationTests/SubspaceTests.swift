@@ -306,4 +306,60 @@ func orthonormalBasis(_ n: Int, seed: UInt64, count: Int? = nil) -> [[Double]] {
             #expect(worst <= 1e-9, "n=\(n): max |A·A⁻¹ − I| = \(worst)")
         }
     }
+
+    /// The Cholesky inverse of SQuat's `I + λ·Q̂ᵀQ̂` (λ 0.001 and 1, condition up to ~1e5): both
+    /// paths the same bits, A·A⁻¹ = I, symmetric, and within rounding of Gauss–Jordan's; a
+    /// matrix that is not positive definite is refused with the output untouched.
+    @Test(arguments: [1, 2, 5, 32, 64, 77, 128], [0.001, 1.0])
+    func choleskyInverseOfSquatMatrices(n: Int, lambda: Double) {
+        var rng = TestRNG(seed: UInt64(70 + n))
+        let rows = 3 * n / 2 + 1
+        var q = [Double](repeating: 0, count: rows * n)
+        for k in q.indices { q[k] = rng.normal() * (1 + Double(k % n) * 0.3) }
+        var a = [Double](repeating: 0, count: n * n)
+        for i in 0..<n {
+            for j in 0..<n {
+                var gram = 0.0
+                for r in 0..<rows { gram += q[r * n + i] * q[r * n + j] }
+                a[i * n + j] = (i == j ? 1 : 0) + lambda * gram
+            }
+        }
+        func run(_ m: [Double], scalar: Bool) -> (status: Int32, out: [Double]) {
+            var work = [Double](repeating: .nan, count: n * n)
+            var out = [Double](repeating: .nan, count: n * n)
+            let status = Self.withPath(scalar: scalar) { sq_spd_inverse_f64(m, Int32(n), &work, &out) }
+            return (status, out)
+        }
+        let fast = run(a, scalar: false)
+        let slow = run(a, scalar: true)
+        #expect(fast.status == 0 && slow.status == 0)
+        #expect(fast.out.map(\.bitPattern) == slow.out.map(\.bitPattern))
+        var gaussJordan = [Double](repeating: .nan, count: n * n)
+        var work = [Double](repeating: .nan, count: 2 * n * n)
+        sq_inverse_f64(a, Int32(n), &work, &gaussJordan)
+        var residual = 0.0
+        var fromGJ = 0.0
+        var asymmetry = 0.0
+        let largest = gaussJordan.map(abs).max() ?? 0
+        for i in 0..<n {
+            for j in 0..<n {
+                var p = 0.0
+                for k in 0..<n { p += a[i * n + k] * fast.out[k * n + j] }
+                residual = max(residual, abs(p - (i == j ? 1 : 0)))
+                fromGJ = max(fromGJ, abs(fast.out[i * n + j] - gaussJordan[i * n + j]))
+                asymmetry = max(asymmetry, abs(fast.out[i * n + j] - fast.out[j * n + i]))
+            }
+        }
+        #expect(residual <= 1e-9, "n=\(n) λ=\(lambda): max |A·A⁻¹ − I| = \(residual)")
+        #expect(fromGJ <= 1e-10 * largest, "n=\(n) λ=\(lambda): max |Cholesky − Gauss–Jordan| = \(fromGJ)")
+        #expect(asymmetry == 0)
+        // Indefinite: the last diagonal entry made negative enough.
+        if n >= 2 {
+            var bad = a
+            bad[n * n - 1] = -abs(bad[n * n - 1]) - 1
+            let refused = run(bad, scalar: false)
+            #expect(refused.status == 1)
+            #expect(refused.out.allSatisfy { $0.isNaN })
+        }
+    }
 }

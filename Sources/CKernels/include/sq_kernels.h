@@ -175,6 +175,12 @@ int sq_symmetric_eigen_f64(double *vt, double *d, double *e, int n);
 /// same bits with or without AVX2. work and out must not overlap each other or a.
 void sq_inverse_f64(const double *a, int n, double *work, double *out);
 
+/// Inverse of the symmetric positive definite n x n row-major double matrix a into out, by
+/// Cholesky (about a third of Gauss-Jordan's work); work holds n*n doubles. Returns 0, or 1 with
+/// out untouched when a is not positive definite in double (or n > 512). The same bits with or
+/// without AVX2. work and out must not overlap each other or a.
+int sq_spd_inverse_f64(const double *a, int n, double *work, double *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,7 +10,7 @@ import CKernels
 ///
 /// Precision: `A` is formed in Double from the Double `Q̂ᵀQ̂` and rounded to Float, exactly the
 /// Float matrix the reference starts from (and stores as `Ainv_t_{nb−1}`); the Schur chain and
-/// the inverse then run in Double. With λ = 0.001 this reproduces the reference's codes
+/// the inverse (Cholesky: `A` is symmetric positive definite) then run in Double. With λ = 0.001 this reproduces the reference's codes
 /// exactly; with λ = 1 `A` has a condition number near 1e5 and the reference's own Float chain
 /// carries that noise, so no precision choice matches it bit for bit (README: compare with a
 /// mismatch budget). Double is then the better-conditioned choice.
@@ -89,7 +89,7 @@ public struct SquatMatrices: Sendable {
             n = c
         }
         self.mats = mats
-        pInv = DenseMatrix.inverse(mats[nb - 1], n: D)
+        pInv = DenseMatrix.symmetricPositiveDefiniteInverse(mats[nb - 1], n: D)
     }
 
     /// `y[j] += w·x[j]` for `j < count`.
@@ -161,5 +161,22 @@ enum DenseMatrix {
             }
         }
         return out
+    }
+
+    /// Inverse of the symmetric positive definite `n × n` matrix `a` (such as `I + λ·Q̂ᵀQ̂`) by
+    /// Cholesky (C kernel `sq_spd_inverse_f64`); Gauss–Jordan when a pivot is not positive.
+    static func symmetricPositiveDefiniteInverse(_ a: [Double], n: Int) -> [Double] {
+        precondition(a.count == n * n, "expected an \(n)×\(n) matrix")
+        guard n > 0 else { return [] }
+        var work = [Double](repeating: 0, count: n * n)
+        var out = [Double](repeating: 0, count: n * n)
+        let status = a.withUnsafeBufferPointer { a in
+            work.withUnsafeMutableBufferPointer { w in
+                out.withUnsafeMutableBufferPointer { o in
+                    sq_spd_inverse_f64(a.baseAddress!, Int32(n), w.baseAddress!, o.baseAddress!)
+                }
+            }
+        }
+        return status == 0 ? out : inverse(a, n: n)
     }
 }
