@@ -737,7 +737,7 @@ public final class Coordinator {
             ? nil
             : PartitionPlanner.plan(
                 layers: config.layerCount, workers: capacities, bytesPerLayer: perLayer,
-                headLayers: config.outputHeadLayerEquivalents)
+                headLayers: files.outputHeadLayerEquivalents)
     }
 
     /// Starts a new epoch with `ranges` (aligned with `workers`): an Assign to every worker, the

@@ -44,7 +44,8 @@ struct SyntheticModelTests {
         return m
     }
 
-    static func write(_ m: Model) throws -> String {
+    /// The model as a GGUF file, every tensor f32 except those named in `f16` (stored as f16).
+    static func write(_ m: Model, f16: Set<String> = []) throws -> String {
         let s = m.shape
         var w = GGUFWriter()
         w.metadata = [
@@ -60,7 +61,15 @@ struct SyntheticModelTests {
         ]
         w.tensors = m.tensors.keys.sorted().map { name in
             let t = m.tensors[name]!
-            return .init(name: name, type: .f32, shape: t.shape, bytes: t.data.f32Bytes)
+            guard f16.contains(name) else {
+                return .init(name: name, type: .f32, shape: t.shape, bytes: t.data.f32Bytes)
+            }
+            var bytes: [UInt8] = []
+            for v in t.data {
+                let b = Float16(v).bitPattern
+                bytes += [UInt8(b & 0xFF), UInt8(b >> 8)]
+            }
+            return .init(name: name, type: .f16, shape: t.shape, bytes: bytes)
         }
         return try w.write()
     }
@@ -85,7 +94,8 @@ struct SyntheticModelTests {
                 for i in 0..<D / 2 {
                     let a = Double(Float(pos) * Float(1.0 / pow(Double(m.theta), Double(2 * i) / Double(D))))
                     let (c, sn) = (cos(a), sin(a))
-                    let x0 = v[h * D + 2 * i], x1 = v[h * D + 2 * i + 1]
+                    let x0 = v[h * D + 2 * i]
+                    let x1 = v[h * D + 2 * i + 1]
                     v[h * D + 2 * i] = x0 * c - x1 * sn
                     v[h * D + 2 * i + 1] = x0 * sn + x1 * c
                 }
@@ -174,12 +184,14 @@ struct SyntheticModelTests {
                 weights: try LlamaWeights(source: gguf, config: config, layers: 1..<shape.layers, qkInterleaved: true),
                 threads: 1)
             #expect(a.weights.output == nil && b.weights.tokenEmbedding == nil)
-            let ca = a.makeCache(factory), cb = b.makeCache(factory)
+            let ca = a.makeCache(factory)
+            let cb = b.makeCache(factory)
             let hidden = a.forward(
                 .tokens(tokens.map { Int32($0) }), segments: [StageSegment(cache: ca, rows: tokens.count)])
             #expect(hidden.count == tokens.count * shape.hidden)
             let split = b.forward(
-                .hidden(hidden), segments: [StageSegment(cache: cb, rows: tokens.count)], logitRows: Array(tokens.indices))
+                .hidden(hidden), segments: [StageSegment(cache: cb, rows: tokens.count)],
+                logitRows: Array(tokens.indices))
             #expect(split == logits, "\(shape): split stages differ from one stage")
         }
     }

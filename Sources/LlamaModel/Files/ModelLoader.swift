@@ -28,7 +28,29 @@ public struct LoadedModelFiles: Sendable {
             throw ModelFileError(file: json, what: "missing: a Hugging Face model needs its tokenizer.json")
         }
         let config = FileSystem.join(dir, "tokenizer_config.json")
-        return try Tokenizer(tokenizerJSONAt: json, tokenizerConfigPath: FileSystem.kind(config) == .file ? config : nil)
+        return try Tokenizer(
+            tokenizerJSONAt: json, tokenizerConfigPath: FileSystem.kind(config) == .file ? config : nil)
+    }
+
+    /// The output head's decode cost in layers' worth, for balancing pipeline stages: the head
+    /// matrix's bytes over the first layer's matrices' bytes, halved as in
+    /// `LlamaConfig.outputHeadLayerEquivalents` (a layer also runs attention, norms and its
+    /// cache). Decoding a few rows reads every weight once per step, so bytes set the time, and
+    /// files often store the head at a higher precision than the layers (the default model: a
+    /// Q8_0 head beside Q4_1 layers, 13.6 layers' bytes against 8.0 layers' multiply-adds).
+    /// The multiply-add estimate when a tensor is missing.
+    public var outputHeadLayerEquivalents: Double {
+        let head = config.tiedEmbeddings || !source.hasTensor("output.weight") ? "token_embd.weight" : "output.weight"
+        let layer = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"].map {
+            "blk.0.\($0).weight"
+        }
+        guard let headBytes = try? source.tensorView(head).byteCount else { return config.outputHeadLayerEquivalents }
+        var layerBytes = 0
+        for name in layer {
+            guard let bytes = try? source.tensorView(name).byteCount else { return config.outputHeadLayerEquivalents }
+            layerBytes += bytes
+        }
+        return layerBytes > 0 ? 0.5 * Double(headBytes) / Double(layerBytes) : config.outputHeadLayerEquivalents
     }
 
     /// The weights of `layers` (default: all), embedding and head as `LlamaWeights` decides.
@@ -66,11 +88,14 @@ public enum ModelLoader {
         guard isGGUF || path.hasSuffix(".gguf") else {
             throw ModelFileError(
                 file: path,
-                what: "not a model: expected a .gguf file, a .safetensors file or index, or a Hugging Face model directory")
+                what:
+                    "not a model: expected a .gguf file, a .safetensors file or index, or a Hugging Face model directory"
+            )
         }
         let gguf = try GGUFFile(file: file)
         return LoadedModelFiles(
-            path: path, format: .gguf, config: try LlamaConfig(gguf: gguf), source: gguf, qkInterleaved: true, gguf: gguf)
+            path: path, format: .gguf, config: try LlamaConfig(gguf: gguf), source: gguf, qkInterleaved: true,
+            gguf: gguf)
     }
 
     private static func huggingFace(source: HuggingFaceModel, configDirectory dir: String) throws(ModelFileError)
@@ -78,7 +103,8 @@ public enum ModelLoader {
     {
         let configPath = FileSystem.join(dir, "config.json")
         guard FileSystem.kind(configPath) == .file else {
-            throw ModelFileError(file: configPath, what: "missing: a Hugging Face model needs its config.json beside the weights")
+            throw ModelFileError(
+                file: configPath, what: "missing: a Hugging Face model needs its config.json beside the weights")
         }
         var config = try LlamaConfig(huggingFaceConfigAt: configPath)
         // Checkpoints saved with tied embeddings usually omit lm_head.weight.
