@@ -131,8 +131,10 @@ struct ElasticTests {
         let expected = try expected(kv)
         let procs = try Processes()
         defer { procs.stopAll() }
-        // 60 MiB each: about 19 of the 30 layers (93.8 MiB file) fit on one worker, so two are needed.
-        let endpoint = try procs.startCluster(workers: 2, ["--kv", kv], workerFlags: ["--memory-budget", "60"])
+        // 62 MiB each: 19 of the 30 layers (93.8 MiB file, 3.1 MiB a layer) fit on one worker, so
+        // two are needed; the first stage's 18 layers leave 5.7 MiB for caches, and the longest
+        // request (636 + 24 tokens) needs 4.7 MiB.
+        let endpoint = try procs.startCluster(workers: 2, ["--kv", kv], workerFlags: ["--memory-budget", "62"])
         let victim = try #require(procs.children.first { $0.name == "w2" }).process.processIdentifier
         let held = Mutex<String?>(nil)
         let outcomes = try run(endpoint: endpoint, procs: procs, after: 30) {
@@ -145,7 +147,7 @@ struct ElasticTests {
             }
             held.withLock { $0 = reason }
             Thread.sleep(forTimeInterval: 1)
-            try procs.startWorkers(endpoint, ["w3"], ["--kv", kv, "--memory-budget", "60"])
+            try procs.startWorkers(endpoint, ["w3"], ["--kv", kv, "--memory-budget", "62"])
         }
         check(outcomes, expected, "w2 killed, w1 alone too small, w3 joined", procs)
         let reason = held.withLock { $0 } ?? ""
