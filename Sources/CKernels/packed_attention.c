@@ -394,6 +394,69 @@ SQ_INLINE_AVX2 void values_slab(int G, int D, int bits, const uint8_t *codes, in
         for (int j = 0; j < G; j++) _mm256_storeu_ps(acc + j * D + 8 * r + (k0 + k) * w, o[j][k]);
 }
 
+// The value kernel's weights for one block of nb tokens: W[j][group][t] = p * scale and the min
+// terms mt[j][group] += p * min, lane l taking the tokens t = l mod 8 in order (tokens past nb
+// count as zero). Any number of channel groups, scales read one at a time.
+SQ_INLINE_AVX2 void values_weights(const float *p, int64_t p_stride, int g, int ng, const void *vscale,
+                                   const void *vmin, int scale_f32, int64_t t0, int nb, float *W, __m256 *mt) {
+    float sc[SQ_PACKED_MAX_D / 8 * SQ_VALUE_BLOCK], mn[SQ_PACKED_MAX_D / 8 * SQ_VALUE_BLOCK];  // [group][token]
+    float pj[SQ_VALUE_BLOCK];
+    const int nb8 = (nb + 7) & ~7;
+    for (int t = 0; t < nb; t++)
+        for (int gi = 0; gi < ng; gi++) {
+            const int64_t si = (t0 + t) * ng + gi;
+            sc[gi * SQ_VALUE_BLOCK + t] =
+                scale_f32 ? ((const float *)vscale)[si] : _cvtsh_ss(((const uint16_t *)vscale)[si]);
+            mn[gi * SQ_VALUE_BLOCK + t] = scale_f32 ? ((const float *)vmin)[si] : _cvtsh_ss(((const uint16_t *)vmin)[si]);
+        }
+    for (int t = nb; t < nb8; t++)
+        for (int gi = 0; gi < ng; gi++) sc[gi * SQ_VALUE_BLOCK + t] = mn[gi * SQ_VALUE_BLOCK + t] = 0;
+    for (int j = 0; j < g; j++) {
+        for (int t = 0; t < nb; t++) pj[t] = p[j * p_stride + t0 + t];
+        for (int t = nb; t < nb8; t++) pj[t] = 0;
+        for (int gi = 0; gi < ng; gi++)
+            for (int t = 0; t < nb8; t += 8) {
+                __m256 pv = _mm256_loadu_ps(pj + t);
+                _mm256_storeu_ps(W + (j * ng + gi) * SQ_VALUE_BLOCK + t,
+                                 _mm256_mul_ps(pv, _mm256_loadu_ps(sc + gi * SQ_VALUE_BLOCK + t)));
+                mt[j * ng + gi] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(mn + gi * SQ_VALUE_BLOCK + t), mt[j * ng + gi]);
+            }
+    }
+}
+
+// values_weights for two channel groups (a 64-wide head in groups of 32) and whole 8-token runs:
+// each run's 16 interleaved scales (token-major) are converted at once and split into the two
+// groups' rows, and p is read in place. The same products and sums in the same order.
+SQ_INLINE_AVX2 void values_weights_2groups(const float *p, int64_t p_stride, int g, const void *vscale,
+                                           const void *vmin, int scale_f32, int64_t t0, int nb, float *W, __m256 *mt) {
+    for (int t = 0; t < nb; t += 8) {
+        const int64_t si = (t0 + t) * 2;
+        __m256 sa, sb, ma, mb;  // [t0g0 t0g1 ... t3g1], [t4g0 ... t7g1]
+        if (scale_f32) {
+            sa = _mm256_loadu_ps((const float *)vscale + si), sb = _mm256_loadu_ps((const float *)vscale + si + 8);
+            ma = _mm256_loadu_ps((const float *)vmin + si), mb = _mm256_loadu_ps((const float *)vmin + si + 8);
+        } else {
+            sa = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)vscale + si)));
+            sb = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)vscale + si + 8)));
+            ma = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)vmin + si)));
+            mb = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)vmin + si + 8)));
+        }
+        // Even lanes are group 0, odd ones group 1; the shuffle leaves 64-bit pairs of tokens in the
+        // order (0 1)(4 5)(2 3)(6 7), which the permute puts back in token order.
+        const __m256 s0 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(sa, sb, 0x88)), 0xD8));
+        const __m256 s1 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(sa, sb, 0xDD)), 0xD8));
+        const __m256 m0 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(ma, mb, 0x88)), 0xD8));
+        const __m256 m1 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(ma, mb, 0xDD)), 0xD8));
+        for (int j = 0; j < g; j++) {
+            const __m256 pv = _mm256_loadu_ps(p + j * p_stride + t);
+            _mm256_storeu_ps(W + (j * 2) * SQ_VALUE_BLOCK + t, _mm256_mul_ps(pv, s0));
+            _mm256_storeu_ps(W + (j * 2 + 1) * SQ_VALUE_BLOCK + t, _mm256_mul_ps(pv, s1));
+            mt[j * 2] = _mm256_fmadd_ps(pv, m0, mt[j * 2]);
+            mt[j * 2 + 1] = _mm256_fmadd_ps(pv, m1, mt[j * 2 + 1]);
+        }
+    }
+}
+
 SQ_INLINE_AVX2 void values_packed_impl(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,
                                        const void *vscale, const void *vmin, int scale_f32, int value_group, int64_t n,
                                        float *out) {
@@ -401,32 +464,14 @@ SQ_INLINE_AVX2 void values_packed_impl(const float *p, int64_t p_stride, int g, 
     float acc[SQ_PACKED_MAX_QD];
     __m256 mt[SQ_VALUE_ROWS];                               // [j][group]: lane l sums tokens t = l mod 8
     float W[SQ_VALUE_ROWS * SQ_VALUE_BLOCK];                // [j][group][token of block]: p * scale
-    float sc[SQ_PACKED_MAX_D / 8 * SQ_VALUE_BLOCK], mn[SQ_PACKED_MAX_D / 8 * SQ_VALUE_BLOCK];  // [group][token]
-    float pj[SQ_VALUE_BLOCK];
     for (int i = 0; i < g * D; i++) acc[i] = 0;
     for (int i = 0; i < g * ng; i++) mt[i] = _mm256_setzero_ps();
     for (int64_t t0 = 0; t0 < n; t0 += SQ_VALUE_BLOCK) {
         const int nb = n - t0 < SQ_VALUE_BLOCK ? (int)(n - t0) : SQ_VALUE_BLOCK;
-        const int nb8 = (nb + 7) & ~7;
-        for (int t = 0; t < nb; t++)
-            for (int gi = 0; gi < ng; gi++) {
-                const int64_t si = (t0 + t) * ng + gi;
-                sc[gi * SQ_VALUE_BLOCK + t] =
-                    scale_f32 ? ((const float *)vscale)[si] : _cvtsh_ss(((const uint16_t *)vscale)[si]);
-                mn[gi * SQ_VALUE_BLOCK + t] = scale_f32 ? ((const float *)vmin)[si] : _cvtsh_ss(((const uint16_t *)vmin)[si]);
-            }
-        for (int t = nb; t < nb8; t++)
-            for (int gi = 0; gi < ng; gi++) sc[gi * SQ_VALUE_BLOCK + t] = mn[gi * SQ_VALUE_BLOCK + t] = 0;
-        for (int j = 0; j < g; j++) {
-            for (int t = 0; t < nb; t++) pj[t] = p[j * p_stride + t0 + t];
-            for (int t = nb; t < nb8; t++) pj[t] = 0;
-            for (int gi = 0; gi < ng; gi++)
-                for (int t = 0; t < nb8; t += 8) {
-                    __m256 pv = _mm256_loadu_ps(pj + t);
-                    _mm256_storeu_ps(W + (j * ng + gi) * SQ_VALUE_BLOCK + t,
-                                     _mm256_mul_ps(pv, _mm256_loadu_ps(sc + gi * SQ_VALUE_BLOCK + t)));
-                    mt[j * ng + gi] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(mn + gi * SQ_VALUE_BLOCK + t), mt[j * ng + gi]);
-                }
+        if (ng == 2 && nb % 8 == 0) {
+            values_weights_2groups(p + t0, p_stride, g, vscale, vmin, scale_f32, t0, nb, W, mt);
+        } else {
+            values_weights(p, p_stride, g, ng, vscale, vmin, scale_f32, t0, nb, W, mt);
         }
         const uint8_t *cb = codes + t0 * pb;
         for (int r = 0; r < pb / 8; r++)
