@@ -47,37 +47,28 @@ SQ_AVX2 static inline __m256 exp_avx2(__m256 x) {
 }
 #endif
 
-/// x[i] = exp(x[i] - m) for i < n; returns the sum (8 lane partial sums, reduced pairwise).
-float sq_exp_sum(float *x, int64_t n, float m) {
+// exp(x[i] - m) for i < n into out (none stored when out is NULL); returns their sum (8 lane
+// partial sums, reduced pairwise).
+static float exp_sum_scalar(const float *x, float *out, int64_t n, float m) {
     float lanes[8] = {0};
     int64_t i = 0;
-#if SQ_X86
-    if (sq_use_avx2()) {
-        // Implemented in the AVX2 helper below to keep this function free of AVX code.
-        extern float sq_exp_sum_avx2(float *x, int64_t n, float m);
-        return sq_exp_sum_avx2(x, n, m);
-    }
-#endif
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) {
-            x[i + j] = exp_scalar(x[i + j] - m);
-            lanes[j] += x[i + j];
+    for (; i < n; i += 8)
+        for (int j = 0; j < 8 && i + j < n; j++) {
+            const float e = exp_scalar(x[i + j] - m);
+            if (out) out[i + j] = e;
+            lanes[j] += e;
         }
-    for (int j = 0; i + j < n; j++) {
-        x[i + j] = exp_scalar(x[i + j] - m);
-        lanes[j] += x[i + j];
-    }
     float a0 = lanes[0] + lanes[4], a1 = lanes[1] + lanes[5], a2 = lanes[2] + lanes[6], a3 = lanes[3] + lanes[7];
     return (a0 + a2) + (a1 + a3);
 }
 
 #if SQ_X86
-SQ_AVX2 float sq_exp_sum_avx2(float *x, int64_t n, float m) {
+SQ_AVX2 static float exp_sum_avx2(const float *x, float *out, int64_t n, float m) {
     __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-        _mm256_storeu_ps(x + i, e);
+        if (out) _mm256_storeu_ps(out + i, e);
         acc = _mm256_add_ps(acc, e);
     }
     if (i < n) {
@@ -85,7 +76,8 @@ SQ_AVX2 float sq_exp_sum_avx2(float *x, int64_t n, float m) {
         for (int j = 0; i + j < n; j++) tmp[j] = x[i + j];
         __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(tmp), vm));
         _mm256_storeu_ps(tmp, e);
-        for (int j = 0; i + j < n; j++) x[i + j] = tmp[j];
+        if (out)
+            for (int j = 0; i + j < n; j++) out[i + j] = tmp[j];
         acc = _mm256_add_ps(acc, e);
     }
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
@@ -94,6 +86,64 @@ SQ_AVX2 float sq_exp_sum_avx2(float *x, int64_t n, float m) {
     return _mm_cvtss_f32(s);
 }
 #endif
+
+float sq_exp_sum(float *x, int64_t n, float m) {
+#if SQ_X86
+    if (sq_use_avx2()) return exp_sum_avx2(x, x, n, m);
+#endif
+    return exp_sum_scalar(x, x, n, m);
+}
+
+float sq_sum_exp(const float *x, int64_t n, float m) {
+#if SQ_X86
+    if (sq_use_avx2()) return exp_sum_avx2(x, NULL, n, m);
+#endif
+    return exp_sum_scalar(x, NULL, n, m);
+}
+
+// ---------------------------------------------------------------- argmax
+
+// The sampler's rule in one pass: best starts at 0 and moves to i whenever x[i] > x[best], so
+// ties keep the lowest id and a NaN never wins (nor loses its place at 0).
+static int64_t argmax_scalar(const float *x, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+#if SQ_X86
+// The same answer: when x[0] is a number, best ends at the first index holding the largest
+// number (NaNs never compare greater); when x[0] is NaN nothing compares greater than it.
+SQ_AVX2 static int64_t argmax_avx2(const float *x, int64_t n) {
+    if (n < 16 || x[0] != x[0]) return argmax_scalar(x, n);
+    __m256 vmax = _mm256_set1_ps(x[0]);
+    int64_t i = 0;
+    // max(v, acc) returns acc when v is NaN, so NaNs drop out.
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(_mm256_loadu_ps(x + i), vmax);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmax);
+    float m = lanes[0];
+    for (int j = 1; j < 8; j++) m = lanes[j] > m ? lanes[j] : m;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    const __m256 target = _mm256_set1_ps(m);
+    for (i = 0; i + 8 <= n; i += 8) {
+        const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), target, _CMP_EQ_OQ));
+        if (mask) return i + __builtin_ctz((unsigned)mask);
+    }
+    for (; i < n; i++)
+        if (x[i] == m) return i;
+    return 0;
+}
+#endif
+
+int64_t sq_argmax(const float *x, int64_t n) {
+    if (n <= 0) return 0;
+#if SQ_X86
+    if (sq_use_avx2()) return argmax_avx2(x, n);
+#endif
+    return argmax_scalar(x, n);
+}
 
 // ---------------------------------------------------------------- partial attention
 

@@ -693,7 +693,8 @@ public final class Worker {
             var sampled: [SampledToken] = []
             var i = 0
             for row in rows where row.flags.contains(.needLogits) {
-                let logits = Array(out[i * vocab..<(i + 1) * vocab])
+                // One row's logits are the whole output: shared, not copied.
+                let logits = out.count == vocab ? out : Array(out[i * vocab..<(i + 1) * vocab])
                 i += 1
                 let rs = row.sampling ?? RowSampling()
                 var sampler =

@@ -125,6 +125,11 @@ void sq_attend_combine(int g, int D, int nchunks, const float *outs, const float
 float sq_max(const float *x, int64_t n);
 /// x[i] = exp(x[i] - m) (softmax numerator, rel. error ~2e-7); returns the sum, in a fixed order.
 float sq_exp_sum(float *x, int64_t n, float m);
+/// sq_exp_sum's sum (the same bits) without storing the exps.
+float sq_sum_exp(const float *x, int64_t n, float m);
+/// The first index of the largest of x[0..<n] that a scan keeping the lowest index on ties
+/// finds (a NaN never wins; a NaN at 0 keeps 0); 0 when n is 0.
+int64_t sq_argmax(const float *x, int64_t n);
 
 // --- attention on packed (2/4/8-bit) KV codes ---
 /// Packs one token's D codes: with k = 8/bits codes per byte and w = D/k bytes, byte i holds

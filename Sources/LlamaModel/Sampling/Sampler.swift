@@ -94,9 +94,7 @@ public struct Sampler: Sendable {
 
     /// Argmax, lowest id on ties (llama.cpp's greedy rule).
     public static func argmax(_ logits: [Float]) -> Int {
-        var best = 0
-        for i in logits.indices where logits[i] > logits[best] { best = i }
-        return best
+        logits.withUnsafeBufferPointer { Int(sq_argmax($0.baseAddress, Int64($0.count))) }
     }
 
     /// A sampler as it is after `draws` tokens were sampled with these parameters: every
@@ -168,12 +166,10 @@ public struct Sampler: Sendable {
     /// exponential sum (relative error ~1e-6; a fixed order, so the same on every run).
     public static func logProbability(logits: [Float], token: Int) -> Float {
         guard logits.indices.contains(token) else { return 0 }
-        var scratch = logits
-        return scratch.withUnsafeMutableBufferPointer { p in
+        return logits.withUnsafeBufferPointer { p in
             let n = Int64(p.count)
             let m = sq_max(p.baseAddress, n)
-            let sum = sq_exp_sum(p.baseAddress, n, m)
-            return (logits[token] - m) - log(sum)
+            return (p[token] - m) - log(sq_sum_exp(p.baseAddress, n, m))
         }
     }
 }
