@@ -89,20 +89,9 @@ static inline float dot_split_scalar8(const float *q, const float *k, int D) {
     return (a0 + a2) + (a1 + a3);
 }
 
-// The order for keys before RoPE, whose rotation pairs channel i with i + D/2: lane j accumulates
-// the first half's channels (i = j, j + 8, ... < D/2) and the second half's separately, adds the
-// two, then sums lanes as dot_scalar8 does.
-static inline float dot_halves_scalar8(const float *q, const float *k, int D) {
-    const int h = D / 2;
-    float lo[8] = {0}, hi[8] = {0}, acc[8];
-    for (int i = 0; i < h; i++) {
-        lo[i % 8] = fmaf(q[i], k[i], lo[i % 8]);
-        hi[i % 8] = fmaf(q[h + i], k[h + i], hi[i % 8]);
-    }
-    for (int j = 0; j < 8; j++) acc[j] = lo[j] + hi[j];
-    float a0 = acc[0] + acc[4], a1 = acc[1] + acc[5], a2 = acc[2] + acc[6], a3 = acc[3] + acc[7];
-    return (a0 + a2) + (a1 + a3);
-}
+// The token of lane l within a block of eight in the packed key kernel for keys before RoPE (see
+// codes_by_byte).
+static const int sq_lane_tokens[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 
 // Work buffers of the kernels, on the stack: these bound the fast and scalar paths.
 #define SQ_PACKED_MAX_D 256
@@ -113,7 +102,7 @@ static void scores_packed_scalar(const float *q, int g, int D, const uint8_t *co
                                  const void *kmin, int scale_f32, int key_group, int64_t pos0, const float *rope_cos,
                                  const float *rope_sin, int64_t n, float scale, float *scores, int64_t stride) {
     const int pb = D * bits / 8, h = D / 2;
-    float s[SQ_PACKED_MAX_D], m[SQ_PACKED_MAX_D], k[SQ_PACKED_MAX_D], qr[SQ_PACKED_MAX_D], c[SQ_PACKED_MAX_D];
+    float s[SQ_PACKED_MAX_D], m[SQ_PACKED_MAX_D], qr[SQ_PACKED_MAX_D], c[SQ_PACKED_MAX_D];
     float qs[SQ_PACKED_MAX_D], qm = 0;  // keys after RoPE: the query times the group's scales, and q . m
     for (int j = 0; j < g; j++) {
         int64_t group = -1;
@@ -137,14 +126,16 @@ static void scores_packed_scalar(const float *q, int g, int D, const uint8_t *co
                 scores[j * stride + t] = (dot_split_scalar8(qs, c, D) + qm) * scale;
                 continue;
             }
-            for (int i = 0; i < D; i++) k[i] = fmaf(c[i], s[i], m[i]);
+            // Each pair (i, i + h) dequantized, rotated by its in-group row and dotted at once, one
+            // accumulator in channel order (the AVX2 kernel's lane order, a token per lane).
             const float *cr = rope_cos + (pos - gi * key_group) * h, *sr = rope_sin + (pos - gi * key_group) * h;
+            float acc = 0;
             for (int i = 0; i < h; i++) {
-                float a = k[i], b = k[i + h];
-                k[i] = fmaf(a, cr[i], -(b * sr[i]));
-                k[i + h] = fmaf(a, sr[i], b * cr[i]);
+                const float a = fmaf(c[i], s[i], m[i]), b = fmaf(c[i + h], s[i + h], m[i + h]);
+                acc = fmaf(qr[i], fmaf(a, cr[i], -(b * sr[i])), acc);
+                acc = fmaf(qr[i + h], fmaf(a, sr[i], b * cr[i]), acc);
             }
-            scores[j * stride + t] = dot_halves_scalar8(qr, k, D) * scale;
+            scores[j * stride + t] = acc * scale;
         }
     }
 }
@@ -199,44 +190,21 @@ SQ_INLINE_AVX2 __m256 load8_scale(const void *p, int64_t i, int f32) {
                : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
 }
 
-// One key at packed dotted with G (<= 4) query heads qr (rows D apart): with cr, the key is
-// dequantized with the group's s/m and rotated by its in-group row, and qr is the query rotated
-// back by the group's anchor; without, qr holds the query times the group's scales and the key is
-// its codes in place. out[j] holds head j's eight lane sums (two accumulators added), reduced later
-// eight keys at a time.
-SQ_INLINE_AVX2 void key_lanes(const uint8_t *packed, int D, int bits, const float *s, const float *m,
-                              const float *cr, const float *sr, const float *qr, int G, __m256 *out) {
-    const int h = D / 2, w = D * bits / 8;
+// One key at packed dotted with G (<= 4) query heads qs, keys after RoPE: qs holds the query times
+// the group's scales and the key is its codes in place. out[j] holds head j's eight lane sums (the
+// even and odd 8-channel runs' accumulators added), reduced later eight keys at a time.
+SQ_INLINE_AVX2 void key_lanes(const uint8_t *packed, int D, int bits, const float *qs, int G, __m256 *out) {
+    const int w = D * bits / 8;
     const __m256 zero = _mm256_setzero_ps();
     // Two accumulators per head halve the FMA chains.
     __m256 even[4] = {zero, zero, zero, zero}, odd[4] = {zero, zero, zero, zero}, k[SQ_PACKED_MAX_D / 8];
     __m256i X[SQ_PACKED_MAX_D / 8];
     for (int r = 0; r < w / 8; r++) X[r] = byte_run(packed, r);
-    if (cr) {
-        // Each pair of runs (channels v.., v + h..) is dequantized, rotated and dotted at once, so
-        // the rotated key never leaves the registers: first-half channels go to even, second-half
-        // ones to odd (dot_halves_scalar8's order).
-        for (int v = 0; v < h; v += 8) {
-            __m256 a = _mm256_fmadd_ps(run_in_place(X, D, bits, v), _mm256_loadu_ps(s + v), _mm256_loadu_ps(m + v));
-            __m256 b = _mm256_fmadd_ps(run_in_place(X, D, bits, v + h), _mm256_loadu_ps(s + v + h),
-                                       _mm256_loadu_ps(m + v + h));
-            __m256 c = _mm256_loadu_ps(cr + v), sn = _mm256_loadu_ps(sr + v);
-            const __m256 lo = _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, sn));
-            const __m256 hi = _mm256_fmadd_ps(a, sn, _mm256_mul_ps(b, c));
-            for (int j = 0; j < G; j++) {
-                even[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v), lo, even[j]);
-                odd[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v + h), hi, odd[j]);
-            }
-        }
-        for (int j = 0; j < G; j++) out[j] = _mm256_add_ps(even[j], odd[j]);
-        return;
-    }
-    // Keys after RoPE: even and odd 8-channel runs (dot_split_scalar8's order).
     for (int v = 0; v < D; v += 8) k[v / 8] = run_in_place(X, D, bits, v);
     for (int v = 0; v < D; v += 16)
         for (int j = 0; j < G; j++) {
-            even[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v), k[v / 8], even[j]);
-            odd[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qr + j * D + v + 8), k[v / 8 + 1], odd[j]);
+            even[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qs + j * D + v), k[v / 8], even[j]);
+            odd[j] = _mm256_fmadd_ps(_mm256_loadu_ps(qs + j * D + v + 8), k[v / 8 + 1], odd[j]);
         }
     for (int j = 0; j < G; j++) out[j] = _mm256_add_ps(even[j], odd[j]);
 }
@@ -256,24 +224,20 @@ SQ_INLINE_AVX2 __m256 reduce8_keys(const __m256 *v) {
     return _mm256_permutevar8x32_ps(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-// Scores of keys [t, t + nb) (nb <= 8, one key group) for G heads starting at head j0: per-key lane
-// sums go to a small buffer, then each head's eight keys are reduced together (plus qm[j], the
-// query's dot product with the group's minimums, when the scales are folded into the query).
-SQ_INLINE_AVX2 void key_block(const uint8_t *codes, int pb, int D, int bits, const float *s, const float *m,
-                              const float *cr, const float *sr, const float *qr, const float *qm, int G, int64_t t,
-                              int nb, __m256 scale, float *scores, int64_t stride, int j0) {
-    const int h = D / 2;
+// Scores of keys after RoPE [t, t + nb) (nb <= 8, one key group) for G heads starting at head j0:
+// per-key lane sums go to a small buffer, then each head's eight keys are reduced together, plus
+// qm[j], the query's dot product with the group's minimums.
+SQ_INLINE_AVX2 void key_block(const uint8_t *codes, int pb, int D, int bits, const float *qs, const float *qm, int G,
+                              int64_t t, int nb, __m256 scale, float *scores, int64_t stride, int j0) {
     __m256 lanes[4][8];
     for (int i = 0; i < nb; i++) {
         __m256 out[4];
-        key_lanes(codes + (t + i) * pb, D, bits, s, m, cr ? cr + i * h : NULL, sr ? sr + i * h : NULL, qr, G, out);
+        key_lanes(codes + (t + i) * pb, D, bits, qs, G, out);
         for (int j = 0; j < G; j++) lanes[j][i] = out[j];
     }
     for (int j = 0; j < G; j++) {
         for (int i = nb; i < 8; i++) lanes[j][i] = _mm256_setzero_ps();
-        __m256 dot = reduce8_keys(lanes[j]);
-        if (qm) dot = _mm256_add_ps(dot, _mm256_set1_ps(qm[j]));
-        const __m256 r = _mm256_mul_ps(dot, scale);
+        const __m256 r = _mm256_mul_ps(_mm256_add_ps(reduce8_keys(lanes[j]), _mm256_set1_ps(qm[j])), scale);
         float *dst = scores + (int64_t)(j0 + j) * stride + t;
         if (nb == 8) {
             _mm256_storeu_ps(dst, r);
@@ -285,13 +249,194 @@ SQ_INLINE_AVX2 void key_block(const uint8_t *codes, int pb, int D, int bits, con
     }
 }
 
+// ---- keys before RoPE: eight tokens per vector
+//
+// A block of eight tokens is transposed so that each code byte becomes eight 32-bit lanes, one per
+// token; a channel pair (i, i + D/2) is then dequantized, rotated by each lane's in-group row and
+// dotted with the queries for all eight tokens at once, and a block's scores come out as a vector
+// (no horizontal sums). The transposition leaves the tokens in lane order sq_lane_tokens; the
+// RoPE rows (sq_rope_group_rows) are laid out in the same order, and the scores are permuted back
+// to token order (lane of token t: the same list) before they are stored.
+#define SQ_LANES_TO_TOKENS _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
+// Bounds of the in-group RoPE rows by frequency (key_group x D/2 floats each, on the stack).
+#define SQ_GROUP_ROWS_MAX 4096
+
+// One block of eight tokens' codes (pb bytes each, pb a multiple of 8) by byte: out + 8i holds
+// byte i of each token, in lane order.
+SQ_INLINE_AVX2 void codes_by_byte(const uint8_t *p, int pb, uint8_t *out) {
+    const __m256i to_columns = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int s = 0; s < pb; s += 16) {
+        const int whole = pb - s >= 16;
+        __m256i y[4];
+        for (int k = 0; k < 4; k++) {  // [token 2k | token 2k + 1]
+            const uint8_t *a = p + (2 * k) * pb + s, *b = p + (2 * k + 1) * pb + s;
+            const __m128i lo = whole ? _mm_loadu_si128((const __m128i *)a) : _mm_loadl_epi64((const __m128i *)a);
+            const __m128i hi = whole ? _mm_loadu_si128((const __m128i *)b) : _mm_loadl_epi64((const __m128i *)b);
+            y[k] = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+        }
+        // Bytes of tokens (0, 2 | 1, 3) and (4, 6 | 5, 7) interleaved, then (0, 2, 4, 6 | 1, 3, 5, 7)
+        // per byte, then each byte's two halves side by side.
+        const __m256i a0 = _mm256_unpacklo_epi8(y[0], y[1]), a1 = _mm256_unpackhi_epi8(y[0], y[1]);
+        const __m256i a2 = _mm256_unpacklo_epi8(y[2], y[3]), a3 = _mm256_unpackhi_epi8(y[2], y[3]);
+        __m256i *o = (__m256i *)(out + 8 * s);
+        _mm256_storeu_si256(o, _mm256_permutevar8x32_epi32(_mm256_unpacklo_epi16(a0, a2), to_columns));
+        _mm256_storeu_si256(o + 1, _mm256_permutevar8x32_epi32(_mm256_unpackhi_epi16(a0, a2), to_columns));
+        if (whole) {
+            _mm256_storeu_si256(o + 2, _mm256_permutevar8x32_epi32(_mm256_unpacklo_epi16(a1, a3), to_columns));
+            _mm256_storeu_si256(o + 3, _mm256_permutevar8x32_epi32(_mm256_unpackhi_epi16(a1, a3), to_columns));
+        }
+    }
+}
+
+// Scores of NB consecutive blocks of eight tokens (codes by byte in cols, pb * 8 bytes per block)
+// for G (<= 4) heads of qr, the queries rotated back by the group's anchor; ct/st hold the blocks'
+// in-group RoPE rows by frequency (row i: kg entries). acc[j][b]: head j, block b, a token per lane.
+SQ_INLINE_AVX2 void rope_keys_lanes(const uint8_t *cols, int pb, int D, int bits, const float *s, const float *m,
+                                    const float *ct, const float *st, int kg, const float *qr, int G, int NB,
+                                    __m256 acc[4][2]) {
+    const int h = D / 2, w = D * bits / 8, seg = w < h ? w : h;
+    for (int j = 0; j < G; j++)
+        for (int b = 0; b < NB; b++) acc[j][b] = _mm256_setzero_ps();
+    // Channels i and i + h keep their slots in the byte over a segment of seg channels.
+    for (int i0 = 0; i0 < h; i0 += seg) {
+        const int sa = i0 / w * bits, sb = (i0 + h) / w * bits;
+        const __m256i ma = _mm256_set1_epi32(((1 << bits) - 1) << sa), mb = _mm256_set1_epi32(((1 << bits) - 1) << sb);
+        for (int i = i0; i < i0 + seg; i++) {
+            const int ba = i % w, bb = (i + h) % w;
+            __m256 lo[2], hi[2];
+            for (int b = 0; b < NB; b++) {
+                const uint8_t *cb = cols + b * 8 * pb;
+                const __m256i xa = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cb + 8 * ba)));
+                const __m256i xb =
+                    ba == bb ? xa : _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cb + 8 * bb)));
+                const __m256 ka = _mm256_fmadd_ps(_mm256_cvtepi32_ps(bits < 8 ? _mm256_and_si256(xa, ma) : xa),
+                                                  _mm256_broadcast_ss(s + i), _mm256_broadcast_ss(m + i));
+                const __m256 kb = _mm256_fmadd_ps(_mm256_cvtepi32_ps(bits < 8 ? _mm256_and_si256(xb, mb) : xb),
+                                                  _mm256_broadcast_ss(s + i + h), _mm256_broadcast_ss(m + i + h));
+                const __m256 c = _mm256_loadu_ps(ct + i * kg + 8 * b), sn = _mm256_loadu_ps(st + i * kg + 8 * b);
+                lo[b] = _mm256_fmsub_ps(ka, c, _mm256_mul_ps(kb, sn));
+                hi[b] = _mm256_fmadd_ps(ka, sn, _mm256_mul_ps(kb, c));
+            }
+            for (int j = 0; j < G; j++) {
+                const __m256 qa = _mm256_broadcast_ss(qr + j * D + i), qb = _mm256_broadcast_ss(qr + j * D + i + h);
+                for (int b = 0; b < NB; b++) {
+                    acc[j][b] = _mm256_fmadd_ps(qa, lo[b], acc[j][b]);
+                    acc[j][b] = _mm256_fmadd_ps(qb, hi[b], acc[j][b]);
+                }
+            }
+        }
+    }
+}
+
+// Heads [j0, j0 + G) of NB blocks starting at token t0 of the call; lanes outside [lo, hi) (tokens
+// of the call) are computed on zero codes and not stored.
+SQ_INLINE_AVX2 void rope_keys_store(const uint8_t *cols, int pb, int D, int bits, const float *s, const float *m,
+                                    const float *ct, const float *st, int kg, const float *qr, int g, int NB,
+                                    int64_t t0, int64_t lo, int64_t hi, __m256 scale, float *scores, int64_t stride) {
+    for (int j0 = 0; j0 < g; j0 += 4) {
+        const int G = g - j0 < 4 ? g - j0 : 4;
+        __m256 acc[4][2];
+        // Constant head and block counts let the channel loop keep its accumulators in registers.
+#define SQ_ROPE_LANES(GG, BB) rope_keys_lanes(cols, pb, D, bits, s, m, ct, st, kg, qr + j0 * D, GG, BB, acc)
+        if (NB == 2) {
+            if (G == 3) SQ_ROPE_LANES(3, 2);
+            else if (G == 4) SQ_ROPE_LANES(4, 2);
+            else if (G == 2) SQ_ROPE_LANES(2, 2);
+            else SQ_ROPE_LANES(1, 2);
+        } else {
+            if (G == 3) SQ_ROPE_LANES(3, 1);
+            else if (G == 4) SQ_ROPE_LANES(4, 1);
+            else if (G == 2) SQ_ROPE_LANES(2, 1);
+            else SQ_ROPE_LANES(1, 1);
+        }
+#undef SQ_ROPE_LANES
+        for (int j = 0; j < G; j++)
+            for (int b = 0; b < NB; b++) {
+                const __m256 r = _mm256_permutevar8x32_ps(_mm256_mul_ps(acc[j][b], scale), SQ_LANES_TO_TOKENS);
+                const int64_t first = t0 + 8 * b;
+                float *dst = scores + (int64_t)(j0 + j) * stride;
+                if (first >= lo && first + 8 <= hi) {
+                    _mm256_storeu_ps(dst + first, r);
+                } else {
+                    float tmp[8];
+                    _mm256_storeu_ps(tmp, r);
+                    for (int l = 0; l < 8; l++)
+                        if (first + l >= lo && first + l < hi) dst[first + l] = tmp[l];
+                }
+            }
+    }
+}
+
+// Whether the eight-tokens-per-vector kernel takes keys before RoPE of this shape.
+static int rope_lanes_ok(int D, int bits, int key_group) {
+    return key_group % 8 == 0 && (int64_t)key_group * (D / 2) <= SQ_GROUP_ROWS_MAX && (D * bits / 8) % 8 == 0;
+}
+
+SQ_INLINE_AVX2 void scores_rope_lanes(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
+                                      const void *kmin, int scale_f32, int kg, int64_t pos0, const float *rope_cos,
+                                      const float *rope_sin, const float *group_rows, int64_t n, float scale,
+                                      float *scores, int64_t stride) {
+    const int pb = D * bits / 8, h = D / 2;
+    float s[SQ_PACKED_MAX_D], m[SQ_PACKED_MAX_D], qr[SQ_PACKED_MAX_QD];
+    uint8_t cols[2 * 8 * SQ_PACKED_MAX_D], part[8 * SQ_PACKED_MAX_D];
+    const __m256 vscale = _mm256_set1_ps(scale);
+    float built[2 * SQ_GROUP_ROWS_MAX];
+    if (!group_rows) {
+        sq_rope_group_rows(rope_cos, rope_sin, D, kg, pos0 + n < kg ? pos0 + n : kg, built);
+        group_rows = built;
+    }
+    const float *ct = group_rows, *st = group_rows + (int64_t)kg * h;
+    int64_t t = 0;
+    while (t < n) {
+        const int64_t gi = (pos0 + t) / kg, anchor = gi * kg;
+        const int64_t end = anchor + kg - pos0 < n ? anchor + kg - pos0 : n;
+        for (int v = 0; v < D; v += 8) {
+            _mm256_storeu_ps(s + v, _mm256_mul_ps(load8_scale(kscale, gi * D + v, scale_f32),
+                                                  _mm256_set1_ps(unshift(D, bits, v))));
+            _mm256_storeu_ps(m + v, load8_scale(kmin, gi * D + v, scale_f32));
+        }
+        const float *c = rope_cos + anchor * h, *sn = rope_sin + anchor * h;
+        for (int j = 0; j < g; j++)
+            for (int v = 0; v < h; v += 8) {
+                __m256 a = _mm256_loadu_ps(q + j * D + v), b = _mm256_loadu_ps(q + j * D + v + h);
+                __m256 cv = _mm256_loadu_ps(c + v), sv = _mm256_loadu_ps(sn + v);
+                _mm256_storeu_ps(qr + j * D + v, _mm256_fmadd_ps(a, cv, _mm256_mul_ps(b, sv)));
+                _mm256_storeu_ps(qr + j * D + v + h, _mm256_fmsub_ps(b, cv, _mm256_mul_ps(a, sv)));
+            }
+        // Blocks of eight in-group rows from the one holding token t; token t0 of the call is lane
+        // 0 of the block.
+        for (int64_t o = (pos0 + t - anchor) / 8 * 8; anchor + o < pos0 + end; ) {
+            const int64_t t0 = anchor + o - pos0;
+            const int whole = t0 >= t && t0 + 8 <= end, pair = whole && t0 + 16 <= end;
+            if (whole) {
+                codes_by_byte(codes + t0 * pb, pb, cols);
+                if (pair) codes_by_byte(codes + (t0 + 8) * pb, pb, cols + 8 * pb);
+            } else {
+                for (int l = 0; l < 8; l++)
+                    for (int i = 0; i < pb; i++)
+                        part[l * pb + i] = t0 + l >= t && t0 + l < end ? codes[(t0 + l) * pb + i] : 0;
+                codes_by_byte(part, pb, cols);
+            }
+            rope_keys_store(cols, pb, D, bits, s, m, ct + o, st + o, kg, qr, g, pair ? 2 : 1, t0, t, end, vscale,
+                            scores, stride);
+            o += pair ? 16 : 8;
+        }
+        t = end;
+    }
+}
+
 SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8_t *codes, int bits,
                                        const void *kscale, const void *kmin, int scale_f32, int key_group, int64_t pos0,
-                                       const float *rope_cos, const float *rope_sin, int64_t n, float scale,
-                                       float *scores, int64_t stride) {
-    const int pb = D * bits / 8, h = D / 2;
+                                       const float *rope_cos, const float *rope_sin, const float *group_rows,
+                                       int64_t n, float scale, float *scores, int64_t stride) {
+    if (rope_cos) {
+        scores_rope_lanes(q, g, D, codes, bits, kscale, kmin, scale_f32, key_group, pos0, rope_cos, rope_sin,
+                          group_rows, n, scale, scores, stride);
+        return;
+    }
+    const int pb = D * bits / 8;
     float s[SQ_PACKED_MAX_D], m[SQ_PACKED_MAX_D];
-    float qr[SQ_PACKED_MAX_QD], qm[SQ_PACKED_MAX_QD / 8];
+    float qs[SQ_PACKED_MAX_QD], qm[SQ_PACKED_MAX_QD / 8];
     const __m256 vscale = _mm256_set1_ps(scale);
     int64_t t = 0;
     while (t < n) {
@@ -302,43 +447,29 @@ SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8
                                                   _mm256_set1_ps(unshift(D, bits, v))));
             _mm256_storeu_ps(m + v, load8_scale(kmin, gi * D + v, scale_f32));
         }
-        if (rope_cos) {
-            const float *c = rope_cos + anchor * h, *sn = rope_sin + anchor * h;
-            for (int j = 0; j < g; j++)
-                for (int v = 0; v < h; v += 8) {
-                    __m256 a = _mm256_loadu_ps(q + j * D + v), b = _mm256_loadu_ps(q + j * D + v + h);
-                    __m256 cv = _mm256_loadu_ps(c + v), sv = _mm256_loadu_ps(sn + v);
-                    _mm256_storeu_ps(qr + j * D + v, _mm256_fmadd_ps(a, cv, _mm256_mul_ps(b, sv)));
-                    _mm256_storeu_ps(qr + j * D + v + h, _mm256_fmsub_ps(b, cv, _mm256_mul_ps(a, sv)));
-                }
-        } else {
-            // The scales fold into the query; q . m in dot_scalar8's order.
-            for (int j = 0; j < g; j++) {
-                __m256 acc = _mm256_setzero_ps();
-                for (int v = 0; v < D; v += 8) {
-                    const __m256 qv = _mm256_loadu_ps(q + j * D + v);
-                    _mm256_storeu_ps(qr + j * D + v, _mm256_mul_ps(qv, _mm256_loadu_ps(s + v)));
-                    acc = _mm256_fmadd_ps(qv, _mm256_loadu_ps(m + v), acc);
-                }
-                float l[8];
-                _mm256_storeu_ps(l, acc);
-                qm[j] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+        // The scales fold into the query; q . m in dot_scalar8's order.
+        for (int j = 0; j < g; j++) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int v = 0; v < D; v += 8) {
+                const __m256 qv = _mm256_loadu_ps(q + j * D + v);
+                _mm256_storeu_ps(qs + j * D + v, _mm256_mul_ps(qv, _mm256_loadu_ps(s + v)));
+                acc = _mm256_fmadd_ps(qv, _mm256_loadu_ps(m + v), acc);
             }
+            float l[8];
+            _mm256_storeu_ps(l, acc);
+            qm[j] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
         }
-        const float *qmj = rope_cos ? NULL : qm;
         for (; t < end; t += 8) {
             const int nb = end - t < 8 ? (int)(end - t) : 8;
-            const int64_t r = (pos0 + t - anchor) * h;
-            const float *cr = rope_cos ? rope_cos + r : NULL, *sr = rope_sin ? rope_sin + r : NULL;
             if (t + 16 < n) _mm_prefetch((const char *)(codes + (t + 16) * pb), _MM_HINT_T0);
             for (int j0 = 0; j0 < g; j0 += 4) {
                 const int G = g - j0 < 4 ? g - j0 : 4;
-                const float *qj = qr + j0 * D, *qmj0 = qmj ? qmj + j0 : NULL;
+                const float *qj = qs + j0 * D, *qmj = qm + j0;
                 // Constant head counts let the per-key loops unroll.
-                if (G == 3) key_block(codes, pb, D, bits, s, m, cr, sr, qj, qmj0, 3, t, nb, vscale, scores, stride, j0);
-                else if (G == 4) key_block(codes, pb, D, bits, s, m, cr, sr, qj, qmj0, 4, t, nb, vscale, scores, stride, j0);
-                else if (G == 2) key_block(codes, pb, D, bits, s, m, cr, sr, qj, qmj0, 2, t, nb, vscale, scores, stride, j0);
-                else key_block(codes, pb, D, bits, s, m, cr, sr, qj, qmj0, 1, t, nb, vscale, scores, stride, j0);
+                if (G == 3) key_block(codes, pb, D, bits, qj, qmj, 3, t, nb, vscale, scores, stride, j0);
+                else if (G == 4) key_block(codes, pb, D, bits, qj, qmj, 4, t, nb, vscale, scores, stride, j0);
+                else if (G == 2) key_block(codes, pb, D, bits, qj, qmj, 2, t, nb, vscale, scores, stride, j0);
+                else key_block(codes, pb, D, bits, qj, qmj, 1, t, nb, vscale, scores, stride, j0);
             }
         }
         t = end;
@@ -347,19 +478,19 @@ SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8
 
 SQ_AVX2 static void scores_packed_avx2(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
                                        const void *kmin, int scale_f32, int key_group, int64_t pos0,
-                                       const float *rope_cos, const float *rope_sin, int64_t n, float scale,
-                                       float *scores, int64_t stride) {
+                                       const float *rope_cos, const float *rope_sin, const float *group_rows,
+                                       int64_t n, float scale, float *scores, int64_t stride) {
     // Specialised for the common head sizes and widths so that the per-token loops unroll.
 #define SQ_SCORES_CASE(DD, BB)                                                                                      \
     if (D == DD && bits == BB) {                                                                                    \
-        scores_packed_impl(q, g, DD, codes, BB, kscale, kmin, scale_f32, key_group, pos0, rope_cos, rope_sin, n, scale, \
-                           scores, stride);                                                                         \
+        scores_packed_impl(q, g, DD, codes, BB, kscale, kmin, scale_f32, key_group, pos0, rope_cos, rope_sin,       \
+                           group_rows, n, scale, scores, stride);                                                   \
         return;                                                                                                     \
     }
     SQ_SCORES_CASE(64, 2) SQ_SCORES_CASE(64, 4) SQ_SCORES_CASE(128, 2) SQ_SCORES_CASE(128, 4)
 #undef SQ_SCORES_CASE
-    scores_packed_impl(q, g, D, codes, bits, kscale, kmin, scale_f32, key_group, pos0, rope_cos, rope_sin, n, scale,
-                       scores, stride);
+    scores_packed_impl(q, g, D, codes, bits, kscale, kmin, scale_f32, key_group, pos0, rope_cos, rope_sin, group_rows,
+                       n, scale, scores, stride);
 }
 
 // Tokens per block of the value kernel's weight table.
@@ -508,6 +639,19 @@ SQ_AVX2 static void values_packed_avx2(const float *p, int64_t p_stride, int g, 
 }
 #endif
 
+void sq_rope_group_rows(const float *rope_cos, const float *rope_sin, int D, int key_group, int64_t rows, float *out) {
+    // By frequency (row i: key_group entries), each block of eight rows in the kernel's lane order;
+    // cos, then sin. (The kernel takes key groups of whole blocks; others keep the rows in order.)
+    const int h = D / 2;
+    for (int o = 0; o < key_group; o++) {
+        const int64_t row = key_group % 8 == 0 ? o - o % 8 + sq_lane_tokens[o % 8] : o;
+        for (int i = 0; i < h; i++) {
+            out[(int64_t)i * key_group + o] = row < rows ? rope_cos[row * h + i] : 0;
+            out[(int64_t)(h + i) * key_group + o] = row < rows ? rope_sin[row * h + i] : 0;
+        }
+    }
+}
+
 // The AVX2 paths need whole 8-channel runs of codes and bounded work buffers.
 static int packed_avx2_ok(int g, int D, int bits) {
     return sq_use_avx2() && (bits == 2 || bits == 4 || bits == 8) && D % 32 == 0 && D <= SQ_PACKED_MAX_D &&
@@ -516,12 +660,13 @@ static int packed_avx2_ok(int g, int D, int bits) {
 
 void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
                            const void *kmin, int scale_f32, int key_group, int64_t first_position, const float *rope_cos,
-                           const float *rope_sin, int64_t n, float scale, float *scores, int64_t score_stride) {
+                           const float *rope_sin, const float *rope_group_rows, int64_t n, float scale, float *scores,
+                           int64_t score_stride) {
     if (n <= 0 || g <= 0 || D <= 0 || D > SQ_PACKED_MAX_D || D % 8 != 0 || key_group <= 0) return;
 #if SQ_X86
-    if (packed_avx2_ok(g, D, bits)) {
-        scores_packed_avx2(q, g, D, codes, bits, kscale, kmin, scale_f32, key_group, first_position, rope_cos, rope_sin, n,
-                           scale, scores, score_stride);
+    if (packed_avx2_ok(g, D, bits) && (!rope_cos || rope_lanes_ok(D, bits, key_group))) {
+        scores_packed_avx2(q, g, D, codes, bits, kscale, kmin, scale_f32, key_group, first_position, rope_cos, rope_sin,
+                           rope_group_rows, n, scale, scores, score_stride);
         return;
     }
 #endif

@@ -68,8 +68,8 @@ final class RopeTableBox: @unchecked Sendable {
 ///   flushed `residualLength` at a time when the window fills and the oldest value is quantized
 ///   once more than `residualLength` are held.
 /// Attention reads the packed codes directly (`sq_scores_packed_keys`, RoPE applied on the fly
-/// to pre-RoPE keys as R(a)·R(p − a), a the key group's first position, so that only a few table
-/// rows are read); no dequantized copy of the cache is ever built.
+/// to pre-RoPE keys as R(a)·R(p − a), a the key group's first position, so that only the anchor
+/// rows and the group's first rows are read); no dequantized copy of the cache is ever built.
 public final class QuantizedCache: SequenceKVCache {
     public let shape: AttentionShape
     public let rope: Rope
@@ -77,6 +77,8 @@ public final class QuantizedCache: SequenceKVCache {
     public let params: QuantizationParameters
     public let scales: FullPrecision
     let table: RopeTable
+    /// The table's rows 0..<group size as the packed key kernel reads them (keys before RoPE).
+    let ropeGroupRows: [Float]
     public private(set) var count = 0
     private var layers: [LayerStore]
 
@@ -117,6 +119,14 @@ public final class QuantizedCache: SequenceKVCache {
         self.params = params
         self.table = table
         self.layers = (0..<layers).map { _ in LayerStore(heads: shape.kvHeads) }
+        var rows = [Float]()
+        if params.keyRope == .pre {
+            rows = [Float](repeating: 0, count: params.groupSize * shape.headDim)
+            sq_rope_group_rows(
+                table.cos, table.sin, Int32(shape.headDim), Int32(params.groupSize),
+                Int64(min(params.groupSize, table.positions)), &rows)
+        }
+        ropeGroupRows = rows
     }
 
     /// Keys are quantized (and kept in the residual window) as they were before RoPE: SQuat's
@@ -370,6 +380,7 @@ public final class QuantizedCache: SequenceKVCache {
         let scale = 1 / Float(D).squareRoot()
         let rotateKeys = keysBeforeRope
         let table = self.table
+        let groupRows = ropeGroupRows
         let f32Scales: Int32 = scales == .f32 ? 1 : 0
         let sb = scales == .f32 ? 4 : 2
         let plan = AttentionPlan(rows: 1, kvHeads: s.kvHeads, keysForRow: { _ in T })
@@ -385,10 +396,13 @@ public final class QuantizedCache: SequenceKVCache {
                 store.keyCodes[h].withUnsafeBufferPointer { codes in
                     store.keyScale[h].withUnsafeBufferPointer { ks in
                         store.keyMin[h].withUnsafeBufferPointer { km in
-                            sq_scores_packed_keys(
-                                q, Int32(g), Int32(D), codes.baseAddress! + c0 * kpb, Int32(kb), ks.baseAddress!,
-                                km.baseAddress!, f32Scales, Int32(gs), Int64(c0), rotateKeys ? table.cos : nil,
-                                rotateKeys ? table.sin : nil, Int64(pk1 - c0), scale, sc, Int64(n))
+                            groupRows.withUnsafeBufferPointer { rows in
+                                sq_scores_packed_keys(
+                                    q, Int32(g), Int32(D), codes.baseAddress! + c0 * kpb, Int32(kb), ks.baseAddress!,
+                                    km.baseAddress!, f32Scales, Int32(gs), Int64(c0), rotateKeys ? table.cos : nil,
+                                    rotateKeys ? table.sin : nil, rotateKeys ? rows.baseAddress : nil, Int64(pk1 - c0),
+                                    scale, sc, Int64(n))
+                            }
                         }
                     }
                 }

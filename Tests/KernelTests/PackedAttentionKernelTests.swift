@@ -25,6 +25,11 @@ extension Kernels {
             Shape(g: 5, D: 128, bits: 4, keyGroup: 32, valueGroup: 8, n: 65, first: 31, rope: false, f32Scales: true),
             Shape(g: 2, D: 96, bits: 2, keyGroup: 32, valueGroup: 32, n: 33, first: 64, rope: true, f32Scales: false),
             Shape(g: 3, D: 48, bits: 4, keyGroup: 32, valueGroup: 16, n: 9, first: 3, rope: true, f32Scales: false),
+            // Keys before RoPE with 8-bit codes (a channel pair in two bytes), a 64-token key group,
+            // and a key group that is a multiple of 8 but not of 16.
+            Shape(g: 2, D: 64, bits: 8, keyGroup: 32, valueGroup: 32, n: 50, first: 5, rope: true, f32Scales: false),
+            Shape(g: 3, D: 64, bits: 2, keyGroup: 64, valueGroup: 32, n: 200, first: 10, rope: true, f32Scales: false),
+            Shape(g: 6, D: 64, bits: 4, keyGroup: 24, valueGroup: 32, n: 100, first: 13, rope: true, f32Scales: true),
             // KIVI's default: 2-bit keys after RoPE, f16 scales (the query-folded scales path).
             Shape(g: 3, D: 64, bits: 2, keyGroup: 32, valueGroup: 32, n: 100, first: 20, rope: false, f32Scales: false),
         ]
@@ -84,22 +89,30 @@ extension Kernels {
             f32 ? x.withUnsafeBytes { Array($0) } : x.map { sq_f32_to_f16($0) }.withUnsafeBytes { Array($0) }
         }
 
-        /// Scores of tokens [t0, t1) in one call.
-        static func scores(_ s: Shape, _ d: Data, _ path: KernelPath, _ t0: Int, _ t1: Int) -> [Float] {
+        /// Scores of tokens [t0, t1) in one call; with `groupRows`, the table's first rows are
+        /// passed in (as the cache does) instead of built by the call.
+        static func scores(
+            _ s: Shape, _ d: Data, _ path: KernelPath, _ t0: Int, _ t1: Int, groupRows: Bool = false
+        ) -> [Float] {
             let n = t1 - t0
             var out = [Float](repeating: .nan, count: s.g * n)
             let pb = s.D * s.bits / 8
             let ks = scaleBytes(d.ks, f32: s.f32Scales)
             let km = scaleBytes(d.km, f32: s.f32Scales)
+            var rows = [Float](repeating: .nan, count: s.keyGroup * s.D)
+            sq_rope_group_rows(
+                d.cos, d.sin, Int32(s.D), Int32(s.keyGroup), Int64(min(s.keyGroup, s.first + s.n)), &rows)
             path.run {
                 d.keyCodes.withUnsafeBufferPointer { codes in
                     d.cos.withUnsafeBufferPointer { c in
                         d.sin.withUnsafeBufferPointer { sn in
-                            sq_scores_packed_keys(
-                                d.q, Int32(s.g), Int32(s.D), codes.baseAddress! + t0 * pb, Int32(s.bits), ks, km,
-                                s.f32Scales ? 1 : 0, Int32(s.keyGroup), Int64(s.first + t0),
-                                s.rope ? c.baseAddress : nil,
-                                s.rope ? sn.baseAddress : nil, Int64(n), 0.125, &out, Int64(n))
+                            rows.withUnsafeBufferPointer { r in
+                                sq_scores_packed_keys(
+                                    d.q, Int32(s.g), Int32(s.D), codes.baseAddress! + t0 * pb, Int32(s.bits), ks, km,
+                                    s.f32Scales ? 1 : 0, Int32(s.keyGroup), Int64(s.first + t0),
+                                    s.rope ? c.baseAddress : nil, s.rope ? sn.baseAddress : nil,
+                                    s.rope && groupRows ? r.baseAddress : nil, Int64(n), 0.125, &out, Int64(n))
+                            }
                         }
                     }
                 }
@@ -126,6 +139,7 @@ extension Kernels {
                 let fast = Self.scores(s, d, .avx2, 0, s.n)
                 let slow = Self.scores(s, d, .scalar, 0, s.n)
                 #expect(bitMismatches(fast, slow).isEmpty, "\(s)")
+                #expect(bitMismatches(fast, Self.scores(s, d, .avx2, 0, s.n, groupRows: true)).isEmpty, "rows: \(s)")
                 // The same tokens scored in two calls split mid-group give the same bits.
                 let cut = s.n / 2 + 1
                 let first = Self.scores(s, d, .avx2, 0, cut)

@@ -51,6 +51,8 @@ int main(int argc, char **argv) {
             double w = pow(10000.0, -2.0 * i / D);
             cs[t * D / 2 + i] = (float)cos(t * w), sn[t * D / 2 + i] = (float)sin(t * w);
         }
+    float rows[KG * D];  // the in-group RoPE rows, as the cache keeps them
+    sq_rope_group_rows(cs, sn, D, KG, T, rows);
     float q[3 * 64], out[3 * 64], ml[6], *sc = malloc(sizeof(float) * g * chunk), check = 0;
     for (int i = 0; i < g * D; i++) q[i] = frand(&seed);
     double best = 1e9, bestK = 1e9, bestV = 1e9, best16 = 1e9;
@@ -60,7 +62,7 @@ int main(int argc, char **argv) {
             for (int c0 = 0; c0 < T; c0 += chunk) {
                 const int n = c0 + chunk <= T ? chunk : T - c0;
                 double a = now();
-                sq_scores_packed_keys(q, g, D, kc[h] + (int64_t)c0 * pb, bits, ks[h], km[h], 0, KG, c0, cs, sn, n,
+                sq_scores_packed_keys(q, g, D, kc[h] + (int64_t)c0 * pb, bits, ks[h], km[h], 0, KG, c0, cs, sn, rows, n,
                                       0.125f, sc, n);
                 double b = now();
                 for (int j = 0; j < g; j++) sq_exp_sum(sc + j * n, n, sq_max(sc + j * n, n));

@@ -140,10 +140,16 @@ void sq_unpack_codes(const uint8_t *packed, int D, int bits, uint8_t *codes);
 /// p = first_position + t, k_t = code*scale+min with scale/min (f32 if scale_f32, else f16; D per
 /// group) of group p / key_group. With rope_cos/rope_sin (pre-RoPE keys): the [position][D/2]
 /// cos/sin table from position 0; RoPE_p is applied as R(a) R(p - a), a = the group's first
-/// position, reading rows a and 0..key_group-1 only. Without: keys are used as stored.
+/// position, reading rows a and 0..key_group-1 only; rope_group_rows (or NULL, then the call
+/// builds them) holds rows 0..key_group-1 as sq_rope_group_rows lays them out. Without rope_cos:
+/// keys are used as stored. Each score is a fixed sequence of operations on its own key's codes.
 void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
                            const void *kmin, int scale_f32, int key_group, int64_t first_position, const float *rope_cos,
-                           const float *rope_sin, int64_t n, float scale, float *scores, int64_t score_stride);
+                           const float *rope_sin, const float *rope_group_rows, int64_t n, float scale, float *scores,
+                           int64_t score_stride);
+/// Rows 0..key_group-1 of a [position][D/2] RoPE cos/sin table (`rows` of them present, the rest
+/// read as zero) in the layout the packed key kernel reads: key_group * D floats into out.
+void sq_rope_group_rows(const float *rope_cos, const float *rope_sin, int D, int key_group, int64_t rows, float *out);
 /// scores for n full-precision keys (already rotated), rows of D floats.
 void sq_scores_f32_keys(const float *q, int g, int D, const float *keys, int64_t n, float scale, float *scores,
                         int64_t score_stride);
