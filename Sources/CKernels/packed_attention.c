@@ -190,6 +190,16 @@ SQ_INLINE_AVX2 __m256 load8_scale(const void *p, int64_t i, int f32) {
                : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
 }
 
+// Key group gi's scales (times each channel's 2^-shift) and minimums as floats.
+SQ_INLINE_AVX2 void group_scales(const void *kscale, const void *kmin, int scale_f32, int64_t gi, int D, int bits,
+                                 float *s, float *m) {
+    for (int v = 0; v < D; v += 8) {
+        _mm256_storeu_ps(s + v, _mm256_mul_ps(load8_scale(kscale, gi * D + v, scale_f32),
+                                              _mm256_set1_ps(unshift(D, bits, v))));
+        _mm256_storeu_ps(m + v, load8_scale(kmin, gi * D + v, scale_f32));
+    }
+}
+
 // One key at packed dotted with G (<= 4) query heads qs, keys after RoPE: qs holds the query times
 // the group's scales and the key is its codes in place. out[j] holds head j's eight lane sums (the
 // even and odd 8-channel runs' accumulators added), reduced later eight keys at a time.
@@ -390,11 +400,7 @@ SQ_INLINE_AVX2 void scores_rope_lanes(const float *q, int g, int D, const uint8_
     while (t < n) {
         const int64_t gi = (pos0 + t) / kg, anchor = gi * kg;
         const int64_t end = anchor + kg - pos0 < n ? anchor + kg - pos0 : n;
-        for (int v = 0; v < D; v += 8) {
-            _mm256_storeu_ps(s + v, _mm256_mul_ps(load8_scale(kscale, gi * D + v, scale_f32),
-                                                  _mm256_set1_ps(unshift(D, bits, v))));
-            _mm256_storeu_ps(m + v, load8_scale(kmin, gi * D + v, scale_f32));
-        }
+        group_scales(kscale, kmin, scale_f32, gi, D, bits, s, m);
         const float *c = rope_cos + anchor * h, *sn = rope_sin + anchor * h;
         for (int j = 0; j < g; j++)
             for (int v = 0; v < h; v += 8) {
@@ -442,11 +448,7 @@ SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8
     while (t < n) {
         const int64_t gi = (pos0 + t) / key_group, anchor = gi * key_group;
         const int64_t end = anchor + key_group - pos0 < n ? anchor + key_group - pos0 : n;
-        for (int v = 0; v < D; v += 8) {
-            _mm256_storeu_ps(s + v, _mm256_mul_ps(load8_scale(kscale, gi * D + v, scale_f32),
-                                                  _mm256_set1_ps(unshift(D, bits, v))));
-            _mm256_storeu_ps(m + v, load8_scale(kmin, gi * D + v, scale_f32));
-        }
+        group_scales(kscale, kmin, scale_f32, gi, D, bits, s, m);
         // The scales fold into the query; q . m in dot_scalar8's order.
         for (int j = 0; j < g; j++) {
             __m256 acc = _mm256_setzero_ps();
