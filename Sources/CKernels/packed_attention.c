@@ -298,6 +298,39 @@ SQ_INLINE_AVX2 void codes_by_byte(const uint8_t *p, int pb, uint8_t *out) {
     }
 }
 
+// The codes of the block(s) from token t0 of the call by byte into cols: two blocks (returns 2)
+// when sixteen tokens from t0 lie in [t, end), one otherwise, then with the tokens outside
+// [t, end) read as zero codes (returns 1).
+SQ_INLINE_AVX2 int block_codes(const uint8_t *codes, int pb, int64_t t0, int64_t t, int64_t end, uint8_t *cols) {
+    if (t0 >= t && t0 + 8 <= end) {
+        codes_by_byte(codes + t0 * pb, pb, cols);
+        if (t0 + 16 > end) return 1;
+        codes_by_byte(codes + (t0 + 8) * pb, pb, cols + 8 * pb);
+        return 2;
+    }
+    uint8_t part[8 * SQ_PACKED_MAX_D];
+    for (int l = 0; l < 8; l++)
+        for (int i = 0; i < pb; i++) part[l * pb + i] = t0 + l >= t && t0 + l < end ? codes[(t0 + l) * pb + i] : 0;
+    codes_by_byte(part, pb, cols);
+    return 1;
+}
+
+// Channel pair (i, i + h) of one block (codes by byte in cb; the channels' bytes ba, bb and masks
+// ma, mb) dequantized with the group's s/m and rotated by the lanes' rows c/sn: lo and hi.
+SQ_INLINE_AVX2 void rotate_pair(const uint8_t *cb, int i, int h, int ba, int bb, int bits, __m256i ma, __m256i mb,
+                                const float *s, const float *m, const float *ct, const float *st, __m256 *lo,
+                                __m256 *hi) {
+    const __m256i xa = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cb + 8 * ba)));
+    const __m256i xb = ba == bb ? xa : _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cb + 8 * bb)));
+    const __m256 ka = _mm256_fmadd_ps(_mm256_cvtepi32_ps(bits < 8 ? _mm256_and_si256(xa, ma) : xa),
+                                      _mm256_broadcast_ss(s + i), _mm256_broadcast_ss(m + i));
+    const __m256 kb = _mm256_fmadd_ps(_mm256_cvtepi32_ps(bits < 8 ? _mm256_and_si256(xb, mb) : xb),
+                                      _mm256_broadcast_ss(s + i + h), _mm256_broadcast_ss(m + i + h));
+    const __m256 c = _mm256_loadu_ps(ct), sn = _mm256_loadu_ps(st);
+    *lo = _mm256_fmsub_ps(ka, c, _mm256_mul_ps(kb, sn));
+    *hi = _mm256_fmadd_ps(ka, sn, _mm256_mul_ps(kb, c));
+}
+
 // Scores of NB consecutive blocks of eight tokens (codes by byte in cols, pb * 8 bytes per block)
 // for G (<= 4) heads of qr, the queries rotated back by the group's anchor; ct/st hold the blocks'
 // in-group RoPE rows by frequency (row i: kg entries). acc[j][b]: head j, block b, a token per lane.
@@ -315,17 +348,8 @@ SQ_INLINE_AVX2 void rope_keys_lanes(const uint8_t *cols, int pb, int D, int bits
             const int ba = i % w, bb = (i + h) % w;
             __m256 lo[2], hi[2];
             for (int b = 0; b < NB; b++) {
-                const uint8_t *cb = cols + b * 8 * pb;
-                const __m256i xa = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cb + 8 * ba)));
-                const __m256i xb =
-                    ba == bb ? xa : _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cb + 8 * bb)));
-                const __m256 ka = _mm256_fmadd_ps(_mm256_cvtepi32_ps(bits < 8 ? _mm256_and_si256(xa, ma) : xa),
-                                                  _mm256_broadcast_ss(s + i), _mm256_broadcast_ss(m + i));
-                const __m256 kb = _mm256_fmadd_ps(_mm256_cvtepi32_ps(bits < 8 ? _mm256_and_si256(xb, mb) : xb),
-                                                  _mm256_broadcast_ss(s + i + h), _mm256_broadcast_ss(m + i + h));
-                const __m256 c = _mm256_loadu_ps(ct + i * kg + 8 * b), sn = _mm256_loadu_ps(st + i * kg + 8 * b);
-                lo[b] = _mm256_fmsub_ps(ka, c, _mm256_mul_ps(kb, sn));
-                hi[b] = _mm256_fmadd_ps(ka, sn, _mm256_mul_ps(kb, c));
+                rotate_pair(cols + b * 8 * pb, i, h, ba, bb, bits, ma, mb, s, m, ct + i * kg + 8 * b,
+                            st + i * kg + 8 * b, &lo[b], &hi[b]);
             }
             for (int j = 0; j < G; j++) {
                 const __m256 qa = _mm256_broadcast_ss(qr + j * D + i), qb = _mm256_broadcast_ss(qr + j * D + i + h);
@@ -338,6 +362,42 @@ SQ_INLINE_AVX2 void rope_keys_lanes(const uint8_t *cols, int pb, int D, int bits
     }
 }
 
+// CALL(G, NB) with G (1...4) and NB (1, 2) as constants, so that the loops they bound unroll.
+#define SQ_HEADS_BLOCKS(G, NB, CALL)                                                                              \
+    do {                                                                                                          \
+        if (NB == 2) {                                                                                            \
+            if (G == 3) CALL(3, 2);                                                                               \
+            else if (G == 4) CALL(4, 2);                                                                          \
+            else if (G == 2) CALL(2, 2);                                                                          \
+            else CALL(1, 2);                                                                                      \
+        } else {                                                                                                  \
+            if (G == 3) CALL(3, 1);                                                                               \
+            else if (G == 4) CALL(4, 1);                                                                          \
+            else if (G == 2) CALL(2, 1);                                                                          \
+            else CALL(1, 1);                                                                                      \
+        }                                                                                                         \
+    } while (0)
+
+// Scores of G heads x NB blocks of eight keys from token t0 (a token per lane, in lane order) times
+// scale, back in token order into scores (head j at j * stride); only tokens in [lo, hi) are stored.
+SQ_INLINE_AVX2 void store_key_lanes(__m256 acc[4][2], int G, int NB, __m256 scale, int64_t t0, int64_t lo, int64_t hi,
+                                    float *scores, int64_t stride) {
+    for (int j = 0; j < G; j++)
+        for (int b = 0; b < NB; b++) {
+            const __m256 r = _mm256_permutevar8x32_ps(_mm256_mul_ps(acc[j][b], scale), SQ_LANES_TO_TOKENS);
+            const int64_t first = t0 + 8 * b;
+            float *dst = scores + j * stride;
+            if (first >= lo && first + 8 <= hi) {
+                _mm256_storeu_ps(dst + first, r);
+            } else {
+                float tmp[8];
+                _mm256_storeu_ps(tmp, r);
+                for (int l = 0; l < 8; l++)
+                    if (first + l >= lo && first + l < hi) dst[first + l] = tmp[l];
+            }
+        }
+}
+
 // Heads [j0, j0 + G) of NB blocks starting at token t0 of the call; lanes outside [lo, hi) (tokens
 // of the call) are computed on zero codes and not stored.
 SQ_INLINE_AVX2 void rope_keys_store(const uint8_t *cols, int pb, int D, int bits, const float *s, const float *m,
@@ -348,32 +408,9 @@ SQ_INLINE_AVX2 void rope_keys_store(const uint8_t *cols, int pb, int D, int bits
         __m256 acc[4][2];
         // Constant head and block counts let the channel loop keep its accumulators in registers.
 #define SQ_ROPE_LANES(GG, BB) rope_keys_lanes(cols, pb, D, bits, s, m, ct, st, kg, qr + j0 * D, GG, BB, acc)
-        if (NB == 2) {
-            if (G == 3) SQ_ROPE_LANES(3, 2);
-            else if (G == 4) SQ_ROPE_LANES(4, 2);
-            else if (G == 2) SQ_ROPE_LANES(2, 2);
-            else SQ_ROPE_LANES(1, 2);
-        } else {
-            if (G == 3) SQ_ROPE_LANES(3, 1);
-            else if (G == 4) SQ_ROPE_LANES(4, 1);
-            else if (G == 2) SQ_ROPE_LANES(2, 1);
-            else SQ_ROPE_LANES(1, 1);
-        }
+        SQ_HEADS_BLOCKS(G, NB, SQ_ROPE_LANES);
 #undef SQ_ROPE_LANES
-        for (int j = 0; j < G; j++)
-            for (int b = 0; b < NB; b++) {
-                const __m256 r = _mm256_permutevar8x32_ps(_mm256_mul_ps(acc[j][b], scale), SQ_LANES_TO_TOKENS);
-                const int64_t first = t0 + 8 * b;
-                float *dst = scores + (int64_t)(j0 + j) * stride;
-                if (first >= lo && first + 8 <= hi) {
-                    _mm256_storeu_ps(dst + first, r);
-                } else {
-                    float tmp[8];
-                    _mm256_storeu_ps(tmp, r);
-                    for (int l = 0; l < 8; l++)
-                        if (first + l >= lo && first + l < hi) dst[first + l] = tmp[l];
-                }
-            }
+        store_key_lanes(acc, G, NB, scale, t0, lo, hi, scores + (int64_t)j0 * stride, stride);
     }
 }
 
@@ -382,13 +419,26 @@ static int rope_lanes_ok(int D, int bits, int key_group) {
     return key_group % 8 == 0 && (int64_t)key_group * (D / 2) <= SQ_GROUP_ROWS_MAX && (D * bits / 8) % 8 == 0;
 }
 
+// R(a)^T q for g heads (unrotate_query_scalar's operations): the queries rotated back by the
+// anchor row c/sn.
+SQ_INLINE_AVX2 void unrotate_queries(const float *q, int g, int D, const float *c, const float *sn, float *qr) {
+    const int h = D / 2;
+    for (int j = 0; j < g; j++)
+        for (int v = 0; v < h; v += 8) {
+            __m256 a = _mm256_loadu_ps(q + j * D + v), b = _mm256_loadu_ps(q + j * D + v + h);
+            __m256 cv = _mm256_loadu_ps(c + v), sv = _mm256_loadu_ps(sn + v);
+            _mm256_storeu_ps(qr + j * D + v, _mm256_fmadd_ps(a, cv, _mm256_mul_ps(b, sv)));
+            _mm256_storeu_ps(qr + j * D + v + h, _mm256_fmsub_ps(b, cv, _mm256_mul_ps(a, sv)));
+        }
+}
+
 SQ_INLINE_AVX2 void scores_rope_lanes(const float *q, int g, int D, const uint8_t *codes, int bits, const void *kscale,
                                       const void *kmin, int scale_f32, int kg, int64_t pos0, const float *rope_cos,
                                       const float *rope_sin, const float *group_rows, int64_t n, float scale,
                                       float *scores, int64_t stride) {
     const int pb = D * bits / 8, h = D / 2;
     float s[SQ_PACKED_MAX_D], m[SQ_PACKED_MAX_D], qr[SQ_PACKED_MAX_QD];
-    uint8_t cols[2 * 8 * SQ_PACKED_MAX_D], part[8 * SQ_PACKED_MAX_D];
+    uint8_t cols[2 * 8 * SQ_PACKED_MAX_D];
     const __m256 vscale = _mm256_set1_ps(scale);
     float built[2 * SQ_GROUP_ROWS_MAX];
     if (!group_rows) {
@@ -401,34 +451,127 @@ SQ_INLINE_AVX2 void scores_rope_lanes(const float *q, int g, int D, const uint8_
         const int64_t gi = (pos0 + t) / kg, anchor = gi * kg;
         const int64_t end = anchor + kg - pos0 < n ? anchor + kg - pos0 : n;
         group_scales(kscale, kmin, scale_f32, gi, D, bits, s, m);
-        const float *c = rope_cos + anchor * h, *sn = rope_sin + anchor * h;
-        for (int j = 0; j < g; j++)
-            for (int v = 0; v < h; v += 8) {
-                __m256 a = _mm256_loadu_ps(q + j * D + v), b = _mm256_loadu_ps(q + j * D + v + h);
-                __m256 cv = _mm256_loadu_ps(c + v), sv = _mm256_loadu_ps(sn + v);
-                _mm256_storeu_ps(qr + j * D + v, _mm256_fmadd_ps(a, cv, _mm256_mul_ps(b, sv)));
-                _mm256_storeu_ps(qr + j * D + v + h, _mm256_fmsub_ps(b, cv, _mm256_mul_ps(a, sv)));
-            }
+        unrotate_queries(q, g, D, rope_cos + anchor * h, rope_sin + anchor * h, qr);
         // Blocks of eight in-group rows from the one holding token t; token t0 of the call is lane
         // 0 of the block.
         for (int64_t o = (pos0 + t - anchor) / 8 * 8; anchor + o < pos0 + end; ) {
             const int64_t t0 = anchor + o - pos0;
-            const int whole = t0 >= t && t0 + 8 <= end, pair = whole && t0 + 16 <= end;
-            if (whole) {
-                codes_by_byte(codes + t0 * pb, pb, cols);
-                if (pair) codes_by_byte(codes + (t0 + 8) * pb, pb, cols + 8 * pb);
-            } else {
-                for (int l = 0; l < 8; l++)
-                    for (int i = 0; i < pb; i++)
-                        part[l * pb + i] = t0 + l >= t && t0 + l < end ? codes[(t0 + l) * pb + i] : 0;
-                codes_by_byte(part, pb, cols);
-            }
-            rope_keys_store(cols, pb, D, bits, s, m, ct + o, st + o, kg, qr, g, pair ? 2 : 1, t0, t, end, vscale,
-                            scores, stride);
-            o += pair ? 16 : 8;
+            const int NB = block_codes(codes, pb, t0, t, end, cols);
+            rope_keys_store(cols, pb, D, bits, s, m, ct + o, st + o, kg, qr, g, NB, t0, t, end, vscale, scores, stride);
+            o += 8 * NB;
         }
         t = end;
     }
+}
+
+// ---- keys before RoPE, several query rows against the same keys
+//
+// The rows share each block's dequantized and rotated keys: a block of eight or sixteen keys is
+// dequantized and rotated once into L (rope_keys_lanes' operations), then every row's heads are
+// dotted with it in rope_keys_lanes' order, so each score has the bits the one-row kernel gives.
+
+// L[(2i) * NB + b] and L[(2i + 1) * NB + b]: pair i's rotated channels (i, i + D/2) of block b.
+SQ_INLINE_AVX2 void rope_keys_rotate(const uint8_t *cols, int pb, int D, int bits, const float *s, const float *m,
+                                     const float *ct, const float *st, int kg, int NB, __m256 *L) {
+    const int h = D / 2, w = D * bits / 8, seg = w < h ? w : h;
+    for (int i0 = 0; i0 < h; i0 += seg) {
+        const int sa = i0 / w * bits, sb = (i0 + h) / w * bits;
+        const __m256i ma = _mm256_set1_epi32(((1 << bits) - 1) << sa), mb = _mm256_set1_epi32(((1 << bits) - 1) << sb);
+        for (int i = i0; i < i0 + seg; i++) {
+            const int ba = i % w, bb = (i + h) % w;
+            for (int b = 0; b < NB; b++) {
+                rotate_pair(cols + b * 8 * pb, i, h, ba, bb, bits, ma, mb, s, m, ct + i * kg + 8 * b,
+                            st + i * kg + 8 * b, &L[(2 * i) * NB + b], &L[(2 * i + 1) * NB + b]);
+            }
+        }
+    }
+}
+
+// acc[j][b] = sum over pairs, in rope_keys_lanes' order, of head j's rotated-back query times L.
+SQ_INLINE_AVX2 void rope_keys_dot(const __m256 *L, int D, const float *qr, int G, int NB, __m256 acc[4][2]) {
+    const int h = D / 2;
+    for (int j = 0; j < G; j++)
+        for (int b = 0; b < NB; b++) acc[j][b] = _mm256_setzero_ps();
+    for (int i = 0; i < h; i++)
+        for (int j = 0; j < G; j++) {
+            const __m256 qa = _mm256_broadcast_ss(qr + j * D + i), qb = _mm256_broadcast_ss(qr + j * D + i + h);
+            for (int b = 0; b < NB; b++) {
+                acc[j][b] = _mm256_fmadd_ps(qa, L[(2 * i) * NB + b], acc[j][b]);
+                acc[j][b] = _mm256_fmadd_ps(qb, L[(2 * i + 1) * NB + b], acc[j][b]);
+            }
+        }
+}
+
+// Rows whose rotated-back queries fit the stack buffer at once.
+#define SQ_ROWS_QR 8192
+
+SQ_INLINE_AVX2 void scores_rows_lanes(const float *q, int64_t q_stride, int rows, const int64_t *row_keys, int g,
+                                      int D, const uint8_t *codes, int bits, const void *kscale, const void *kmin,
+                                      int scale_f32, int kg, int64_t pos0, const float *rope_cos,
+                                      const float *rope_sin, const float *group_rows, float scale, float *scores,
+                                      int64_t row_stride, int64_t stride) {
+    const int pb = D * bits / 8, h = D / 2;
+    int64_t n = 0;
+    for (int r = 0; r < rows; r++) n = row_keys[r] > n ? row_keys[r] : n;
+    if (n <= 0) return;
+    float s[SQ_PACKED_MAX_D], m[SQ_PACKED_MAX_D], qr[SQ_ROWS_QR];
+    uint8_t cols[2 * 8 * SQ_PACKED_MAX_D];
+    __m256 L[SQ_PACKED_MAX_D * 2];
+    const __m256 vscale = _mm256_set1_ps(scale);
+    const float *ct = group_rows, *st = group_rows + (int64_t)kg * h;
+    const int batch = SQ_ROWS_QR / (g * D) < 32 ? SQ_ROWS_QR / (g * D) : 32;
+    for (int r0 = 0; r0 < rows; r0 += batch) {
+        const int r1 = r0 + batch < rows ? r0 + batch : rows;
+        int64_t t = 0;
+        while (t < n) {
+            const int64_t gi = (pos0 + t) / kg, anchor = gi * kg;
+            const int64_t end = anchor + kg - pos0 < n ? anchor + kg - pos0 : n;
+            group_scales(kscale, kmin, scale_f32, gi, D, bits, s, m);
+            for (int r = r0; r < r1; r++)
+                if (row_keys[r] > t)
+                    unrotate_queries(q + r * q_stride, g, D, rope_cos + anchor * h, rope_sin + anchor * h,
+                                     qr + (r - r0) * g * D);
+            for (int64_t o = (pos0 + t - anchor) / 8 * 8; anchor + o < pos0 + end;) {
+                const int64_t t0 = anchor + o - pos0;
+                const int NB = block_codes(codes, pb, t0, t, end, cols);
+                if (NB == 2) rope_keys_rotate(cols, pb, D, bits, s, m, ct + o, st + o, kg, 2, L);
+                else rope_keys_rotate(cols, pb, D, bits, s, m, ct + o, st + o, kg, 1, L);
+                for (int r = r0; r < r1; r++) {
+                    const int64_t hi = end < row_keys[r] ? end : row_keys[r];
+                    if (hi <= t0 || hi <= t) continue;
+                    const float *qrr = qr + (r - r0) * g * D;
+                    for (int j0 = 0; j0 < g; j0 += 4) {
+                        const int G = g - j0 < 4 ? g - j0 : 4;
+                        __m256 acc[4][2];
+#define SQ_ROWS_DOT(GG, BB) rope_keys_dot(L, D, qrr + j0 * D, GG, BB, acc)
+                        SQ_HEADS_BLOCKS(G, NB, SQ_ROWS_DOT);
+#undef SQ_ROWS_DOT
+                        store_key_lanes(acc, G, NB, vscale, t0, t, hi, scores + r * row_stride + (int64_t)j0 * stride,
+                                        stride);
+                    }
+                }
+                o += 8 * NB;
+            }
+            t = end;
+        }
+    }
+}
+
+SQ_AVX2 static void scores_rows_avx2(const float *q, int64_t q_stride, int rows, const int64_t *row_keys, int g, int D,
+                                     const uint8_t *codes, int bits, const void *kscale, const void *kmin,
+                                     int scale_f32, int kg, int64_t pos0, const float *rope_cos, const float *rope_sin,
+                                     const float *group_rows, float scale, float *scores, int64_t row_stride,
+                                     int64_t stride) {
+#define SQ_ROWS_CASE(DD, BB)                                                                                       \
+    if (D == DD && bits == BB) {                                                                                   \
+        scores_rows_lanes(q, q_stride, rows, row_keys, g, DD, codes, BB, kscale, kmin, scale_f32, kg, pos0,        \
+                          rope_cos, rope_sin, group_rows, scale, scores, row_stride, stride);                      \
+        return;                                                                                                    \
+    }
+    SQ_ROWS_CASE(64, 2) SQ_ROWS_CASE(64, 4) SQ_ROWS_CASE(128, 2) SQ_ROWS_CASE(128, 4)
+#undef SQ_ROWS_CASE
+    scores_rows_lanes(q, q_stride, rows, row_keys, g, D, codes, bits, kscale, kmin, scale_f32, kg, pos0, rope_cos,
+                      rope_sin, group_rows, scale, scores, row_stride, stride);
 }
 
 SQ_INLINE_AVX2 void scores_packed_impl(const float *q, int g, int D, const uint8_t *codes, int bits,
@@ -674,6 +817,26 @@ void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, i
 #endif
     scores_packed_scalar(q, g, D, codes, bits, kscale, kmin, scale_f32, key_group, first_position, rope_cos, rope_sin, n,
                          scale, scores, score_stride);
+}
+
+void sq_scores_packed_keys_rows(const float *q, int64_t q_stride, int rows, const int64_t *row_keys, int g, int D,
+                                const uint8_t *codes, int bits, const void *kscale, const void *kmin, int scale_f32,
+                                int key_group, int64_t first_position, const float *rope_cos, const float *rope_sin,
+                                const float *rope_group_rows, float scale, float *scores, int64_t row_stride,
+                                int64_t score_stride) {
+    if (rows <= 0 || g <= 0 || D <= 0 || D > SQ_PACKED_MAX_D || D % 8 != 0 || key_group <= 0) return;
+#if SQ_X86
+    if (rows > 1 && rope_cos && rope_group_rows && packed_avx2_ok(g, D, bits) &&
+        rope_lanes_ok(D, bits, key_group)) {
+        scores_rows_avx2(q, q_stride, rows, row_keys, g, D, codes, bits, kscale, kmin, scale_f32, key_group,
+                         first_position, rope_cos, rope_sin, rope_group_rows, scale, scores, row_stride, score_stride);
+        return;
+    }
+#endif
+    for (int r = 0; r < rows; r++)
+        sq_scores_packed_keys(q + r * q_stride, g, D, codes, bits, kscale, kmin, scale_f32, key_group, first_position,
+                              rope_cos, rope_sin, rope_group_rows, row_keys[r], scale, scores + r * row_stride,
+                              score_stride);
 }
 
 void sq_accumulate_packed_values(const float *p, int64_t p_stride, int g, int D, const uint8_t *codes, int bits,

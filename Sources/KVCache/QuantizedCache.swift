@@ -263,6 +263,11 @@ public final class QuantizedCache: SequenceKVCache {
             prefill(store, queries: queries, keys: keys, values: values, rows: rows, output: output, parallel: parallel)
             return
         }
+        if rows > 1 && keysBeforeRope {
+            forwardRows(
+                store, queries: queries, keys: keys, values: values, rows: rows, output: output, parallel: parallel)
+            return
+        }
         for r in 0..<rows {
             let pos = count + r
             let q = queries + r * s.qDim
@@ -279,6 +284,80 @@ public final class QuantizedCache: SequenceKVCache {
             }
             attend(store, query: q, position: pos, output: output + r * s.qDim, parallel: parallel)
             flush(store)
+        }
+    }
+
+    /// Rows past the first call, keys stored before RoPE: the rows go into the cache one at a time
+    /// exactly as below (append, then flush), each row noting what its attention sees; then every
+    /// row attends as it would have, with its scores against the packed keys computed for up to
+    /// 16 rows at once (`sq_scores_packed_keys_rows`: each block of keys dequantized and rotated
+    /// once for the rows, each score with the one-row kernel's bits).
+    private func forwardRows(
+        _ store: LayerStore, queries: UnsafeMutablePointer<Float>, keys: UnsafeMutablePointer<Float>,
+        values: UnsafeMutablePointer<Float>, rows: Int, output: UnsafeMutablePointer<Float>, parallel: Parallel
+    ) {
+        let s = shape
+        let D = s.headDim
+        let g = s.groupSize
+        var window = Window(
+            keys: store.residualKeys, keyBase: store.keyTokens, values: store.residualValues,
+            valueBase: store.valueTokens)
+        var seen: [(keys: Int, values: Int)] = []
+        for r in 0..<rows {
+            rope.apply(queries + r * s.qDim, heads: s.queryHeads, position: count + r)
+            for h in 0..<s.kvHeads {
+                let k = UnsafeBufferPointer(start: keys + r * s.kvDim + h * D, count: D)
+                let v = UnsafeBufferPointer(start: values + r * s.kvDim + h * D, count: D)
+                store.residualKeys[h] += k
+                store.residualValues[h] += v
+                window.keys[h] += k
+                window.values[h] += v
+            }
+            seen.append((store.keyTokens, store.valueTokens))
+            flush(store)
+        }
+        let chunk = AttentionPlan.chunk
+        let kb = params.kBits
+        let kpb = D * kb / 8
+        let f32Scales: Int32 = scales == .f32 ? 1 : 0
+        let scale = 1 / Float(D).squareRoot()
+        let table = self.table
+        let groupRows = ropeGroupRows
+        for b0 in stride(from: 0, to: rows, by: 16) {
+            let b1 = min(rows, b0 + 16)
+            let width = seen[b1 - 1].keys  // packed keys seen grow with the row
+            let rowStride = s.kvHeads * g * width
+            let packed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, (b1 - b0) * rowStride))
+            defer { packed.deallocate() }
+            let chunks = (width + chunk - 1) / chunk
+            let ends = seen[b0..<b1].map { Int64($0.keys) }
+            parallel.forEach(s.kvHeads * chunks) { i in
+                let h = i / chunks
+                let c0 = i % chunks * chunk
+                let c1 = min(width, c0 + chunk)
+                let rowKeys = ends.map { max(0, min(Int64(c1), $0) - Int64(c0)) }
+                store.keyCodes[h].withUnsafeBufferPointer { codes in
+                    store.keyScale[h].withUnsafeBufferPointer { ks in
+                        store.keyMin[h].withUnsafeBufferPointer { km in
+                            groupRows.withUnsafeBufferPointer { gr in
+                                sq_scores_packed_keys_rows(
+                                    queries + b0 * s.qDim + h * g * D, Int64(s.qDim), Int32(b1 - b0), rowKeys,
+                                    Int32(g), Int32(D), codes.baseAddress! + c0 * kpb, Int32(kb), ks.baseAddress!,
+                                    km.baseAddress!, f32Scales, Int32(params.groupSize), Int64(c0), table.cos,
+                                    table.sin, gr.baseAddress, scale, packed + h * g * width + c0, Int64(rowStride),
+                                    Int64(width))
+                            }
+                        }
+                    }
+                }
+            }
+            for r in b0..<b1 {
+                attend(
+                    store, query: queries + r * s.qDim, position: count + r, keys: seen[r].keys,
+                    values: seen[r].values, window: window,
+                    packedScores: PackedScores(base: packed + (r - b0) * rowStride, stride: width),
+                    output: output + r * s.qDim, parallel: parallel)
+            }
         }
     }
 
@@ -365,12 +444,38 @@ public final class QuantizedCache: SequenceKVCache {
         _ store: LayerStore, query: UnsafePointer<Float>, position: Int, output: UnsafeMutablePointer<Float>,
         parallel: Parallel
     ) {
+        attend(
+            store, query: query, position: position, keys: store.keyTokens, values: store.valueTokens,
+            window: Window(
+                keys: store.residualKeys, keyBase: store.keyTokens, values: store.residualValues,
+                valueBase: store.valueTokens),
+            packedScores: nil, output: output, parallel: parallel)
+    }
+
+    /// Full-precision keys and values from positions keyBase and valueBase on, per KV head.
+    struct Window {
+        var keys: [[Float]]
+        var keyBase: Int
+        var values: [[Float]]
+        var valueBase: Int
+    }
+
+    /// Scores of one row against the packed keys, computed beforehand: head h's query head j at
+    /// base + (h·g + j)·stride + key.
+    struct PackedScores {
+        let base: UnsafePointer<Float>
+        let stride: Int
+    }
+
+    /// Attention of one row that sees `kq` packed keys and `vq` packed values, the rest in `window`.
+    private func attend(
+        _ store: LayerStore, query: UnsafePointer<Float>, position: Int, keys kq: Int, values vq: Int,
+        window: Window, packedScores: PackedScores?, output: UnsafeMutablePointer<Float>, parallel: Parallel
+    ) {
         let s = shape
         let D = s.headDim
         let g = s.groupSize
         let T = position + 1
-        let kq = store.keyTokens
-        let vq = store.valueTokens
         let kb = params.kBits
         let vb = params.vBits
         let kpb = D * kb / 8
@@ -392,7 +497,11 @@ public final class QuantizedCache: SequenceKVCache {
             let q = query + h * g * D
             // Scores: packed keys, then full-precision ones.
             let pk1 = min(c1, kq)
-            if pk1 > c0 {
+            if pk1 > c0, let packed = packedScores {
+                for j in 0..<g {
+                    (sc + j * n).update(from: packed.base + (h * g + j) * packed.stride + c0, count: pk1 - c0)
+                }
+            } else if pk1 > c0 {
                 store.keyCodes[h].withUnsafeBufferPointer { codes in
                     store.keyScale[h].withUnsafeBufferPointer { ks in
                         store.keyMin[h].withUnsafeBufferPointer { km in
@@ -413,8 +522,8 @@ public final class QuantizedCache: SequenceKVCache {
                 let m = c1 - f0
                 let rotated = UnsafeMutablePointer<Float>.allocate(capacity: m * D)
                 defer { rotated.deallocate() }
-                store.residualKeys[h].withUnsafeBufferPointer { rk in
-                    rotated.update(from: rk.baseAddress! + (f0 - kq) * D, count: m * D)
+                window.keys[h].withUnsafeBufferPointer { rk in
+                    rotated.update(from: rk.baseAddress! + (f0 - window.keyBase) * D, count: m * D)
                 }
                 if rotateKeys {
                     for t in 0..<m {
@@ -447,10 +556,10 @@ public final class QuantizedCache: SequenceKVCache {
             }
             let v0 = max(c0, vq)
             if c1 > v0 {
-                store.residualValues[h].withUnsafeBufferPointer { rv in
+                window.values[h].withUnsafeBufferPointer { rv in
                     sq_accumulate_f32_values(
-                        sc + (v0 - c0), Int64(n), Int32(g), Int32(D), rv.baseAddress! + (v0 - vq) * D, Int64(c1 - v0),
-                        out)
+                        sc + (v0 - c0), Int64(n), Int32(g), Int32(D), rv.baseAddress! + (v0 - window.valueBase) * D,
+                        Int64(c1 - v0), out)
                 }
             }
         }

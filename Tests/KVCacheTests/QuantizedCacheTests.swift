@@ -122,6 +122,51 @@ struct QuantizedCacheTests {
         #expect(cache.byteCount > 0)
     }
 
+    /// Rows after the first call go through the cache one at a time whatever the call's size: a
+    /// call of many rows (scored against the packed keys 16 rows at a time) gives every row the
+    /// bits it gets in a call of its own, across key flushes and 512-key chunk boundaries.
+    @Test("a call of many rows equals one row per call, bit for bit", arguments: cases)
+    func rowsMatchSingleRows(c: Case) {
+        let s = Self.shape
+        let params = QuantizationParameters(kBits: c.bits, vBits: c.bits, keyRope: c.keyRope)
+        let factory = QuantizedCacheFactory(method: c.method, params: params, contextLength: 2048, scales: c.scales)
+        let batched = factory.makeCache(layers: 1, shape: s, rope: Self.rope)
+        let single = factory.makeCache(layers: 1, shape: s, rope: Self.rope)
+        var rng = FullPrecisionCacheTests.LCG(s: 11)
+        func rows(_ n: Int, _ width: Int) -> [Float] { (0..<n * width).map { _ in rng.next() } }
+        let prompt = 45
+        let total = 700
+        let q = rows(total, s.qDim)
+        let k = rows(total, s.kvDim)
+        let v = rows(total, s.kvDim)
+        func slice(_ x: [Float], _ width: Int, _ r: Range<Int>) -> [Float] {
+            Array(x[(r.lowerBound * width)..<(r.upperBound * width)])
+        }
+        var a: [Float] = []
+        var b: [Float] = []
+        // Calls of uneven sizes (the prompt first), against the same rows one per call.
+        var start = 0
+        for n in [prompt, 1, 37, 300, 2, 16, 17, 1, 281] {
+            let r = start..<(start + n)
+            a += Self.forward(
+                batched, q: slice(q, s.qDim, r), k: slice(k, s.kvDim, r), v: slice(v, s.kvDim, r), rows: n)
+            start += n
+        }
+        #expect(start == total)
+        b += Self.forward(
+            single, q: slice(q, s.qDim, 0..<prompt), k: slice(k, s.kvDim, 0..<prompt), v: slice(v, s.kvDim, 0..<prompt),
+            rows: prompt)
+        for t in prompt..<total {
+            b += Self.forward(
+                single, q: slice(q, s.qDim, t..<(t + 1)), k: slice(k, s.kvDim, t..<(t + 1)),
+                v: slice(v, s.kvDim, t..<(t + 1)), rows: 1)
+        }
+        let mismatched = zip(a, b).enumerated().filter { $0.element.0.bitPattern != $0.element.1.bitPattern }
+        #expect(
+            a.count == b.count && mismatched.isEmpty,
+            "\(c): \(mismatched.count) outputs differ, first at \(mismatched.first.map { $0.offset / s.qDim } ?? -1)")
+    }
+
     /// `keyRope` decides where SQuat quantizes keys too: with one channel block (no compensation)
     /// SQuat is KIVI, so SQuat after RoPE must store exactly KIVI-after-RoPE's keys and differ
     /// from KIVI-before-RoPE's.

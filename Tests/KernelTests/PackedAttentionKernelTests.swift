@@ -176,6 +176,57 @@ extension Kernels {
             }
         }
 
+        @Test("several rows against the same keys: each row's scores are the one-row call's bits")
+        func rowsAgree() {
+            for (i, s) in Self.shapes.enumerated() {
+                let d = Self.make(s, seed: UInt64(400 + i))
+                let pb = s.D * s.bits / 8
+                let ks = Self.scaleBytes(d.ks, f32: s.f32Scales)
+                let km = Self.scaleBytes(d.km, f32: s.f32Scales)
+                var rng = SplitMix64(seed: UInt64(500 + i))
+                let rows = 5
+                let q = randomFloats(rows * s.g * s.D, using: &rng)
+                // Rows that end anywhere in the call, one that sees nothing, one that sees it all.
+                let ends = [Int64(s.n), 0, Int64(s.n / 3 + 1), Int64(max(1, s.n - 9)), 1]
+                var table = [Float](repeating: 0, count: s.keyGroup * s.D)
+                sq_rope_group_rows(
+                    d.cos, d.sin, Int32(s.D), Int32(s.keyGroup), Int64(min(s.keyGroup, s.first + s.n)), &table)
+                for path in [KernelPath.avx2, .scalar] {
+                    var together = [Float](repeating: -7, count: rows * s.g * s.n)
+                    var apart = together
+                    path.run {
+                        d.cos.withUnsafeBufferPointer { c in
+                            d.sin.withUnsafeBufferPointer { sn in
+                                table.withUnsafeBufferPointer { tb in
+                                    let cp = s.rope ? c.baseAddress : nil
+                                    let sp = s.rope ? sn.baseAddress : nil
+                                    let rp = s.rope ? tb.baseAddress : nil
+                                    sq_scores_packed_keys_rows(
+                                        q, Int64(s.g * s.D), Int32(rows), ends, Int32(s.g), Int32(s.D), d.keyCodes,
+                                        Int32(s.bits), ks, km, s.f32Scales ? 1 : 0, Int32(s.keyGroup), Int64(s.first),
+                                        cp,
+                                        sp, rp, 0.125, &together, Int64(s.g * s.n), Int64(s.n))
+                                    for r in 0..<rows {
+                                        q.withUnsafeBufferPointer { qp in
+                                            apart.withUnsafeMutableBufferPointer { ap in
+                                                sq_scores_packed_keys(
+                                                    qp.baseAddress! + r * s.g * s.D, Int32(s.g), Int32(s.D), d.keyCodes,
+                                                    Int32(s.bits), ks, km, s.f32Scales ? 1 : 0, Int32(s.keyGroup),
+                                                    Int64(s.first), cp, sp, rp, ends[r], 0.125,
+                                                    ap.baseAddress! + r * s.g * s.n, Int64(s.n))
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    #expect(bitMismatches(together, apart).isEmpty, "\(path): \(s)")
+                    #expect(together.filter { $0 == -7 }.count == apart.filter { $0 == -7 }.count, "\(path): \(s)")
+                }
+            }
+        }
+
         @Test("values: AVX2 = scalar bit for bit, close to double")
         func valuesAgree() {
             for (i, s) in Self.shapes.enumerated() {

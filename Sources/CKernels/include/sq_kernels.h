@@ -147,6 +147,15 @@ void sq_scores_packed_keys(const float *q, int g, int D, const uint8_t *codes, i
                            const void *kmin, int scale_f32, int key_group, int64_t first_position, const float *rope_cos,
                            const float *rope_sin, const float *rope_group_rows, int64_t n, float scale, float *scores,
                            int64_t score_stride);
+/// sq_scores_packed_keys for `rows` query rows (row r at q + r*q_stride) against the same n
+/// packed keys: row r scores keys [0, row_keys[r]) into scores + r*row_stride, each score with the
+/// bits the one-row call gives it. With keys before RoPE and rope_group_rows, a block of keys is
+/// dequantized and rotated once for all the rows; otherwise each row is its own call.
+void sq_scores_packed_keys_rows(const float *q, int64_t q_stride, int rows, const int64_t *row_keys, int g, int D,
+                                const uint8_t *codes, int bits, const void *kscale, const void *kmin, int scale_f32,
+                                int key_group, int64_t first_position, const float *rope_cos, const float *rope_sin,
+                                const float *rope_group_rows, float scale, float *scores, int64_t row_stride,
+                                int64_t score_stride);
 /// Rows 0..key_group-1 of a [position][D/2] RoPE cos/sin table (`rows` of them present, the rest
 /// read as zero) in the layout the packed key kernel reads: key_group * D floats into out.
 void sq_rope_group_rows(const float *rope_cos, const float *rope_sin, int D, int key_group, int64_t rows, float *out);
