@@ -323,12 +323,13 @@ public final class QuantizedCache: SequenceKVCache {
         let scale = 1 / Float(D).squareRoot()
         let table = self.table
         let groupRows = ropeGroupRows
+        // One buffer for every group of rows, sized for the last (packed keys seen grow with the row).
+        let packed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, 16 * s.kvHeads * g * (seen.last?.keys ?? 0)))
+        defer { packed.deallocate() }
         for b0 in stride(from: 0, to: rows, by: 16) {
             let b1 = min(rows, b0 + 16)
-            let width = seen[b1 - 1].keys  // packed keys seen grow with the row
+            let width = seen[b1 - 1].keys
             let rowStride = s.kvHeads * g * width
-            let packed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, (b1 - b0) * rowStride))
-            defer { packed.deallocate() }
             let chunks = (width + chunk - 1) / chunk
             let ends = seen[b0..<b1].map { Int64($0.keys) }
             parallel.forEach(s.kvHeads * chunks) { i in
