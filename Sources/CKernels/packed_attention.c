@@ -274,7 +274,9 @@ SQ_INLINE_AVX2 void key_block(const uint8_t *codes, int pb, int D, int bits, con
 // One block of eight tokens' codes (pb bytes each, pb a multiple of 8) by byte: out + 8i holds
 // byte i of each token, in lane order.
 SQ_INLINE_AVX2 void codes_by_byte(const uint8_t *p, int pb, uint8_t *out) {
-    const __m256i to_columns = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    // The dwords of (0, 2, 4, 6 | 1, 3, 5, 7) interleaved across the halves: the same permutation
+    // that puts the lanes back in token order.
+    const __m256i to_columns = SQ_LANES_TO_TOKENS;
     for (int s = 0; s < pb; s += 16) {
         const int whole = pb - s >= 16;
         __m256i y[4];
@@ -334,6 +336,8 @@ SQ_INLINE_AVX2 void rotate_pair(const uint8_t *cb, int i, int h, int ba, int bb,
 // Scores of NB consecutive blocks of eight tokens (codes by byte in cols, pb * 8 bytes per block)
 // for G (<= 4) heads of qr, the queries rotated back by the group's anchor; ct/st hold the blocks'
 // in-group RoPE rows by frequency (row i: kg entries). acc[j][b]: head j, block b, a token per lane.
+// The rotated pair stays in registers; rotating the block into memory first and dotting it there
+// (rope_keys_rotate + rope_keys_dot, what several rows share) is ~9% slower for one row.
 SQ_INLINE_AVX2 void rope_keys_lanes(const uint8_t *cols, int pb, int D, int bits, const float *s, const float *m,
                                     const float *ct, const float *st, int kg, const float *qr, int G, int NB,
                                     __m256 acc[4][2]) {
