@@ -79,6 +79,9 @@ public final class QuantizedCache: SequenceKVCache {
     let table: RopeTable
     /// The table's rows 0..<group size as the packed key kernel reads them (keys before RoPE).
     let ropeGroupRows: [Float]
+    /// Bound (bytes) of the buffer that holds prompt rows' scores against the packed keys: at
+    /// long contexts fewer than 16 rows share a pass, so that a prefill's peak memory stays low.
+    var packedScoreBytes = 1 << 21
     public private(set) var count = 0
     private var layers: [LayerStore]
 
@@ -290,8 +293,9 @@ public final class QuantizedCache: SequenceKVCache {
     /// Rows past the first call, keys stored before RoPE: the rows go into the cache one at a time
     /// exactly as below (append, then flush), each row noting what its attention sees; then every
     /// row attends as it would have, with its scores against the packed keys computed for up to
-    /// 16 rows at once (`sq_scores_packed_keys_rows`: each block of keys dequantized and rotated
-    /// once for the rows, each score with the one-row kernel's bits).
+    /// 16 rows at once, as many as `packedScoreBytes` holds (`sq_scores_packed_keys_rows`: each
+    /// block of keys dequantized and rotated once for the rows, each score with the one-row
+    /// kernel's bits).
     private func forwardRows(
         _ store: LayerStore, queries: UnsafeMutablePointer<Float>, keys: UnsafeMutablePointer<Float>,
         values: UnsafeMutablePointer<Float>, rows: Int, output: UnsafeMutablePointer<Float>, parallel: Parallel
@@ -324,10 +328,13 @@ public final class QuantizedCache: SequenceKVCache {
         let table = self.table
         let groupRows = ropeGroupRows
         // One buffer for every group of rows, sized for the last (packed keys seen grow with the row).
-        let packed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, 16 * s.kvHeads * g * (seen.last?.keys ?? 0)))
-        defer { packed.deallocate() }
-        for b0 in stride(from: 0, to: rows, by: 16) {
-            let b1 = min(rows, b0 + 16)
+        let perRow = s.kvHeads * g * (seen.last?.keys ?? 0)
+        let group = max(1, min(16, packedScoreBytes / max(1, perRow * MemoryLayout<Float>.size)))
+        let buffer = PageBuffer(floats: group * perRow)
+        let packed = buffer.floats
+        defer { buffer.release() }
+        for b0 in stride(from: 0, to: rows, by: group) {
+            let b1 = min(rows, b0 + group)
             let width = seen[b1 - 1].keys
             let rowStride = s.kvHeads * g * width
             let chunks = (width + chunk - 1) / chunk

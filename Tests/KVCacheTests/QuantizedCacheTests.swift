@@ -123,14 +123,19 @@ struct QuantizedCacheTests {
     }
 
     /// Rows after the first call go through the cache one at a time whatever the call's size: a
-    /// call of many rows (scored against the packed keys 16 rows at a time) gives every row the
-    /// bits it gets in a call of its own, across key flushes and 512-key chunk boundaries.
+    /// call of many rows (scored against the packed keys 16 rows at a time, or fewer when the
+    /// buffer bound says so) gives every row the bits it gets in a call of its own, across key
+    /// flushes and 512-key chunk boundaries.
     @Test("a call of many rows equals one row per call, bit for bit", arguments: cases)
     func rowsMatchSingleRows(c: Case) {
         let s = Self.shape
         let params = QuantizationParameters(kBits: c.bits, vBits: c.bits, keyRope: c.keyRope)
         let factory = QuantizedCacheFactory(method: c.method, params: params, contextLength: 2048, scales: c.scales)
         let batched = factory.makeCache(layers: 1, shape: s, rope: Self.rope)
+        // A bound of 7000 bytes (24 per packed key and row here): from 9 rows a pass down to 1.
+        let bounded = factory.makeCache(layers: 1, shape: s, rope: Self.rope)
+        (bounded as? QuantizedCache)?.packedScoreBytes = 7000
+        #expect(bounded is QuantizedCache, "\(c): the bound is a QuantizedCache setting")
         let single = factory.makeCache(layers: 1, shape: s, rope: Self.rope)
         var rng = FullPrecisionCacheTests.LCG(s: 11)
         func rows(_ n: Int, _ width: Int) -> [Float] { (0..<n * width).map { _ in rng.next() } }
@@ -143,6 +148,7 @@ struct QuantizedCacheTests {
             Array(x[(r.lowerBound * width)..<(r.upperBound * width)])
         }
         var a: [Float] = []
+        var bound: [Float] = []
         var b: [Float] = []
         // Calls of uneven sizes (the prompt first), against the same rows one per call.
         var start = 0
@@ -150,6 +156,8 @@ struct QuantizedCacheTests {
             let r = start..<(start + n)
             a += Self.forward(
                 batched, q: slice(q, s.qDim, r), k: slice(k, s.kvDim, r), v: slice(v, s.kvDim, r), rows: n)
+            bound += Self.forward(
+                bounded, q: slice(q, s.qDim, r), k: slice(k, s.kvDim, r), v: slice(v, s.kvDim, r), rows: n)
             start += n
         }
         #expect(start == total)
@@ -161,10 +169,13 @@ struct QuantizedCacheTests {
                 single, q: slice(q, s.qDim, t..<(t + 1)), k: slice(k, s.kvDim, t..<(t + 1)),
                 v: slice(v, s.kvDim, t..<(t + 1)), rows: 1)
         }
-        let mismatched = zip(a, b).enumerated().filter { $0.element.0.bitPattern != $0.element.1.bitPattern }
-        #expect(
-            a.count == b.count && mismatched.isEmpty,
-            "\(c): \(mismatched.count) outputs differ, first at \(mismatched.first.map { $0.offset / s.qDim } ?? -1)")
+        for (name, x) in [("16 rows a pass", a), ("bounded buffer", bound)] {
+            let mismatched = zip(x, b).enumerated().filter { $0.element.0.bitPattern != $0.element.1.bitPattern }
+            #expect(
+                x.count == b.count && mismatched.isEmpty,
+                "\(c), \(name): \(mismatched.count) outputs differ, first at \(mismatched.first.map { $0.offset / s.qDim } ?? -1)"
+            )
+        }
     }
 
     /// `keyRope` decides where SQuat quantizes keys too: with one channel block (no compensation)

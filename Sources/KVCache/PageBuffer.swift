@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Floats on anonymous pages of their own, unmapped by `release()`: a large scratch that lives
+/// for one call. From malloc, freeing a block this size raises glibc's mmap threshold, and
+/// later blocks of that size then stay in the heap (~6 MiB more peak memory in an 8000-token
+/// prefill). Falls back to the heap when the pages cannot be mapped.
+struct PageBuffer {
+    let floats: UnsafeMutablePointer<Float>
+    private let bytes: Int
+    private let mapped: Bool
+
+    init(floats count: Int) {
+        let n = max(1, count)
+        bytes = n * MemoryLayout<Float>.stride
+        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        if let p, p != UnsafeMutableRawPointer(bitPattern: -1) {
+            floats = p.bindMemory(to: Float.self, capacity: n)
+            mapped = true
+        } else {
+            floats = .allocate(capacity: n)
+            mapped = false
+        }
+    }
+
+    func release() {
+        if mapped {
+            munmap(floats, bytes)
+        } else {
+            floats.deallocate()
+        }
+    }
+}
