@@ -51,10 +51,12 @@ public struct AttentionPlan {
             mls.deallocate()
         }
         let tasks = self.tasks
-        parallel.forEachChunk(tasks.count) { range in
+        // Tasks taken one at a time: chunks cost unevenly (the last one of a head is partial and
+        // holds the full-precision window), and two threads do not always run at one speed.
+        parallel.forEachDynamic(tasks.count) { next in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: g * Self.chunk)
             defer { scores.deallocate() }
-            for i in range {
+            while let i = next() {
                 partial(tasks[i], outs + i * g * D, mls + i * 2 * g, scores)
             }
         }
@@ -65,7 +67,8 @@ public struct AttentionPlan {
             let a = first[rh]
             let n = first[rh + 1] - a
             guard n > 0 else { return }
-            sq_attend_combine(Int32(g), Int32(D), Int32(n), outs + a * g * D, mls + a * 2 * g, output + r * qDim + h * g * D)
+            sq_attend_combine(
+                Int32(g), Int32(D), Int32(n), outs + a * g * D, mls + a * 2 * g, output + r * qDim + h * g * D)
         }
     }
 }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Runs work items on up to `threads` threads. Work is split into contiguous chunks so that
 /// results never depend on the thread count (each item is computed the same way wherever it runs).
 public struct Parallel: Sendable {
@@ -35,5 +37,31 @@ public struct Parallel: Sendable {
         forEachChunk(count) { r in
             for i in r { body(i) }
         }
+    }
+
+    /// Calls `body(next)` once on each thread, the caller's included. `next()` hands out the
+    /// indices 0..<count, each exactly once, to whichever thread asks first, so that items of
+    /// uneven cost, or threads that run at uneven speed, even out. An item's result must not
+    /// depend on the thread that computes it.
+    public func forEachDynamic(_ count: Int, _ body: (_ next: () -> Int?) -> Void) {
+        guard count > 0 else { return }
+        let counter = IndexCounter(count: count)
+        guard let pool, count > 1, pool.run({ _ in body(counter.next) }) else {
+            body(counter.next)
+            return
+        }
+    }
+}
+
+/// Hands out 0..<count, one index per call, across threads.
+private final class IndexCounter: Sendable {
+    let count: Int
+    let taken = Atomic<Int>(0)
+
+    init(count: Int) { self.count = count }
+
+    func next() -> Int? {
+        let i = taken.add(1, ordering: .relaxed).oldValue
+        return i < count ? i : nil
     }
 }

@@ -178,6 +178,38 @@ struct QuantizedCacheTests {
         }
     }
 
+    /// Attention tasks go to whichever thread asks first (`Parallel.forEachDynamic`), so the
+    /// thread that computes a chunk changes from run to run: the outputs must not.
+    @Test("thread count changes nothing, bit for bit", arguments: [cases[0], cases[2]])
+    func threadsChangeNothing(c: Case) {
+        let s = Self.shape
+        let params = QuantizationParameters(kBits: c.bits, vBits: c.bits, keyRope: c.keyRope)
+        let factory = QuantizedCacheFactory(method: c.method, params: params, contextLength: 2048, scales: c.scales)
+        var rng = FullPrecisionCacheTests.LCG(s: 5)
+        let total = 1200  // three 512-key chunks by the end
+        let q = (0..<total * s.qDim).map { _ in rng.next() }
+        let k = (0..<total * s.kvDim).map { _ in rng.next() }
+        let v = (0..<total * s.kvDim).map { _ in rng.next() }
+        func run(threads: Int) -> [Float] {
+            let cache = factory.makeCache(layers: 1, shape: s, rope: Self.rope)
+            var out: [Float] = []
+            var start = 0
+            for n in [600, 1, 1, 300, 1, 297] {
+                out += Self.forward(
+                    cache, q: Array(q[start * s.qDim..<(start + n) * s.qDim]),
+                    k: Array(k[start * s.kvDim..<(start + n) * s.kvDim]),
+                    v: Array(v[start * s.kvDim..<(start + n) * s.kvDim]), rows: n, threads: threads)
+                start += n
+            }
+            return out
+        }
+        let one = run(threads: 1)
+        let three = run(threads: 3)
+        let differing = zip(one, three).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+        #expect(one.count == total * s.qDim && three.count == one.count)
+        #expect(differing == 0, "\(c): \(differing) outputs differ between 1 and 3 threads")
+    }
+
     /// `keyRope` decides where SQuat quantizes keys too: with one channel block (no compensation)
     /// SQuat is KIVI, so SQuat after RoPE must store exactly KIVI-after-RoPE's keys and differ
     /// from KIVI-before-RoPE's.
