@@ -1,6 +1,6 @@
 import Synchronization
 
-/// Runs work items on up to `threads` threads. Work is split into contiguous chunks so that
+/// Runs work items on up to `threads` threads, in contiguous chunks or handed out one at a time;
 /// results never depend on the thread count (each item is computed the same way wherever it runs).
 public struct Parallel: Sendable {
     public let threads: Int

@@ -303,9 +303,7 @@ public final class QuantizedCache: SequenceKVCache {
         let s = shape
         let D = s.headDim
         let g = s.groupSize
-        var window = Window(
-            keys: store.residualKeys, keyBase: store.keyTokens, values: store.residualValues,
-            valueBase: store.valueTokens)
+        var window = window(store)
         var seen: [(keys: Int, values: Int)] = []
         for r in 0..<rows {
             rope.apply(queries + r * s.qDim, heads: s.queryHeads, position: count + r)
@@ -454,9 +452,7 @@ public final class QuantizedCache: SequenceKVCache {
     ) {
         attend(
             store, query: query, position: position, keys: store.keyTokens, values: store.valueTokens,
-            window: Window(
-                keys: store.residualKeys, keyBase: store.keyTokens, values: store.residualValues,
-                valueBase: store.valueTokens),
+            window: window(store),
             packedScores: nil, output: output, parallel: parallel)
     }
 
@@ -466,6 +462,13 @@ public final class QuantizedCache: SequenceKVCache {
         var keyBase: Int
         var values: [[Float]]
         var valueBase: Int
+    }
+
+    /// What attention sees in full precision now: the store's residual keys and values.
+    private func window(_ store: LayerStore) -> Window {
+        Window(
+            keys: store.residualKeys, keyBase: store.keyTokens, values: store.residualValues,
+            valueBase: store.valueTokens)
     }
 
     /// Scores of one row against the packed keys, computed beforehand: head h's query head j at
