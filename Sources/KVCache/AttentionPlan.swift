@@ -61,7 +61,8 @@ public struct AttentionPlan {
             }
         }
         let first = firstTask
-        parallel.forEach(rows * kvHeads) { rh in
+        let kvHeads = self.kvHeads
+        func combine(_ rh: Int) {
             let r = rh / kvHeads
             let h = rh % kvHeads
             let a = first[rh]
@@ -70,5 +71,14 @@ public struct AttentionPlan {
             sq_attend_combine(
                 Int32(g), Int32(D), Int32(n), outs + a * g * D, mls + a * 2 * g, output + r * qDim + h * g * D)
         }
+        // One row's combine (a few microseconds) costs less than waking the pool for it.
+        if tasks.count * g * D < Self.inlineCombineFloats {
+            for rh in 0..<rows * kvHeads { combine(rh) }
+        } else {
+            parallel.forEach(rows * kvHeads) { combine($0) }
+        }
     }
+
+    /// Partial outputs (floats) below which the combine runs on the calling thread.
+    static let inlineCombineFloats = 1 << 16
 }

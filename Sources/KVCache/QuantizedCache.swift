@@ -500,81 +500,93 @@ public final class QuantizedCache: SequenceKVCache {
         let f32Scales: Int32 = scales == .f32 ? 1 : 0
         let sb = scales == .f32 ? 4 : 2
         let plan = AttentionPlan(rows: 1, kvHeads: s.kvHeads, keysForRow: { _ in T })
-        plan.run(groupSize: g, headDim: D, output: output, qDim: s.qDim, parallel: parallel) { task, out, ml, sc in
-            let h = task.head
-            let c0 = task.keyRange.lowerBound
-            let c1 = task.keyRange.upperBound
-            let n = c1 - c0
-            let q = query + h * g * D
-            // Scores: packed keys, then full-precision ones.
-            let pk1 = min(c1, kq)
-            if pk1 > c0, let packed = packedScores {
-                for j in 0..<g {
-                    (sc + j * n).update(from: packed.base + (h * g + j) * packed.stride + c0, count: pk1 - c0)
-                }
-            } else if pk1 > c0 {
-                store.keyCodes[h].withUnsafeBufferPointer { codes in
-                    store.keyScale[h].withUnsafeBufferPointer { ks in
-                        store.keyMin[h].withUnsafeBufferPointer { km in
-                            groupRows.withUnsafeBufferPointer { rows in
-                                sq_scores_packed_keys(
-                                    q, Int32(g), Int32(D), codes.baseAddress! + c0 * kpb, Int32(kb), ks.baseAddress!,
-                                    km.baseAddress!, f32Scales, Int32(gs), Int64(c0), rotateKeys ? table.cos : nil,
-                                    rotateKeys ? table.sin : nil, rotateKeys ? rows.baseAddress : nil, Int64(pk1 - c0),
-                                    scale, sc, Int64(n))
+        let H = s.kvHeads
+        // The tasks read plain pointers: taking each head's arrays from the store inside a task
+        // retained and released them on every task, on a cache line both threads write.
+        let packed =
+            store.keyCodes + store.keyScale + store.keyMin + store.valueCodes + store.valueScale + store.valueMin
+        withBaseAddresses(packed) { bytes in
+            withBaseAddresses(window.keys + window.values) { full in
+                withBaseAddresses([groupRows]) { rows in
+                    plan.run(groupSize: g, headDim: D, output: output, qDim: s.qDim, parallel: parallel) {
+                        task, out, ml, sc in
+                        let h = task.head
+                        let c0 = task.keyRange.lowerBound
+                        let c1 = task.keyRange.upperBound
+                        let n = c1 - c0
+                        let q = query + h * g * D
+                        // Scores: packed keys, then full-precision ones.
+                        let pk1 = min(c1, kq)
+                        if pk1 > c0, let packed = packedScores {
+                            for j in 0..<g {
+                                (sc + j * n).update(
+                                    from: packed.base + (h * g + j) * packed.stride + c0, count: pk1 - c0)
                             }
+                        } else if pk1 > c0 {
+                            sq_scores_packed_keys(
+                                q, Int32(g), Int32(D), bytes[h]! + c0 * kpb, Int32(kb), bytes[H + h]!,
+                                bytes[2 * H + h]!, f32Scales, Int32(gs), Int64(c0), rotateKeys ? table.cos : nil,
+                                rotateKeys ? table.sin : nil, rotateKeys ? rows[0] : nil, Int64(pk1 - c0), scale, sc,
+                                Int64(n))
                         }
-                    }
-                }
-            }
-            let f0 = max(c0, kq)
-            if c1 > f0 {
-                // Full-precision keys, rotated here when they are stored before RoPE.
-                let m = c1 - f0
-                let rotated = UnsafeMutablePointer<Float>.allocate(capacity: m * D)
-                defer { rotated.deallocate() }
-                window.keys[h].withUnsafeBufferPointer { rk in
-                    rotated.update(from: rk.baseAddress! + (f0 - window.keyBase) * D, count: m * D)
-                }
-                if rotateKeys {
-                    for t in 0..<m {
-                        sq_rope_table(
-                            rotated + t * D, Int32(D), table.cos + (f0 + t) * half, table.sin + (f0 + t) * half)
-                    }
-                }
-                sq_scores_f32_keys(q, Int32(g), Int32(D), rotated, Int64(m), scale, sc + (f0 - c0), Int64(n))
-            }
-            for j in 0..<g {
-                let row = sc + j * n
-                let m = sq_max(row, Int64(n))
-                ml[2 * j] = m
-                ml[2 * j + 1] = sq_exp_sum(row, Int64(n), m)
-            }
-            out.initialize(repeating: 0, count: g * D)
-            let pv1 = min(c1, vq)
-            if pv1 > c0 {
-                store.valueCodes[h].withUnsafeBufferPointer { codes in
-                    store.valueScale[h].withUnsafeBufferPointer { vs in
-                        store.valueMin[h].withUnsafeBufferPointer { vm in
+                        let f0 = max(c0, kq)
+                        if c1 > f0 {
+                            // Full-precision keys, rotated here when they are stored before RoPE.
+                            let m = c1 - f0
+                            let rotated = UnsafeMutablePointer<Float>.allocate(capacity: m * D)
+                            defer { rotated.deallocate() }
+                            rotated.update(from: full[h]! + (f0 - window.keyBase) * D, count: m * D)
+                            if rotateKeys {
+                                for t in 0..<m {
+                                    sq_rope_table(
+                                        rotated + t * D, Int32(D), table.cos + (f0 + t) * half,
+                                        table.sin + (f0 + t) * half)
+                                }
+                            }
+                            sq_scores_f32_keys(
+                                q, Int32(g), Int32(D), rotated, Int64(m), scale, sc + (f0 - c0), Int64(n))
+                        }
+                        for j in 0..<g {
+                            let row = sc + j * n
+                            let m = sq_max(row, Int64(n))
+                            ml[2 * j] = m
+                            ml[2 * j + 1] = sq_exp_sum(row, Int64(n), m)
+                        }
+                        out.initialize(repeating: 0, count: g * D)
+                        let pv1 = min(c1, vq)
+                        if pv1 > c0 {
                             let ng = D / gs
                             sq_accumulate_packed_values(
-                                sc, Int64(n), Int32(g), Int32(D), codes.baseAddress! + c0 * vpb, Int32(vb),
-                                vs.baseAddress! + c0 * ng * sb, vm.baseAddress! + c0 * ng * sb, f32Scales, Int32(gs),
-                                Int64(pv1 - c0), out)
+                                sc, Int64(n), Int32(g), Int32(D), bytes[3 * H + h]! + c0 * vpb, Int32(vb),
+                                bytes[4 * H + h]! + c0 * ng * sb, bytes[5 * H + h]! + c0 * ng * sb, f32Scales,
+                                Int32(gs), Int64(pv1 - c0), out)
+                        }
+                        let v0 = max(c0, vq)
+                        if c1 > v0 {
+                            sq_accumulate_f32_values(
+                                sc + (v0 - c0), Int64(n), Int32(g), Int32(D),
+                                full[H + h]! + (v0 - window.valueBase) * D, Int64(c1 - v0), out)
                         }
                     }
-                }
-            }
-            let v0 = max(c0, vq)
-            if c1 > v0 {
-                window.values[h].withUnsafeBufferPointer { rv in
-                    sq_accumulate_f32_values(
-                        sc + (v0 - c0), Int64(n), Int32(g), Int32(D), rv.baseAddress! + (v0 - window.valueBase) * D,
-                        Int64(c1 - v0), out)
                 }
             }
         }
     }
+}
+
+/// Runs `body` with the base address of each array (nil for an empty one), all valid while
+/// `body` runs, so that hot loops index plain pointers instead of retaining arrays on each access.
+func withBaseAddresses<T, R>(_ arrays: [[T]], _ body: ([UnsafePointer<T>?]) -> R) -> R {
+    var bases: [UnsafePointer<T>?] = []
+    bases.reserveCapacity(arrays.count)
+    func nest(_ i: Int) -> R {
+        guard i < arrays.count else { return body(bases) }
+        return arrays[i].withUnsafeBufferPointer { p in
+            bases.append(p.baseAddress)
+            return nest(i + 1)
+        }
+    }
+    return nest(0)
 }
 
 extension QuantizedCache {
