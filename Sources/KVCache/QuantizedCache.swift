@@ -503,9 +503,9 @@ public final class QuantizedCache: SequenceKVCache {
         let H = s.kvHeads
         // The tasks read plain pointers: taking each head's arrays from the store inside a task
         // retained and released them on every task, on a cache line both threads write.
-        let packed =
+        let storeArrays =
             store.keyCodes + store.keyScale + store.keyMin + store.valueCodes + store.valueScale + store.valueMin
-        withBaseAddresses(packed) { bytes in
+        withBaseAddresses(storeArrays) { bytes in
             withBaseAddresses(window.keys + window.values) { full in
                 withBaseAddresses([groupRows]) { rows in
                     plan.run(groupSize: g, headDim: D, output: output, qDim: s.qDim, parallel: parallel) {
