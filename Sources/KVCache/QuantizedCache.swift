@@ -506,67 +506,66 @@ public final class QuantizedCache: SequenceKVCache {
         let storeArrays =
             store.keyCodes + store.keyScale + store.keyMin + store.valueCodes + store.valueScale + store.valueMin
         withBaseAddresses(storeArrays) { bytes in
-            withBaseAddresses(window.keys + window.values) { full in
-                withBaseAddresses([groupRows]) { rows in
-                    plan.run(groupSize: g, headDim: D, output: output, qDim: s.qDim, parallel: parallel) {
-                        task, out, ml, sc in
-                        let h = task.head
-                        let c0 = task.keyRange.lowerBound
-                        let c1 = task.keyRange.upperBound
-                        let n = c1 - c0
-                        let q = query + h * g * D
-                        // Scores: packed keys, then full-precision ones.
-                        let pk1 = min(c1, kq)
-                        if pk1 > c0, let packed = packedScores {
-                            for j in 0..<g {
-                                (sc + j * n).update(
-                                    from: packed.base + (h * g + j) * packed.stride + c0, count: pk1 - c0)
-                            }
-                        } else if pk1 > c0 {
-                            sq_scores_packed_keys(
-                                q, Int32(g), Int32(D), bytes[h]! + c0 * kpb, Int32(kb), bytes[H + h]!,
-                                bytes[2 * H + h]!, f32Scales, Int32(gs), Int64(c0), rotateKeys ? table.cos : nil,
-                                rotateKeys ? table.sin : nil, rotateKeys ? rows[0] : nil, Int64(pk1 - c0), scale, sc,
-                                Int64(n))
-                        }
-                        let f0 = max(c0, kq)
-                        if c1 > f0 {
-                            // Full-precision keys, rotated here when they are stored before RoPE.
-                            let m = c1 - f0
-                            let rotated = UnsafeMutablePointer<Float>.allocate(capacity: m * D)
-                            defer { rotated.deallocate() }
-                            rotated.update(from: full[h]! + (f0 - window.keyBase) * D, count: m * D)
-                            if rotateKeys {
-                                for t in 0..<m {
-                                    sq_rope_table(
-                                        rotated + t * D, Int32(D), table.cos + (f0 + t) * half,
-                                        table.sin + (f0 + t) * half)
-                                }
-                            }
-                            sq_scores_f32_keys(
-                                q, Int32(g), Int32(D), rotated, Int64(m), scale, sc + (f0 - c0), Int64(n))
-                        }
+            // Full-precision keys, then values, per head; then the in-group RoPE rows.
+            withBaseAddresses(window.keys + window.values + [groupRows]) { full in
+                plan.run(groupSize: g, headDim: D, output: output, qDim: s.qDim, parallel: parallel) {
+                    task, out, ml, sc in
+                    let h = task.head
+                    let c0 = task.keyRange.lowerBound
+                    let c1 = task.keyRange.upperBound
+                    let n = c1 - c0
+                    let q = query + h * g * D
+                    // Scores: packed keys, then full-precision ones.
+                    let pk1 = min(c1, kq)
+                    if pk1 > c0, let packed = packedScores {
                         for j in 0..<g {
-                            let row = sc + j * n
-                            let m = sq_max(row, Int64(n))
-                            ml[2 * j] = m
-                            ml[2 * j + 1] = sq_exp_sum(row, Int64(n), m)
+                            (sc + j * n).update(
+                                from: packed.base + (h * g + j) * packed.stride + c0, count: pk1 - c0)
                         }
-                        out.initialize(repeating: 0, count: g * D)
-                        let pv1 = min(c1, vq)
-                        if pv1 > c0 {
-                            let ng = D / gs
-                            sq_accumulate_packed_values(
-                                sc, Int64(n), Int32(g), Int32(D), bytes[3 * H + h]! + c0 * vpb, Int32(vb),
-                                bytes[4 * H + h]! + c0 * ng * sb, bytes[5 * H + h]! + c0 * ng * sb, f32Scales,
-                                Int32(gs), Int64(pv1 - c0), out)
+                    } else if pk1 > c0 {
+                        sq_scores_packed_keys(
+                            q, Int32(g), Int32(D), bytes[h]! + c0 * kpb, Int32(kb), bytes[H + h]!,
+                            bytes[2 * H + h]!, f32Scales, Int32(gs), Int64(c0), rotateKeys ? table.cos : nil,
+                            rotateKeys ? table.sin : nil, rotateKeys ? full[2 * H] : nil, Int64(pk1 - c0), scale, sc,
+                            Int64(n))
+                    }
+                    let f0 = max(c0, kq)
+                    if c1 > f0 {
+                        // Full-precision keys, rotated here when they are stored before RoPE.
+                        let m = c1 - f0
+                        let rotated = UnsafeMutablePointer<Float>.allocate(capacity: m * D)
+                        defer { rotated.deallocate() }
+                        rotated.update(from: full[h]! + (f0 - window.keyBase) * D, count: m * D)
+                        if rotateKeys {
+                            for t in 0..<m {
+                                sq_rope_table(
+                                    rotated + t * D, Int32(D), table.cos + (f0 + t) * half,
+                                    table.sin + (f0 + t) * half)
+                            }
                         }
-                        let v0 = max(c0, vq)
-                        if c1 > v0 {
-                            sq_accumulate_f32_values(
-                                sc + (v0 - c0), Int64(n), Int32(g), Int32(D),
-                                full[H + h]! + (v0 - window.valueBase) * D, Int64(c1 - v0), out)
-                        }
+                        sq_scores_f32_keys(
+                            q, Int32(g), Int32(D), rotated, Int64(m), scale, sc + (f0 - c0), Int64(n))
+                    }
+                    for j in 0..<g {
+                        let row = sc + j * n
+                        let m = sq_max(row, Int64(n))
+                        ml[2 * j] = m
+                        ml[2 * j + 1] = sq_exp_sum(row, Int64(n), m)
+                    }
+                    out.initialize(repeating: 0, count: g * D)
+                    let pv1 = min(c1, vq)
+                    if pv1 > c0 {
+                        let ng = D / gs
+                        sq_accumulate_packed_values(
+                            sc, Int64(n), Int32(g), Int32(D), bytes[3 * H + h]! + c0 * vpb, Int32(vb),
+                            bytes[4 * H + h]! + c0 * ng * sb, bytes[5 * H + h]! + c0 * ng * sb, f32Scales,
+                            Int32(gs), Int64(pv1 - c0), out)
+                    }
+                    let v0 = max(c0, vq)
+                    if c1 > v0 {
+                        sq_accumulate_f32_values(
+                            sc + (v0 - c0), Int64(n), Int32(g), Int32(D),
+                            full[H + h]! + (v0 - window.valueBase) * D, Int64(c1 - v0), out)
                     }
                 }
             }
