@@ -337,23 +337,20 @@ public final class QuantizedCache: SequenceKVCache {
             let rowStride = s.kvHeads * g * width
             let chunks = (width + chunk - 1) / chunk
             let ends = seen[b0..<b1].map { Int64($0.keys) }
-            parallel.forEach(s.kvHeads * chunks) { i in
-                let h = i / chunks
-                let c0 = i % chunks * chunk
-                let c1 = min(width, c0 + chunk)
-                let rowKeys = ends.map { max(0, min(Int64(c1), $0) - Int64(c0)) }
-                store.keyCodes[h].withUnsafeBufferPointer { codes in
-                    store.keyScale[h].withUnsafeBufferPointer { ks in
-                        store.keyMin[h].withUnsafeBufferPointer { km in
-                            groupRows.withUnsafeBufferPointer { gr in
-                                sq_scores_packed_keys_rows(
-                                    queries + b0 * s.qDim + h * g * D, Int64(s.qDim), Int32(b1 - b0), rowKeys,
-                                    Int32(g), Int32(D), codes.baseAddress! + c0 * kpb, Int32(kb), ks.baseAddress!,
-                                    km.baseAddress!, f32Scales, Int32(params.groupSize), Int64(c0), table.cos,
-                                    table.sin, gr.baseAddress, scale, packed + h * g * width + c0, Int64(rowStride),
-                                    Int64(width))
-                            }
-                        }
+            let H = s.kvHeads
+            // Plain pointers in the tasks, as in `attend`: no retains of the store's arrays per task.
+            withBaseAddresses(store.keyCodes + store.keyScale + store.keyMin) { keyBytes in
+                groupRows.withUnsafeBufferPointer { gr in
+                    parallel.forEach(H * chunks) { i in
+                        let h = i / chunks
+                        let c0 = i % chunks * chunk
+                        let c1 = min(width, c0 + chunk)
+                        let rowKeys = ends.map { max(0, min(Int64(c1), $0) - Int64(c0)) }
+                        sq_scores_packed_keys_rows(
+                            queries + b0 * s.qDim + h * g * D, Int64(s.qDim), Int32(b1 - b0), rowKeys, Int32(g),
+                            Int32(D), keyBytes[h]! + c0 * kpb, Int32(kb), keyBytes[H + h]!, keyBytes[2 * H + h]!,
+                            f32Scales, Int32(params.groupSize), Int64(c0), table.cos, table.sin, gr.baseAddress, scale,
+                            packed + h * g * width + c0, Int64(rowStride), Int64(width))
                     }
                 }
             }
