@@ -15,7 +15,10 @@ struct Bench: ParsableCommand {
         0, 1024, 4096, 8000,
     ]
     @Option(parsing: .upToNextOption, help: "Thread counts to measure.") var threads: [Int] = [1, 2]
-    @Option(help: "Repetitions of each measurement; the median is reported.") var repeats = 1
+    @Option(
+        help: "Repetitions of each measurement; the median is reported (with --cluster: rounds over all concurrencies)."
+    )
+    var repeats = 1
     @OptionGroup var cacheOptions: CacheOptions
     @Option(help: "Measure one depth: prefill this many tokens, then decode; report KV memory and peak RSS.")
     var context: Int?

@@ -130,13 +130,15 @@ struct ClusterBench {
         print(
             "cluster: \(workers) worker(s) × \(workerThreads) thread(s), \(promptTokens)-token prompts, \(decodeTokens) tokens each"
                 + credit)
-        var rows: [Row] = []
         var seed: UInt64 = 1
         // One short warm-up request (page faults, first-touch allocations).
         _ = try measure(endpoint: endpoint, concurrency: 1, seed: &seed, tokens: 8)
-        for c in concurrency {
-            var runs: [Row] = []
-            for _ in 0..<max(1, repeats) {
+        // Rounds that each measure every concurrency once, so that a drifting machine weighs on
+        // all of them alike; the rows printed are each concurrency's median round.
+        var rounds: [[Row]] = []
+        for _ in 0..<max(1, repeats) {
+            var round: [Row] = []
+            for c in concurrency {
                 let before = try client.status(includeSequences: false).pipeline
                 let cpu0 = cpuSeconds(children)
                 let m = try measure(endpoint: endpoint, concurrency: c, seed: &seed, tokens: decodeTokens)
@@ -153,7 +155,7 @@ struct ClusterBench {
                                 count: max(0, after.stageBusyMicroseconds.count - before.stageBusyMicroseconds.count))
                     ).map { $0 - $1 })
                 let batches = Double(max(1, delta.microBatches))
-                runs.append(
+                round.append(
                     Row(
                         workers: workers, workerThreads: workerThreads, concurrency: c,
                         decodeTokensPerSequence: decodeTokens,
@@ -167,6 +169,11 @@ struct ClusterBench {
                         residentMiB: memory(children, field: "VmRSS:"),
                         peakResidentMiB: memory(children, field: "VmHWM:")))
             }
+            rounds.append(round)
+        }
+        var rows: [Row] = []
+        for (i, c) in concurrency.enumerated() {
+            let runs = rounds.map { $0[i] }
             let r = runs.sorted { $0.aggregateTokensPerSecond < $1.aggregateTokensPerSecond }[runs.count / 2]
             rows.append(r)
             print(
@@ -178,8 +185,19 @@ struct ClusterBench {
                     r.timeToFirstTokenMs, r.meanHopMicroseconds,
                     r.meanStageBusyMicroseconds.map { String(format: "%.0f", $0) }.joined(separator: "/"),
                     r.meanRowsPerMicroBatch))
-            fflush(nil)
         }
+        if let i = concurrency.indices.min(by: { concurrency[$0] < concurrency[$1] }) {
+            for (j, c) in concurrency.enumerated() where c > concurrency[i] {
+                let scaling = Self.scaling(rounds.map { $0[i] }, rounds.map { $0[j] })
+                print(
+                    String(
+                        format:
+                            "scaling %d over %d: %.2f× aggregate (rounds %.2f–%.2f×), %.2f× while all decode (medians of %d round(s))",
+                        c, concurrency[i], scaling.aggregate, scaling.aggregateRange.lowerBound,
+                        scaling.aggregateRange.upperBound, scaling.allDecoding, rounds.count))
+            }
+        }
+        fflush(nil)
         if let last = rows.last {
             for name in last.residentMiB.keys.sorted() {
                 print(
@@ -193,6 +211,30 @@ struct ClusterBench {
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try enc.encode(rows).write(to: URL(fileURLWithPath: json))
         }
+    }
+
+    /// `other`'s aggregate (and all-decoding) tokens/s over the same round's `base` aggregate,
+    /// per round (each ratio compares two runs made minutes apart at most): the medians over the
+    /// rounds, and the aggregate ratios' range. Rounds whose base made no tokens are left out.
+    struct Scaling {
+        var aggregate = 0.0
+        var allDecoding = 0.0
+        var aggregateRange = 0.0...0.0
+    }
+
+    static func scaling(_ base: [Row], _ other: [Row]) -> Scaling {
+        func median(_ v: [Double]) -> Double {
+            let s = v.sorted()
+            guard !s.isEmpty else { return 0 }
+            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        let pairs = zip(base, other).filter { $0.0.aggregateTokensPerSecond > 0 }
+        let ratios = pairs.map { $0.1.aggregateTokensPerSecond / $0.0.aggregateTokensPerSecond }
+        guard let lo = ratios.min(), let hi = ratios.max() else { return Scaling() }
+        return Scaling(
+            aggregate: median(ratios),
+            allDecoding: median(pairs.map { $0.1.allDecodingTokensPerSecond / $0.0.aggregateTokensPerSecond }),
+            aggregateRange: lo...hi)
     }
 
     /// Tokens/s while every sequence was decoding: the tokens that arrived after the last

@@ -47,6 +47,33 @@ struct ClusterBenchTests {
         #expect(ClusterBench.allDecodingRate([a, []]) == 0)
     }
 
+    @Test("scaling is the median over rounds of each round's ratio, not a ratio of medians")
+    func scalingPairsRounds() {
+        func row(_ aggregate: Double, _ allDecoding: Double) -> ClusterBench.Row {
+            ClusterBench.Row(
+                workers: 2, workerThreads: 1, concurrency: 1, decodeTokensPerSequence: 8,
+                aggregateTokensPerSecond: aggregate, aggregateTokensPerCPUSecond: 0,
+                allDecodingTokensPerSecond: allDecoding, perSequenceTokensPerSecond: 0, timeToFirstTokenMs: 0,
+                meanHopMicroseconds: 0, meanStageBusyMicroseconds: [], meanRowsPerMicroBatch: 0, maxInFlight: 2,
+                residentMiB: [:], peakResidentMiB: [:])
+        }
+        // A machine that slows down round by round: the ratios are 3, 4 and 2; the medians of the
+        // two columns (100 and 300) would give 3 too, so the second case tells them apart.
+        let base = [row(100, 100), row(50, 50), row(200, 200)]
+        let eight = [row(300, 330), row(200, 220), row(400, 440)]
+        let s = ClusterBench.scaling(base, eight)
+        #expect(abs(s.aggregate - 3) < 1e-12 && abs(s.allDecoding - 3.3) < 1e-12, "\(s)")
+        #expect(s.aggregateRange == 2...4, "\(s)")
+        // Medians of the columns: 100 and 400, i.e. 4×; the rounds' ratios: 2, 2.5 and 8 → 2.5.
+        let s2 = ClusterBench.scaling(
+            [row(100, 100), row(200, 200), row(50, 50)], [row(200, 0), row(500, 0), row(400, 0)])
+        #expect(abs(s2.aggregate - 2.5) < 1e-12, "\(s2)")
+        // A round whose base made no tokens is left out; none left gives 0.
+        let none = ClusterBench.scaling([row(0, 0)], [row(300, 300)])
+        #expect(none.aggregate == 0 && none.allDecoding == 0 && none.aggregateRange == 0...0)
+        #expect(ClusterBench.scaling([row(0, 0), row(100, 100)], [row(300, 300), row(200, 250)]).aggregate == 2)
+    }
+
     @Test("--max-in-flight 0 is refused by name before anything starts")
     func zeroCreditRefused() throws {
         let procs = try Processes()
