@@ -9,11 +9,15 @@
 # Env: SQUAT (binary, default .build/release/squat), MODEL (default models/…Q4_1.gguf).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-rounds="${1:-2}"
-context="${2:-8000}"
-threads="${3:-1}"
-shift $(($# < 3 ? $# : 3))
-[ "${1:-}" = "--" ] && shift
+positional=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+    positional+=("$1")
+    shift
+done
+[ $# -gt 0 ] && shift  # the "--"
+rounds="${positional[0]:-2}"
+context="${positional[1]:-8000}"
+threads="${positional[2]:-1}"
 quantized=("$@")
 [ ${#quantized[@]} -eq 0 ] && quantized=(--kv squat --k-bits 2 --v-bits 2)
 squat="${SQUAT:-$root/.build/release/squat}"
