@@ -82,7 +82,6 @@ struct Bench: ParsableCommand {
         }
         print("cache: \(factory.name), activations: \(act.rawValue)")
         var rows: [Row] = []
-        func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
         for t in threads {
             let stage = LlamaStage(weights: weights, threads: t, activations: act)
@@ -220,4 +219,9 @@ struct Bench: ParsableCommand {
                 r.tokensPerSecond, r.tokensPerCPUSecond))
         fflush(nil)
     }
+}
+
+/// The upper median of `xs` (the middle value; of the two middle ones, the larger); 0 when empty.
+func median(_ xs: [Double]) -> Double {
+    xs.isEmpty ? 0 : xs.sorted()[xs.count / 2]
 }

@@ -214,8 +214,8 @@ struct ClusterBench {
     }
 
     /// `other`'s aggregate (and all-decoding) tokens/s over the same round's `base` aggregate,
-    /// per round (each ratio compares two runs made minutes apart at most): the medians over the
-    /// rounds, and the aggregate ratios' range. Rounds whose base made no tokens are left out.
+    /// per round (each ratio compares two runs made minutes apart at most): the (upper) medians over
+    /// the rounds, and the aggregate ratios' range. Rounds whose base made no tokens are left out.
     struct Scaling {
         var aggregate = 0.0
         var allDecoding = 0.0
@@ -223,11 +223,6 @@ struct ClusterBench {
     }
 
     static func scaling(_ base: [Row], _ other: [Row]) -> Scaling {
-        func median(_ v: [Double]) -> Double {
-            let s = v.sorted()
-            guard !s.isEmpty else { return 0 }
-            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-        }
         let pairs = zip(base, other).filter { $0.0.aggregateTokensPerSecond > 0 }
         let ratios = pairs.map { $0.1.aggregateTokensPerSecond / $0.0.aggregateTokensPerSecond }
         guard let lo = ratios.min(), let hi = ratios.max() else { return Scaling() }
