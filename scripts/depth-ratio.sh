@@ -43,11 +43,12 @@ run() {
 
 ratios=()
 for r in $(seq 1 "$rounds"); do
+    ft="" qt=""  # a failed run must not leave the previous round's figures behind
     echo "round $r: f16" >&2
     read -r ft fk fr < <(run --kv full) || true
     echo "round $r: ${quantized[*]}" >&2
     read -r qt qk qr < <(run "${quantized[@]}") || true
-    [ -n "${ft:-}" ] && [ -n "${qt:-}" ] || { echo "depth-ratio: a run failed" >&2; exit 1; }
+    [ -n "$ft" ] && [ -n "$qt" ] || { echo "depth-ratio: a run failed" >&2; exit 1; }
     line="$(awk -v ft="$ft" -v qt="$qt" -v fk="$fk" -v qk="$qk" -v fr="$fr" -v qr="$qr" \
         'BEGIN { printf "%.3f %.3f %.3f", qt / ft, qk / fk, qr / fr }')"
     read -r dr kr rr <<<"$line"
