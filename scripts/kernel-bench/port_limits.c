@@ -4,7 +4,6 @@
 // kernel's loop (a channel pair of two 8-token blocks, three query heads). Cycles assume the clock
 // that a chain of dependent integer adds shows, printed first.
 // Build: cc -O2 port_limits.c -o port_limits      Usage: port_limits
-#include <stdint.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -36,7 +35,7 @@ static double ghz = 3.0;
         printf("%-52s %6.2f cycles\n", NAME, best);                                         \
     } while (0)
 
-// Twelve independent multiply-adds (ymm0..11 each written once per iteration from ymm14, ymm15).
+// Twelve multiply-adds into ymm0..11 (twelve chains, one link per iteration, from ymm14 and ymm15).
 #define F(r) "vfmadd231ps %%ymm14, %%ymm15, %%ymm" #r "\n"
 #define F12 F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11)
 #define FM(o, r) "vfmadd231ps " #o "(%0), %%ymm15, %%ymm" #r "\n"
